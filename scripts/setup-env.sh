@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Creates .venv (if absent) and installs the project with its pinned dependencies.
+# Re-runs are cheap: pip is skipped while pyproject.toml is unchanged since the last install.
+# Usage: scripts/setup-env.sh [extra]   (extra: "test" also installs the test dependencies)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extra="${1:-}"
+PY="${PYTHON:-python3}"
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "Python >= 3.11 is required (found $("$PY" --version 2>&1)); set PYTHON=..." >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=".venv/.cxr-installed${extra:+-$extra}"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "Installing dependencies into .venv (torch comes from the local wheel cache where present)..."
+  spec="."; [ -n "$extra" ] && spec=".[$extra]"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
+  echo "$want" > "$stamp"
+fi
