@@ -1,0 +1,139 @@
+"""Train / eval transforms: greyscale [0, 1] HxW -> normalised 3xSxS tensor for ImageNet backbones.
+
+    >>> import numpy as np
+    >>> from cxr.data.transforms import TrainTransform, EvalTransform, AugmentConfig
+    >>> train = TrainTransform(224, augment=AugmentConfig(rotation=0.05))
+    >>> x = train(pixels, np.random.default_rng([seed, epoch, index]))   # 3x224x224 float32
+    >>> x = EvalTransform(224)(pixels)                                    # deterministic
+
+Augmentation follows the report's Keras layers, each amount configurable (0 switches it off):
+  hflip       probability of a horizontal flip (Keras RandomFlip("horizontal"): 0.5)
+  rotation    Keras RandomRotation factor, a FRACTION OF A FULL TURN: 0.1 draws an angle
+              uniformly in [-0.1 * 360, +0.1 * 360] = [-36, +36] degrees
+  zoom        Keras RandomZoom factor: scale drawn uniformly in [1 - zoom, 1 + zoom]
+  brightness  Keras RandomBrightness factor: adds a delta drawn uniformly in
+              [-brightness, +brightness] (fraction of the [0, 1] range), then clips
+Rotation and zoom are one bilinear affine warp; corners it uncovers are black (Keras reflects
+them; black is what the edge of a radiograph looks like). The image is resized to S first
+(antialiased), so the warp and everything after it run at the small size: fast on CPU.
+
+Random draws come only from the `rng` passed in (numpy Generator): never the global seed.
+Every call draws the same four numbers, so changing one amount leaves the others' draws as
+they were. Grey is replicated to 3 channels and normalised by mean/std (ImageNet by default).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    hflip: float = 0.5
+    rotation: float = 0.1
+    zoom: float = 0.1
+    brightness: float = 0.1
+
+    def __post_init__(self):
+        for name, value in asdict(self).items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {value}")
+        if self.zoom >= 1.0:
+            raise ValueError(f"AugmentConfig.zoom must be < 1 (scale 1 - zoom > 0), "
+                             f"got {self.zoom}")
+
+
+class EvalTransform:
+    """Deterministic: antialiased resize to SxS, grey -> 3 channels, normalise. rng is ignored."""
+
+    def __init__(self, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        if int(image_size) < 1:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        self.image_size = int(image_size)
+        self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"mean/std must be 3 values (std > 0), got {mean} / {std}")
+
+    def __call__(self, pixels: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return self._finish(self._resized(pixels))
+
+    def _resized(self, pixels: np.ndarray) -> torch.Tensor:
+        return resize(_as_tensor(pixels), self.image_size)
+
+    def _finish(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.clamp(0.0, 1.0).expand(3, -1, -1)  # never in place: x may share the caller's array
+        return F.normalize(x, self.mean, self.std)  # returns a new contiguous tensor
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(image_size={self.image_size}, mean={self.mean}, "
+                f"std={self.std})")
+
+
+class TrainTransform(EvalTransform):
+    """Resize, random flip, rotation + zoom (one affine warp), brightness; normalise."""
+
+    def __init__(self, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 augment: AugmentConfig | None = None):
+        super().__init__(image_size, mean, std)
+        self.augment = augment if augment is not None else AugmentConfig()
+
+    def draw(self, rng: np.random.Generator) -> dict:
+        """The random parameters for one sample: always four draws, in this order."""
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError("TrainTransform needs a numpy Generator "
+                            "(np.random.default_rng([seed, epoch, index])), got "
+                            f"{type(rng).__name__}")
+        u = rng.random(4)
+        a = self.augment
+        return {"flip": bool(u[0] < a.hflip),
+                "angle": float((2 * u[1] - 1) * a.rotation * 360.0),
+                "scale": float(1.0 + (2 * u[2] - 1) * a.zoom),
+                "brightness": float((2 * u[3] - 1) * a.brightness)}
+
+    def __call__(self, pixels: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        p = self.draw(rng)
+        x = self._resized(pixels)
+        if p["flip"]:
+            x = F.horizontal_flip(x)
+        if p["angle"] != 0.0 or p["scale"] != 1.0:
+            x = F.affine(x, angle=p["angle"], translate=[0, 0], scale=p["scale"], shear=[0.0, 0.0],
+                         interpolation=InterpolationMode.BILINEAR, fill=0.0)
+        if p["brightness"] != 0.0:
+            x = x + p["brightness"]
+        return self._finish(x)
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, augment={self.augment})"
+
+
+def build_transform(preprocess: dict, train: bool, augment: AugmentConfig | None = None):
+    """From a model's `preprocess` dict ({"input_size", "mean", "std"})."""
+    size, mean, std = preprocess["input_size"], preprocess["mean"], preprocess["std"]
+    return TrainTransform(size, mean, std, augment) if train else EvalTransform(size, mean, std)
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """1xHxW -> 1xSxS, bilinear with antialias (what `cxr prepare` stores, too)."""
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.resize(x, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+
+
+def resize_to_uint8(pixels: np.ndarray, size: int) -> np.ndarray:
+    """float [0, 1] HxW -> uint8 SxS, rounded: the cache's storage format."""
+    x = resize(_as_tensor(pixels), size)[0].numpy()
+    return np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _as_tensor(pixels: np.ndarray) -> torch.Tensor:
+    arr = np.asarray(pixels)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a greyscale HxW image, got shape {arr.shape}")
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None]  # 1xHxW
