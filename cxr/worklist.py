@@ -1,0 +1,308 @@
+"""The review worklist: predictions in, reviewers' decisions out, in one SQLite file (WAL).
+
+    cxr predict --checkpoint checkpoints/fusion/best.pt data/incoming --out out/pred
+    cxr worklist import out/pred/predictions.csv --model fusion \
+        --checkpoint checkpoints/fusion/best.pt --db data/worklist.sqlite
+    cxr worklist import checkpoints/fusion/eval/predictions.csv --model fusion \
+        --checkpoint checkpoints/fusion/best.pt --images-root data/demo/images
+    cxr worklist export --db data/worklist.sqlite --out decisions.csv [--history]
+
+    >>> wl = Worklist("data/worklist.sqlite")
+    >>> table = wl.cases(status="pending", min_uncertainty=0.1)     # most uncertain first
+    >>> wl.record_decision(int(table.id[0]), "disagree", reviewer="dr a",
+    ...                    corrected=["Effusion"], note="blunted angle")
+
+One row per case (image x checkpoint), per-finding mean and std as columns so filters run in
+SQL. Decisions are appended, never updated: a case's status is its latest decision, or
+'pending'. Every call opens its own short connection, so one Worklist can be shared by threads
+(Streamlit) and many processes can write at once: writes take the lock up front
+(BEGIN IMMEDIATE) and wait on it (busy_timeout) instead of failing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from cxr.labels import FINDINGS, finding_index
+
+DEFAULT_DB = Path("data/worklist.sqlite")
+DECISIONS = ("agree", "disagree", "second_read")
+STATUSES = ("pending", *DECISIONS)
+UNCERTAIN_STD = 0.1  # the report's threshold, used when a CSV has std columns but no flag
+BUSY_TIMEOUT_MS = 60_000
+PROB = [f"prob_{f}" for f in FINDINGS]
+STD = [f"std_{f}" for f in FINDINGS]
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS cases (
+    id INTEGER PRIMARY KEY,
+    image TEXT NOT NULL,            -- Image Index (file name)
+    path TEXT,                      -- where the film is, when known
+    model TEXT NOT NULL,
+    checkpoint_hash TEXT NOT NULL,  -- sha256 of the checkpoint file
+    {", ".join(f"{c} REAL NOT NULL" for c in PROB)},
+    {", ".join(f"{c} REAL" for c in STD)},
+    uncertainty REAL,               -- max std over findings (NULL: the CSV had no std)
+    mean_std REAL,
+    uncertain INTEGER NOT NULL,     -- 1: some std above the threshold
+    source_csv TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (image, checkpoint_hash)
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    case_id INTEGER NOT NULL REFERENCES cases(id),
+    decision TEXT NOT NULL CHECK (decision IN {DECISIONS}),
+    corrected TEXT,                 -- JSON list of the findings the reviewer says are present
+    note TEXT NOT NULL DEFAULT '',
+    reviewer TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_case ON decisions(case_id, id);
+"""
+# A case with its latest decision (the highest id: ids only grow, timestamps may tie).
+_CASES_VIEW = """
+SELECT c.*, COALESCE(d.decision, 'pending') AS status, d.reviewer AS reviewer,
+       d.note AS note, d.corrected AS corrected, d.created_at AS decided_at,
+       (SELECT COUNT(*) FROM decisions WHERE case_id = c.id) AS n_decisions
+FROM cases c LEFT JOIN decisions d
+  ON d.id = (SELECT MAX(id) FROM decisions WHERE case_id = c.id)
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file (the checkpoint hash cases are keyed by)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Worklist:
+    """A worklist database file; created (with its folder) on first use."""
+
+    def __init__(self, path: str | Path = DEFAULT_DB):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
+            con.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self):
+        # isolation_level=None: no implicit transactions; we say BEGIN IMMEDIATE ourselves.
+        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            con.execute("PRAGMA foreign_keys=ON")
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _transaction(self):
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # -- import -------------------------------------------------------------------------
+    def import_predictions(self, csv_path: str | Path, model: str, checkpoint_hash: str,
+                           images_root: str | Path | None = None) -> dict[str, int]:
+        """Add the cases of a `cxr predict` or `cxr evaluate` predictions.csv, all or nothing.
+        Cases already present for this checkpoint are skipped (re-importing is harmless).
+        Film paths come from the `source` column, else from `images_root` (by file name)."""
+        csv_path = Path(csv_path)
+        rows = _read_predictions(csv_path, images_root)
+        created = _now()
+        with self._transaction() as con:
+            before = con.total_changes
+            columns = ["image", "path", "model", "checkpoint_hash", *PROB, *STD, "uncertainty",
+                       "mean_std", "uncertain", "source_csv", "created_at"]
+            con.executemany(
+                f"INSERT OR IGNORE INTO cases ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
+                [(r["image"], r["path"], model, checkpoint_hash, *r["prob"], *r["std"],
+                  r["uncertainty"], r["mean_std"], r["uncertain"], str(csv_path.resolve()),
+                  created) for r in rows])
+            inserted = con.total_changes - before
+        return {"inserted": inserted, "skipped": len(rows) - inserted}
+
+    # -- read ---------------------------------------------------------------------------
+    def cases(self, finding: str | None = None, min_prob: float = 0.5,
+              status: str | None = None, min_uncertainty: float | None = None,
+              max_uncertainty: float | None = None, sort: str = "uncertainty",
+              ascending: bool = False) -> pd.DataFrame:
+        """Cases with their status, most uncertain first by default.
+
+        finding: keep cases whose mean probability for it is >= min_prob.
+        status: 'pending', 'agree', 'disagree' or 'second_read' (the latest decision).
+        sort: 'uncertainty', 'mean_std', 'created_at', 'image' or a 'prob_<Finding>' column.
+        Cases without std (external models) sort last either way."""
+        where, params = [], []
+        if finding is not None:
+            where.append(f"prob_{FINDINGS[finding_index(finding)]} >= ?")
+            params.append(float(min_prob))
+        if status is not None:
+            if status not in STATUSES:
+                raise ValueError(f"status {status!r} is not one of {STATUSES}")
+            where.append("status = ?")
+            params.append(status)
+        if min_uncertainty is not None:
+            where.append("uncertainty >= ?")
+            params.append(float(min_uncertainty))
+        if max_uncertainty is not None:
+            where.append("uncertainty <= ?")
+            params.append(float(max_uncertainty))
+        if sort not in ("uncertainty", "mean_std", "created_at", "image", *PROB):
+            raise ValueError(f"cannot sort by {sort!r}")
+        order = f"{sort} IS NULL, {sort} {'ASC' if ascending else 'DESC'}, id"
+        sql = (f"SELECT * FROM ({_CASES_VIEW}) "
+               f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY {order}")
+        with self._connect() as con:
+            return pd.read_sql_query(sql, con, params=params)
+
+    def history(self, case_id: int) -> pd.DataFrame:
+        """Every decision on a case, oldest first."""
+        with self._connect() as con:
+            return pd.read_sql_query("SELECT * FROM decisions WHERE case_id = ? ORDER BY id",
+                                     con, params=[int(case_id)])
+
+    # -- write --------------------------------------------------------------------------
+    def record_decision(self, case_id: int, decision: str, reviewer: str, note: str = "",
+                        corrected: list[str] | None = None) -> int:
+        """Append a review decision (agree / disagree / second_read); returns its id.
+        `corrected`: the findings the reviewer says are present ([] = No Finding)."""
+        if decision not in DECISIONS:
+            raise ValueError(f"decision {decision!r} is not one of {DECISIONS}")
+        if not str(reviewer).strip():
+            raise ValueError("a decision needs the reviewer's name")
+        fixed = None if corrected is None else json.dumps(
+            sorted({FINDINGS[finding_index(f)] for f in corrected}, key=finding_index))
+        with self._transaction() as con:
+            if con.execute("SELECT 1 FROM cases WHERE id = ?", (int(case_id),)).fetchone() is None:
+                raise ValueError(f"no case with id {case_id} in {self.path}")
+            cur = con.execute(
+                "INSERT INTO decisions (case_id, decision, corrected, note, reviewer, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (int(case_id), decision, fixed, str(note), str(reviewer).strip(), _now()))
+            return int(cur.lastrowid)
+
+    def export_csv(self, path: str | Path, history: bool = False) -> Path:
+        """Cases with their current status (or, history=True, every decision with its case)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if history:
+            with self._connect() as con:
+                table = pd.read_sql_query(
+                    "SELECT d.id AS decision_id, c.id AS case_id, c.image, c.path, c.model, "
+                    "c.checkpoint_hash, d.decision, d.corrected, d.note, d.reviewer, "
+                    "d.created_at FROM decisions d JOIN cases c ON c.id = d.case_id "
+                    "ORDER BY d.id", con)
+        else:
+            table = self.cases(sort="image", ascending=True)
+        table.to_csv(path, index=False)
+        return path
+
+
+def _read_predictions(csv_path: Path, images_root) -> list[dict]:
+    """Validate a predictions CSV; errors name the file, row and column."""
+    df = pd.read_csv(csv_path, keep_default_na=False, dtype={"Image Index": str, "source": str})
+    missing = [c for c in ["Image Index", *PROB] if c not in df.columns]
+    if missing:
+        raise ValueError(f"{csv_path}: missing column(s) {missing}; a predictions CSV has "
+                         "'Image Index', prob_<Finding> x14, optional std_<Finding>, uncertain")
+    dup = df["Image Index"].duplicated()
+    if dup.any():
+        raise ValueError(f"{csv_path} line {int(dup.to_numpy().argmax()) + 2}: image "
+                         f"{df['Image Index'][dup].iloc[0]!r} is listed twice")
+    has_std = all(c in df.columns for c in STD)
+    if not has_std and any(c in df.columns for c in STD):
+        raise ValueError(f"{csv_path}: has some std_<Finding> columns but not "
+                         f"{[c for c in STD if c not in df.columns]}")
+    paths = _film_paths(df, images_root)
+    rows = []
+    for i, rec in enumerate(df.to_dict("records")):
+        line = f"{csv_path} line {i + 2} ({rec['Image Index']})"
+        prob = [_number(rec[c], c, line, 0.0, 1.0) for c in PROB]
+        std = [_number(rec[c], c, line, 0.0, 1.0) for c in STD] if has_std else [None] * 14
+        flag = rec.get("uncertain", "")
+        uncertain = (str(flag).strip().lower() in ("1", "true", "1.0") if flag != ""
+                     else has_std and max(std) > UNCERTAIN_STD)
+        rows.append({"image": rec["Image Index"], "path": paths[i], "prob": prob, "std": std,
+                     "uncertainty": max(std) if has_std else None,
+                     "mean_std": sum(std) / len(std) if has_std else None,
+                     "uncertain": int(uncertain)})
+    return rows
+
+
+def _film_paths(df: pd.DataFrame, images_root) -> list[str | None]:
+    if "source" in df.columns:
+        return [str(s) if s else None for s in df["source"]]
+    if images_root is None:
+        return [None] * len(df)
+    from cxr.data.metadata import index_images
+    index = index_images(images_root)
+    return [index.get(name) for name in df["Image Index"]]
+
+
+def _number(value, column: str, line: str, low: float, high: float) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{line}: {column} {value!r} is not a number") from None
+    if not (math.isfinite(x) and low <= x <= high):
+        raise ValueError(f"{line}: {column} {value!r} is outside [{low}, {high}]")
+    return x
+
+
+# -- `cxr worklist` -------------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    imp = sub.add_parser("import", help="add a predictions.csv to the worklist")
+    imp.add_argument("predictions", type=Path, help="predictions.csv of cxr predict/evaluate")
+    imp.add_argument("--model", required=True, help="model name shown to reviewers")
+    which = imp.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", type=Path, help="the checkpoint that made the predictions")
+    which.add_argument("--checkpoint-hash", help="its sha256, when the file is elsewhere")
+    imp.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"default {DEFAULT_DB}")
+    imp.add_argument("--images-root", type=Path,
+                     help="where the films are, for CSVs without a `source` column")
+    exp = sub.add_parser("export", help="write the cases and their decisions to CSV")
+    exp.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"default {DEFAULT_DB}")
+    exp.add_argument("--out", type=Path, required=True)
+    exp.add_argument("--history", action="store_true", help="every decision, not just the latest")
+
+
+def run(args) -> int:
+    if args.action == "import":
+        if args.checkpoint is not None and not args.checkpoint.is_file():
+            raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+        if not args.predictions.is_file():
+            raise FileNotFoundError(f"predictions file {args.predictions} does not exist")
+        digest = args.checkpoint_hash or file_sha256(args.checkpoint)
+        counts = Worklist(args.db).import_predictions(args.predictions, args.model, digest,
+                                                      images_root=args.images_root)
+        print(f"{args.db}: {counts['inserted']} cases added, {counts['skipped']} already there")
+        return 0
+    if not args.db.is_file():
+        raise FileNotFoundError(f"worklist {args.db} does not exist")
+    out = Worklist(args.db).export_csv(args.out, history=args.history)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,172 @@
+"""cxr/worklist.py: import, filters, sort, decision history, reopen, CLI, concurrent writers."""
+from __future__ import annotations
+
+import multiprocessing
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxr.cli import main
+from cxr.labels import FINDINGS
+from cxr.worklist import Worklist, file_sha256
+
+
+def _predictions(path, n=6, with_std=True, with_source=True, seed=0):
+    """A predictions.csv like `cxr predict` writes; case i has max std 0.02 * (i + 1)."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"Image Index": [f"img{i}.png" for i in range(n)]})
+    probs = rng.uniform(0.0, 0.4, size=(n, 14))
+    probs[0, FINDINGS.index("Effusion")] = 0.9  # only case 0 is an Effusion at 0.5
+    for j, f in enumerate(FINDINGS):
+        df[f"prob_{f}"] = probs[:, j]
+    if with_std:
+        for j, f in enumerate(FINDINGS):
+            df[f"std_{f}"] = [0.02 * (i + 1) * (0.5 if j else 1.0) for i in range(n)]
+    df["uncertain"] = [0.02 * (i + 1) > 0.1 for i in range(n)]
+    if with_source:
+        df["source"] = [f"/films/img{i}.png" for i in range(n)]
+    df.to_csv(path, index=False)
+    return df
+
+
+def test_import_sorts_by_uncertainty_and_is_idempotent(tmp_path):
+    _predictions(tmp_path / "p.csv")
+    wl = Worklist(tmp_path / "wl.sqlite")
+    assert wl.import_predictions(tmp_path / "p.csv", "fusion", "abc") == {"inserted": 6,
+                                                                          "skipped": 0}
+    assert wl.import_predictions(tmp_path / "p.csv", "fusion", "abc") == {"inserted": 0,
+                                                                          "skipped": 6}
+    table = wl.cases()
+    assert list(table["image"]) == [f"img{i}.png" for i in (5, 4, 3, 2, 1, 0)]
+    assert table["uncertainty"].tolist() == pytest.approx([0.12, 0.10, 0.08, 0.06, 0.04, 0.02])
+    assert table["mean_std"].iloc[0] == pytest.approx(0.12 * (1 + 13 * 0.5) / 14)
+    assert table["uncertain"].tolist() == [1, 0, 0, 0, 0, 0]
+    assert table["path"].iloc[0] == "/films/img5.png"
+    assert set(table["status"]) == {"pending"}
+    # the same images from another checkpoint are other cases
+    assert wl.import_predictions(tmp_path / "p.csv", "densenet121", "def")["inserted"] == 6
+    assert len(wl.cases()) == 12
+
+
+def test_filters(tmp_path):
+    _predictions(tmp_path / "p.csv")
+    wl = Worklist(tmp_path / "wl.sqlite")
+    wl.import_predictions(tmp_path / "p.csv", "fusion", "abc")
+    assert list(wl.cases(finding="Effusion")["image"]) == ["img0.png"]
+    assert len(wl.cases(finding="Effusion", min_prob=0.0)) == 6
+    mid = wl.cases(min_uncertainty=0.05, max_uncertainty=0.09)
+    assert list(mid["image"]) == ["img3.png", "img2.png"]
+    case = int(wl.cases()["id"].iloc[0])
+    wl.record_decision(case, "agree", reviewer="a")
+    assert list(wl.cases(status="agree")["id"]) == [case]
+    assert case not in set(wl.cases(status="pending")["id"])
+    assert len(wl.cases(status="pending")) == 5
+    assert list(wl.cases(sort="uncertainty", ascending=True)["image"])[0] == "img0.png"
+    with pytest.raises(ValueError, match="status 'done'"):
+        wl.cases(status="done")
+    with pytest.raises(ValueError, match="unknown finding"):
+        wl.cases(finding="Flu")
+
+
+def test_decisions_keep_history_and_survive_reopen(tmp_path):
+    _predictions(tmp_path / "p.csv")
+    wl = Worklist(tmp_path / "wl.sqlite")
+    wl.import_predictions(tmp_path / "p.csv", "fusion", "abc")
+    case = int(wl.cases()["id"].iloc[0])
+    wl.record_decision(case, "second_read", reviewer="dr a", note="unsure")
+    wl.record_decision(case, "disagree", reviewer="dr b", corrected=["Infiltrate", "Mass"])
+    del wl
+    wl = Worklist(tmp_path / "wl.sqlite")  # a fresh process would see the same
+    history = wl.history(case)
+    assert list(history["decision"]) == ["second_read", "disagree"]
+    assert list(history["reviewer"]) == ["dr a", "dr b"]
+    assert history["corrected"].iloc[1] == '["Infiltration", "Mass"]'  # canonical, NIH order
+    row = wl.cases().set_index("id").loc[case]
+    assert row["status"] == "disagree" and row["n_decisions"] == 2 and row["reviewer"] == "dr b"
+    with pytest.raises(ValueError, match="no case with id 999"):
+        wl.record_decision(999, "agree", reviewer="a")
+    with pytest.raises(ValueError, match="decision 'maybe'"):
+        wl.record_decision(case, "maybe", reviewer="a")
+    with pytest.raises(ValueError, match="reviewer"):
+        wl.record_decision(case, "agree", reviewer=" ")
+    assert len(wl.history(case)) == 2  # failed writes left nothing behind
+
+
+def test_evaluate_csv_without_std_or_source(tmp_path):
+    """`cxr evaluate` CSVs have no `source`: films are found under --images-root; external
+    models' CSVs may lack std: no uncertainty, sorted last."""
+    (tmp_path / "films" / "a").mkdir(parents=True)
+    (tmp_path / "films" / "a" / "img1.png").write_bytes(b"x")
+    _predictions(tmp_path / "p.csv", n=3, with_std=False, with_source=False)
+    wl = Worklist(tmp_path / "wl.sqlite")
+    wl.import_predictions(tmp_path / "p.csv", "external", "h", images_root=tmp_path / "films")
+    table = wl.cases(sort="image", ascending=True)
+    assert pd.isna(table["path"].iloc[0])  # img0 is not under the root
+    assert table["path"].iloc[1] == str(tmp_path / "films" / "a" / "img1.png")
+    assert table["uncertainty"].isna().all()
+
+
+def test_bad_csv_names_row_and_column_and_imports_nothing(tmp_path):
+    df = _predictions(tmp_path / "p.csv")
+    df.loc[3, "prob_Mass"] = 1.7
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    wl = Worklist(tmp_path / "wl.sqlite")
+    with pytest.raises(ValueError, match=r"bad.csv line 5 \(img3.png\): prob_Mass 1.7"):
+        wl.import_predictions(tmp_path / "bad.csv", "fusion", "abc")
+    df.drop(columns=["prob_Hernia"]).to_csv(tmp_path / "cols.csv", index=False)
+    with pytest.raises(ValueError, match="prob_Hernia"):
+        wl.import_predictions(tmp_path / "cols.csv", "fusion", "abc")
+    assert wl.cases().empty
+
+
+def test_cli_import_and_export(tmp_path, capsys):
+    _predictions(tmp_path / "p.csv")
+    (tmp_path / "best.pt").write_bytes(b"weights")
+    db = tmp_path / "wl.sqlite"
+    assert main(["worklist", "import", str(tmp_path / "p.csv"), "--model", "fusion",
+                 "--checkpoint", str(tmp_path / "best.pt"), "--db", str(db)]) == 0
+    assert "6 cases added" in capsys.readouterr().out
+    wl = Worklist(db)
+    assert set(wl.cases()["checkpoint_hash"]) == {file_sha256(tmp_path / "best.pt")}
+    case = int(wl.cases()["id"].iloc[0])
+    wl.record_decision(case, "agree", reviewer="a")
+    wl.record_decision(case, "disagree", reviewer="b", corrected=[])
+    assert main(["worklist", "export", "--db", str(db), "--out", str(tmp_path / "o.csv")]) == 0
+    out = pd.read_csv(tmp_path / "o.csv").set_index("id")
+    assert len(out) == 6 and out.loc[case, "status"] == "disagree"
+    assert out.loc[case, "corrected"] == "[]"
+    assert main(["worklist", "export", "--db", str(db), "--out", str(tmp_path / "h.csv"),
+                 "--history"]) == 0
+    assert list(pd.read_csv(tmp_path / "h.csv")["decision"]) == ["agree", "disagree"]
+    assert main(["worklist", "import", str(tmp_path / "p.csv"), "--model", "m",
+                 "--checkpoint", str(tmp_path / "missing.pt"), "--db", str(db)]) == 1
+    assert "missing.pt does not exist" in capsys.readouterr().err
+
+
+def _reviewer(db, case_ids, name, n, start):
+    start.wait()  # both writers go at once
+    wl = Worklist(db)
+    for i in range(n):
+        wl.record_decision(case_ids[i % len(case_ids)], ("agree", "disagree")[i % 2],
+                           reviewer=name, note=f"{name}-{i}")
+
+
+def test_two_processes_lose_no_decisions(tmp_path):
+    _predictions(tmp_path / "p.csv")
+    db = tmp_path / "wl.sqlite"
+    wl = Worklist(db)
+    wl.import_predictions(tmp_path / "p.csv", "fusion", "abc")
+    ids = [int(i) for i in wl.cases()["id"]]
+    ctx = multiprocessing.get_context("fork")  # the test module is not importable by name
+    start = ctx.Barrier(2)
+    procs = [ctx.Process(target=_reviewer, args=(db, ids, name, 200, start))
+             for name in ("r1", "r2")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    notes = pd.concat([wl.history(i) for i in ids])["note"]
+    assert len(notes) == 400
+    assert set(notes) == {f"r{k}-{i}" for k in (1, 2) for i in range(200)}
