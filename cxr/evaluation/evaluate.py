@@ -1,0 +1,168 @@
+"""`cxr evaluate`: score a trained run on its own held-out split, or any model's predictions CSV.
+
+Checkpoint mode (MC-dropout inference on the split the run was trained with; never `train`):
+
+    cxr evaluate --checkpoint runs/fusion/best.pt                       # -> runs/fusion/eval/
+    cxr evaluate --checkpoint runs/fusion/best.pt --data data/demo --split test --passes 25 \
+        --bootstrap 1000 --seed 0 --out runs/fusion/eval
+
+The validation split is predicted too, only to choose each finding's Youden threshold; the test
+split is never used to tune anything. Writes predictions.csv, metrics.json, roc.csv and
+calibration.csv (see cxr/evaluation/scoring.py). `--pointing-game` adds Grad-CAM localisation
+hit rates when the dataset has a bbox list and `cxr.explain` provides `pointing_game`.
+
+External mode (predictions from any model, `std_` columns optional):
+
+    cxr evaluate --predictions their_preds.csv --labels Data_Entry_2017.csv \
+        --images test_list.txt --out eval_external/
+
+Every image of `--images` must be predicted; every predicted image must have labels (label-free
+images can be predicted, never scored). `--val-predictions` (optional) chooses thresholds.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxr.evaluation.predictions import Predictions, predictions_frame, read_predictions
+from cxr.evaluation.scoring import labels_for, score, thresholds_from_validation, write_outputs
+from cxr.evaluation.selective import STD_THRESHOLD
+
+
+def add_arguments(parser) -> None:
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--checkpoint", help="RUN_DIR/best.pt of a trained run")
+    mode.add_argument("--predictions", help="a predictions CSV from any model (external mode)")
+    parser.add_argument("--data", help="dataset folder (default: the run's config data_dir)")
+    parser.add_argument("--split", default="test", help="split to score: test (default) or val")
+    parser.add_argument("--passes", type=int, default=25, help="MC-dropout passes (default 25)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="patient-level bootstrap resamples for CIs (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of MC dropout and bootstrap")
+    parser.add_argument("--std-threshold", type=float, default=STD_THRESHOLD,
+                        help="MC std above which an image is flagged uncertain (default 0.1)")
+    parser.add_argument("--pointing-game", action="store_true",
+                        help="add Grad-CAM pointing-game hit rates (needs the bbox list)")
+    parser.add_argument("--labels", help="external mode: Data_Entry_2017.csv[.gz] with the labels")
+    parser.add_argument("--images", help="external mode: list of images to score (one per line)")
+    parser.add_argument("--val-predictions",
+                        help="external mode: validation predictions to choose thresholds on")
+    parser.add_argument("--out", help="output folder (default RUN_DIR/eval; required externally)")
+
+
+def run(args) -> int:
+    out = evaluate_checkpoint(args) if args.checkpoint else evaluate_external(args)
+    print(f"wrote {out}/metrics.json")
+    return 0
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _summary(metrics: dict) -> str:
+    ci = metrics.get("macro_auc_ci")
+    text = f"macro AUC {metrics['macro_auc']:.4f}"
+    return text + (f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else "")
+
+
+# -- external mode ---------------------------------------------------------------------------
+
+def _read_list(path: str | Path) -> list[str]:
+    names = [line.strip() for line in Path(path).read_text().splitlines()]
+    return [n for n in names if n]
+
+
+def _select(preds: Predictions, images: list[str], source: str) -> Predictions:
+    """The predictions of exactly `images`, in that order; unpredicted images are an error."""
+    pos = pd.Series(np.arange(len(preds.images)), index=preds.images)
+    missing = [i for i in images if i not in pos.index]
+    if missing:
+        raise ValueError(f"{len(missing)} image(s) listed in {source} are not in the "
+                         f"predictions (first: {', '.join(missing[:5])})")
+    idx = pos.loc[images].to_numpy()
+    return Predictions(np.asarray(images, dtype=object), preds.prob[idx],
+                       None if preds.std is None else preds.std[idx])
+
+
+def evaluate_external(args) -> Path:
+    from cxr.data.layout import data_version
+    from cxr.data.metadata import read_data_entry
+
+    if not args.labels or not args.out:
+        raise ValueError("--predictions needs --labels Data_Entry_2017.csv and --out DIR")
+    if args.pointing_game:
+        raise ValueError("--pointing-game needs --checkpoint (Grad-CAM needs the model)")
+    preds = read_predictions(args.predictions)
+    if args.images:
+        preds = _select(preds, _read_list(args.images), args.images)
+    table = read_data_entry(args.labels)
+    y, patients = labels_for(preds.images, table, source=str(args.predictions))
+    thresholds = None
+    if args.val_predictions:
+        val = read_predictions(args.val_predictions)
+        overlap = set(val.images) & set(preds.images)
+        if overlap:
+            raise ValueError(f"{len(overlap)} image(s) are in both --val-predictions and the "
+                             f"scored predictions (first: {', '.join(sorted(overlap)[:5])}): "
+                             "thresholds must come from other images")
+        thresholds = thresholds_from_validation(
+            labels_for(val.images, table, source=str(args.val_predictions))[0], val.prob)
+    metrics = score(y, preds.prob, patients, std=preds.std, thresholds=thresholds,
+                    n_bootstrap=args.bootstrap, seed=args.seed, std_threshold=args.std_threshold)
+    metrics.update({"mode": "external", "split": Path(args.images).name if args.images else None,
+                    "seed": args.seed, "strategy": None,
+                    "data_version": data_version(args.labels),
+                    "labels_file": str(Path(args.labels).resolve()),
+                    "model": None, "predictions_file": str(Path(args.predictions).resolve()),
+                    "predictions_sha256": sha256_file(args.predictions), "passes": None})
+    out = write_outputs(args.out, metrics, y, preds.prob,
+                        predictions_frame(preds.images, preds.prob, preds.std, None))
+    print(f"{len(y)} images, {metrics['n_patients']} patients: {_summary(metrics)}")
+    return out
+
+
+# -- checkpoint mode --------------------------------------------------------------------------
+
+def evaluate_checkpoint(args) -> Path:
+    from cxr.checkpoint import load_model
+    from cxr.evaluation import inference
+
+    if args.split not in ("test", "val"):
+        raise ValueError(f"--split {args.split!r}: only 'test' or 'val' can be scored; the "
+                         "training images are never evaluated")
+    ckpt = Path(args.checkpoint)
+    model, meta = load_model(ckpt, args.device)
+    data = inference.RunData.open(ckpt.parent, meta, args.data)
+    scored = data.rows(args.split)
+    val = data.rows("val") if args.split == "test" else None
+    common = dict(passes=args.passes, batch_size=args.batch_size, seed=args.seed,
+                  std_threshold=args.std_threshold, device=args.device)
+    mean, std, uncertain = inference.mc_predict_table(model, scored, **common)
+    thresholds = None
+    if val is not None and len(val):
+        v_mean, _, _ = inference.mc_predict_table(model, val, **common)
+        thresholds = thresholds_from_validation(data.targets(val), v_mean)
+    y = data.targets(scored)
+    metrics = score(y, mean, scored["patient"].to_numpy(), std=std, thresholds=thresholds,
+                    n_bootstrap=args.bootstrap, seed=args.seed, std_threshold=args.std_threshold)
+    metrics.update({"mode": "checkpoint", "split": args.split, "seed": args.seed,
+                    **data.provenance(), "model": meta["model"],
+                    "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": sha256_file(ckpt),
+                    "passes": args.passes})
+    if args.pointing_game:
+        metrics["pointing_game"] = inference.pointing_game_hook(model, scored, data)
+    out = Path(args.out) if args.out else ckpt.parent / "eval"
+    frame = predictions_frame(scored["image"], mean, std, uncertain)
+    write_outputs(out, metrics, y, mean, frame)
+    print(f"{args.split}: {len(y)} images, {metrics['n_patients']} patients: {_summary(metrics)}")
+    return out

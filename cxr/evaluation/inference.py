@@ -1,0 +1,167 @@
+"""What `cxr evaluate --checkpoint` needs besides scoring: the run's split joined to the dataset's
+labels, MC-dropout predictions over a table, and the optional pointing-game hook.
+
+    >>> from cxr.checkpoint import load_model
+    >>> from cxr.evaluation.inference import RunData, mc_predict_table
+    >>> model, meta = load_model("runs/fusion/best.pt")
+    >>> run = RunData.open("runs/fusion", meta, data_dir=None)       # config's data_dir
+    >>> mean, std, uncertain = mc_predict_table(model, run.rows("test"), passes=25)
+
+The split is the run's own (RUN_DIR/split.csv, checked against the checkpoint's content_hash)
+and the dataset must be the version the run was trained on: scoring a run against other labels
+would report numbers nobody can reproduce.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cxr.labels import FINDINGS
+
+
+@dataclass
+class RunData:
+    joined: pd.DataFrame  # metadata table rows of the split, with a `split` column
+    split_meta: dict
+    split_path: Path
+    files: object  # cxr.data.layout.DatasetFiles
+    data_version: str
+    missing: dict = field(default_factory=dict)  # split -> images of the split not on disk
+
+    @classmethod
+    def open(cls, run_dir: str | Path, meta: dict, data_dir: str | None = None) -> "RunData":
+        from cxr.data.layout import DatasetFiles, data_version
+        from cxr.data.metadata import read_data_entry
+        from cxr.data.splits import attach_split
+
+        split_df, split_meta, split_path = _run_split(Path(run_dir), meta)
+        data_dir = data_dir or (meta.get("config") or {}).get("data_dir")
+        if not data_dir:
+            raise ValueError(f"checkpoint of {run_dir} names no data_dir: pass --data DIR")
+        files = DatasetFiles.locate(data_dir)
+        version = data_version(files.data_entry)
+        trained = meta.get("data_version")
+        if trained and trained != version:
+            raise ValueError(f"{run_dir} was trained on data version {trained!r} but {data_dir} "
+                             f"holds {version!r}: evaluate on the data the split was made from")
+        table = read_data_entry(files.data_entry, files.images_root, missing="keep")
+        return cls(attach_split(table, split_df), split_meta, split_path, files, version)
+
+    def rows(self, split: str) -> pd.DataFrame:
+        """Rows of one split (sorted by image) whose image is on disk. Missing images are left
+        out as training leaves them out, but loudly: printed, and counted in `missing`."""
+        part = self.joined[self.joined["split"] == split].reset_index(drop=True)
+        absent = part.loc[part["path"] == "", "image"]
+        self.missing[split] = int(len(absent))
+        if len(absent):
+            print(f"{split}: {len(absent)} of {len(part)} images are not under "
+                  f"{self.files.images_root} and are left out (first: {', '.join(absent[:5])})")
+        part = part[part["path"] != ""].reset_index(drop=True)
+        if part.empty:
+            raise FileNotFoundError(f"none of the {split} images of {self.split_path} is on "
+                                    f"disk under {self.files.images_root}: check --data")
+        return part
+
+    @staticmethod
+    def targets(rows: pd.DataFrame) -> np.ndarray:
+        return rows[list(FINDINGS)].to_numpy(dtype=np.uint8)
+
+    def provenance(self) -> dict:
+        m = self.split_meta
+        return {"strategy": m.get("strategy"), "split_seed": m.get("seed"),
+                "split_path": str(self.split_path), "split_content_hash": m.get("content_hash"),
+                "data_version": self.data_version, "data_dir": str(self.files.root),
+                "labels_file": str(self.files.data_entry), "images_missing": dict(self.missing)}
+
+
+def _run_split(run_dir: Path, meta: dict) -> tuple[pd.DataFrame, dict, Path]:
+    """The run's split: RUN_DIR/split.csv (+ split.json if present) or meta['split']['path'].
+
+    Whichever file is used, its sha256 must equal the checkpoint's split content_hash."""
+    from cxr.data.splits import load_split
+
+    info = meta.get("split") or {}
+    path = run_dir / "split.csv"
+    if not path.is_file():
+        if not info.get("path"):
+            raise FileNotFoundError(f"{run_dir} has no split.csv and the checkpoint names no split")
+        path = Path(info["path"])
+    if path.with_suffix(".json").is_file():
+        df, split_meta = load_split(path)
+    else:  # a run directory may keep the CSV alone: check it against the checkpoint instead
+        df = pd.read_csv(path, dtype={"image": str, "split": str})
+        split_meta = {**info, "content_hash": hashlib.sha256(path.read_bytes()).hexdigest()}
+    expected = info.get("content_hash")
+    if expected and split_meta.get("content_hash") != expected:
+        raise ValueError(f"split {path} (sha256 {str(split_meta.get('content_hash'))[:12]}) is not "
+                         f"the split the checkpoint was trained with (sha256 {expected[:12]})")
+    return df, {**info, **split_meta}, path
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+
+
+def _loader(model, rows: pd.DataFrame, batch_size: int, seed: int):
+    from cxr.data.dataset import CXRDataset
+    from cxr.data.transforms import EvalTransform
+
+    pre = model.preprocess
+    dataset = CXRDataset(rows, EvalTransform(pre["input_size"], pre["mean"], pre["std"]),
+                         seed=seed)
+    return dataset, torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+
+
+@torch.no_grad()
+def mc_predict_table(model, rows: pd.DataFrame, passes: int = 25, batch_size: int = 32,
+                     seed: int = 0, std_threshold: float = 0.1, device: str = "cpu"):
+    """(mean (N, 14), std (N, 14), uncertain (N,)) over the table's images, in row order.
+
+    Batch i uses seed + i for its dropout masks, so a rerun with the same seed and batch size
+    reproduces the predictions exactly."""
+    from cxr.uncertainty import mc_predict
+
+    means, stds, flags = [], [], []
+    _, loader = _loader(model, rows, batch_size, seed)
+    for i, (x, _) in enumerate(loader):
+        result = mc_predict(model, x.to(device), passes=passes, seed=seed + i,
+                            threshold=std_threshold)
+        means.append(_numpy(result.mean))
+        stds.append(_numpy(result.std))
+        flags.append(_numpy(result.uncertain).astype(bool).reshape(-1))
+    if not means:
+        raise ValueError("no images to predict")
+    return np.concatenate(means), np.concatenate(stds), np.concatenate(flags)
+
+
+# -- optional hook: Grad-CAM pointing game, provided by cxr.explain ---------------------------
+
+def pointing_game_hook(model, rows: pd.DataFrame, run: RunData) -> dict:
+    """finding -> {hits, n, hit_rate, random_baseline} from `cxr.explain.pointing_game`, over the
+    scored images that have expert boxes, passed as (tensor 3xSxS, name, original (w, h)).
+    {'skipped': reason} when the dataset has no bbox list or none of the scored images has a
+    box; an error when cxr.explain lacks the function (the flag asked for it)."""
+    from cxr.data.metadata import boxes_by_image, read_bbox
+
+    if run.files.bbox is None:
+        return {"skipped": f"no BBox_List_2017.csv in {run.files.root}"}
+    try:
+        from cxr.explain import pointing_game
+    except ImportError as exc:
+        raise ValueError(f"--pointing-game needs cxr.explain.pointing_game ({exc})") from None
+    boxes = boxes_by_image(read_bbox(run.files.bbox))
+    with_boxes = rows[rows["image"].isin(boxes)].reset_index(drop=True)
+    if with_boxes.empty:
+        return {"skipped": "none of the scored images has a box in the bbox list"}
+    dataset, _ = _loader(model, with_boxes, 1, 0)
+    images = []
+    for i, name in enumerate(with_boxes["image"]):
+        pixels = dataset.pixels(i)  # original resolution: boxes are in its pixel space
+        images.append((dataset.transform(pixels, None), name, (pixels.shape[1], pixels.shape[0])))
+    return pointing_game(model, images, {n: boxes[n] for n in with_boxes["image"]},
+                         model.preprocess["input_size"], FINDINGS)

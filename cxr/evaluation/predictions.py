@@ -1,0 +1,99 @@
+"""The predictions CSV (ARCHITECTURE.md, "Predictions CSV"): write it, and read one back strictly.
+
+Columns: `Image Index`, `prob_<Finding>` x14 (MC mean), `std_<Finding>` x14 (optional for
+external models: all or none), `uncertain`; `cxr predict` adds `source`. Reading checks every
+column and value and names the problem (file, column, line, value): a scorer must never guess.
+
+    >>> from cxr.evaluation.predictions import read_predictions
+    >>> preds = read_predictions("runs/fusion/eval/predictions.csv")
+    >>> preds.images, preds.prob.shape, preds.std is None
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxr.labels import FINDINGS
+
+IMAGE_COLUMN = "Image Index"
+PROB_COLUMNS = [f"prob_{f}" for f in FINDINGS]
+STD_COLUMNS = [f"std_{f}" for f in FINDINGS]
+
+
+@dataclass
+class Predictions:
+    images: np.ndarray  # (N,) object, file names
+    prob: np.ndarray  # (N, 14) float
+    std: np.ndarray | None  # (N, 14) float, or None when the file has no std_ columns
+
+
+def predictions_frame(images, prob: np.ndarray, std: np.ndarray | None,
+                      uncertain: np.ndarray | None) -> pd.DataFrame:
+    """Arrays -> the CSV's DataFrame, columns in contract order."""
+    df = pd.DataFrame({IMAGE_COLUMN: list(images)})
+    df[PROB_COLUMNS] = np.asarray(prob, dtype=float)
+    if std is not None:
+        df[STD_COLUMNS] = np.asarray(std, dtype=float)
+    if uncertain is not None:
+        df["uncertain"] = np.asarray(uncertain).astype(bool)
+    return df
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """Atomic CSV write (temp file + rename): a reader never sees half a table."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            df.to_csv(f, index=False, lineterminator="\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _numeric(df: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
+    values = df[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values) | (values < 0) | (values > 1)
+    if bad.any():
+        row, col = (int(v[0]) for v in np.nonzero(bad))
+        raise ValueError(f"{path} line {row + 2} ({df[IMAGE_COLUMN].iloc[row]}): "
+                         f"{columns[col]} = {df[columns[col]].iloc[row]!r} is not a number in "
+                         "[0, 1]")
+    return values
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """Read and validate a predictions CSV; ValueError naming the column/line/value otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions file {path} does not exist")
+    df = pd.read_csv(path, dtype={IMAGE_COLUMN: str}, keep_default_na=False)
+    df.columns = [str(c).strip() for c in df.columns]
+    absent = [c for c in [IMAGE_COLUMN, *PROB_COLUMNS] if c not in df.columns]
+    if absent:
+        raise ValueError(f"{path}: missing column(s) {', '.join(absent)}; a predictions CSV "
+                         f"needs '{IMAGE_COLUMN}' and prob_<Finding> for all 14 findings")
+    present_std = [c for c in STD_COLUMNS if c in df.columns]
+    if present_std and len(present_std) < len(STD_COLUMNS):
+        missing = [c for c in STD_COLUMNS if c not in df.columns]
+        raise ValueError(f"{path}: std_ columns are all-or-none; missing {', '.join(missing)}")
+    images = df[IMAGE_COLUMN].str.strip()
+    if (images == "").any():
+        raise ValueError(f"{path} line {int(np.argmax((images == '').to_numpy())) + 2}: "
+                         f"empty '{IMAGE_COLUMN}'")
+    dup = images[images.duplicated()]
+    if len(dup):
+        raise ValueError(f"{path}: {len(dup)} image(s) predicted more than once "
+                         f"(first: {', '.join(dup.iloc[:5])})")
+    return Predictions(images=images.to_numpy(dtype=object),
+                       prob=_numeric(df, PROB_COLUMNS, path),
+                       std=_numeric(df, STD_COLUMNS, path) if present_std else None)
