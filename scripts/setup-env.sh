@@ -11,11 +11,15 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 1
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-stamp=".venv/.cxr-installed${extra:+-$extra}"
+# The stamp holds pyproject's hash and the extra installed with it; a test install also
+# satisfies a plain one (run.sh after test.sh installs nothing).
+stamp=".venv/.cxr-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+have=""; have_extra=""
+[ -f "$stamp" ] && read -r have have_extra < "$stamp"
+if [ "${have:-}" != "$want" ] || { [ -n "$extra" ] && [ "${have_extra:-}" != "$extra" ]; }; then
   echo "Installing dependencies into .venv (torch comes from the local wheel cache where present)..."
   spec="."; [ -n "$extra" ] && spec=".[$extra]"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
-  echo "$want" > "$stamp"
+  echo "$want $extra" > "$stamp"
 fi
