@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = cmd_parser.parse_args(argv[1:])
     try:
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:  # bad input: a clear message, no traceback
+    except (ValueError, OSError) as exc:  # bad input or unreadable files: a message, no traceback
         print(f"cxr {name}: error: {exc}", file=sys.stderr)
         return 1
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sqlite3
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -32,7 +33,8 @@ import pandas as pd
 
 from cxr.labels import FINDINGS, finding_index
 
-DEFAULT_DB = Path("data/worklist.sqlite")
+# The dashboard reads the same variable (cxr/dashboard/state.py), so both find one database.
+DEFAULT_DB = Path(os.environ.get("CXR_WORKLIST", "data/worklist.sqlite"))
 DECISIONS = ("agree", "disagree", "second_read")
 STATUSES = ("pending", *DECISIONS)
 UNCERTAIN_STD = 0.1  # the report's threshold, used when a CSV has std columns but no flag

@@ -40,7 +40,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", default="test", help="split to score: test (default) or val")
     parser.add_argument("--passes", type=int, default=25, help="MC-dropout passes (default 25)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA, else MPS, else CPU), cpu, cuda, mps")
     parser.add_argument("--bootstrap", type=int, default=1000,
                         help="patient-level bootstrap resamples for CIs (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of MC dropout and bootstrap")
@@ -136,11 +137,13 @@ def evaluate_external(args) -> Path:
 def evaluate_checkpoint(args) -> Path:
     from cxr.checkpoint import load_model
     from cxr.evaluation import inference
+    from cxr.train.distributed import pick_device
 
     if args.split not in ("test", "val"):
         raise ValueError(f"--split {args.split!r}: only 'test' or 'val' can be scored; the "
                          "training images are never evaluated")
     ckpt = Path(args.checkpoint)
+    args.device = str(pick_device(args.device))
     model, meta = load_model(ckpt, args.device)
     data = inference.RunData.open(ckpt.parent, meta, args.data)
     scored = data.rows(args.split)
