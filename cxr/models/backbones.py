@@ -1,0 +1,71 @@
+"""`densenet121` and `efficientnet_b0`: timm backbones with the report's head.
+
+    backbone feature map -> GAP -> Dropout 0.4 -> Dense 512 + ReLU -> Dropout 0.4 -> Dense 14
+
+    from cxr.models import create_model
+    m = create_model("densenet121")                                  # random init
+    m = create_model("densenet121", pretrained=True)                 # ImageNet weights, timm hub
+    m = create_model("densenet121", weights="densenet121.safetensors")  # same, from a local file
+
+`weights` is a timm ImageNet checkpoint of that architecture (e.g. `model.safetensors` from
+huggingface.co/timm/densenet121.tv_in1k, or a `.pth` state dict of `timm.create_model(arch)`),
+loaded strictly: a missing file is a FileNotFoundError and a missing key an error, never a
+silently random backbone.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from cxr.models.base import CXRModel
+from cxr.models.heads import report_head
+
+
+def create_timm_backbone(arch: str, pretrained: bool = False, weights=None) -> nn.Module:
+    """A full timm ImageNet model, optionally with weights from the hub or a local file.
+
+    The classifier is kept while loading, so timm loads strictly (with a 14- or 0-class head
+    it would drop the classifier and stop checking missing keys); callers remove it after.
+    """
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{arch} weights file not found: {path}")
+        return timm.create_model(arch, pretrained=True,
+                                 pretrained_cfg_overlay=dict(file=str(path.resolve())))
+    return timm.create_model(arch, pretrained=pretrained)
+
+
+# Module whose output is timm's forward_features map (the last normalisation + activation).
+_GRADCAM_LAYER = {"densenet121": "features.norm5", "efficientnet_b0": "bn2"}
+
+
+class TimmClassifier(CXRModel):
+    """A timm backbone's final feature map pooled into the report's head."""
+
+    def __init__(self, arch: str, num_classes: int = 14, pretrained: bool = False, weights=None,
+                 input_size: int = 224, drop_rate: float = 0.4, hidden: int = 512):
+        super().__init__()
+        if arch not in _GRADCAM_LAYER:
+            raise ValueError(f"unsupported backbone {arch!r}; expected one of {sorted(_GRADCAM_LAYER)}")
+        self.model_name = arch
+        self.backbone = create_timm_backbone(arch, pretrained, weights)
+        self.backbone.reset_classifier(0, "")  # forward_features gives the unpooled map
+        self.head = report_head(self.backbone.num_features, num_classes, hidden, drop_rate)
+        self.gradcam_layer = self.backbone.get_submodule(_GRADCAM_LAYER[arch])
+        self._set_meta(dict(num_classes=num_classes, input_size=input_size, drop_rate=drop_rate,
+                            hidden=hidden), input_size, pretrained or weights is not None)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x)
+
+
+def densenet121(**kw) -> TimmClassifier:
+    return TimmClassifier("densenet121", **kw)
+
+
+def efficientnet_b0(**kw) -> TimmClassifier:
+    return TimmClassifier("efficientnet_b0", **kw)

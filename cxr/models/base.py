@@ -1,0 +1,77 @@
+"""The API every registry model shares (ARCHITECTURE.md, "Model").
+
+    logits = model(x)                                  # (B, 14), never sigmoid-ed here
+    f = model.forward_features(x)                      # (B, C, h, w): pooled map, Grad-CAM target
+    logits = model.classify(model.pool_features(f))    # == model.forward_head(f)
+
+All dropout lives in `classify`, after pooling, and the backbone is deterministic in eval mode:
+that is what lets `cxr.uncertainty.mc_predict` run the backbone once and sample only the head.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from cxr.labels import FINDINGS, NUM_CLASSES
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]  # timm.data.IMAGENET_DEFAULT_MEAN / STD, as plain lists
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def class_labels(num_classes: int) -> tuple[str, ...]:
+    """The 14 findings in NIH order; generic names only for non-default heads (experiments)."""
+    return FINDINGS if num_classes == NUM_CLASSES else tuple(f"class_{i}" for i in range(num_classes))
+
+
+class CXRModel(nn.Module):
+    """Base class. Subclasses set `backbone`, `head` (the classify MLP), `gradcam_layer`,
+    implement `forward_features`, and call `_set_meta` with the kwargs that rebuild them."""
+
+    model_name: str = ""
+    head: nn.Module
+    pretrained_backbone: bool = False  # True when ImageNet weights were loaded (hub or file)
+
+    def _set_meta(self, model_kwargs: dict, input_size: int, pretrained_backbone: bool) -> None:
+        self.model_kwargs = dict(model_kwargs)  # JSON-safe: create_model(model_name, **model_kwargs)
+        self.labels = class_labels(model_kwargs["num_classes"])
+        self.preprocess = {"input_size": int(input_size), "mean": list(IMAGENET_MEAN),
+                           "std": list(IMAGENET_STD)}
+        self.pretrained_backbone = bool(pretrained_backbone)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pool_features(self, f: torch.Tensor) -> torch.Tensor:
+        """Global average pooling: (B, C, h, w) -> (B, C)."""
+        return f.mean(dim=(2, 3))
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, C) -> logits (B, num_classes); holds every dropout layer of the model."""
+        return self.head(pooled)
+
+    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.pool_features(f))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def backbone_modules(self) -> list[nn.Module]:
+        """Modules frozen in training phase 1 (subclasses override)."""
+        return [self.backbone]
+
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        for module in self.backbone_modules():
+            yield from module.parameters()
+
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter that is not a backbone parameter (the two partition the model)."""
+        backbone = {id(p) for p in self.backbone_parameters()}
+        return (p for p in self.parameters() if id(p) not in backbone)
+
+
+def model_uses_pretrained(model: nn.Module) -> bool:
+    """Whether the backbone started from ImageNet weights; training skips the frozen-backbone
+    phase 1 when it did not (a random backbone frozen would teach the head nothing)."""
+    return bool(getattr(model, "pretrained_backbone", False))

@@ -1,0 +1,68 @@
+"""densenet121 / efficientnet_b0: the report's head, freezing, and ImageNet weights from a file."""
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from cxr.models import create_model, model_uses_pretrained
+
+torch.set_num_threads(1)
+
+
+def count(params) -> int:
+    return sum(p.numel() for p in params)
+
+
+@pytest.mark.parametrize("name, head, features", [("densenet121", 531_982, 1024),
+                                                  ("efficientnet_b0", 663_054, 1280)])
+def test_head_parameter_count_and_map(name, head, features):
+    model = create_model(name).eval()
+    assert count(model.head_parameters()) == head
+    assert [m.p for m in model.head if isinstance(m, torch.nn.Dropout)] == [0.4, 0.4]
+    with torch.no_grad():
+        assert model.forward_features(torch.zeros(1, 3, 64, 64)).shape == (1, features, 2, 2)
+
+
+def test_frozen_backbone_trains_only_the_head():
+    model = create_model("efficientnet_b0")
+    for p in model.backbone_parameters():
+        p.requires_grad_(False)
+    model(torch.randn(2, 3, 64, 64)).sum().backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert all(p.grad is not None for p in model.head.parameters())
+
+
+@pytest.fixture(scope="module")
+def densenet_file(tmp_path_factory):
+    """A timm densenet121 ImageNet-format checkpoint (random values) in both formats."""
+    torch.manual_seed(3)
+    state = timm.create_model("densenet121").state_dict()
+    folder = tmp_path_factory.mktemp("weights")
+    save_file(state, folder / "densenet121.safetensors")
+    torch.save(state, folder / "densenet121.pth")
+    return folder, state
+
+
+@pytest.mark.parametrize("suffix", ["safetensors", "pth"])
+def test_weights_file_loads_into_backbone(densenet_file, suffix):
+    folder, state = densenet_file
+    model = create_model("densenet121", weights=folder / f"densenet121.{suffix}")
+    loaded = model.backbone.state_dict()
+    assert set(loaded) == set(state) - {"classifier.weight", "classifier.bias"}
+    assert all(torch.equal(loaded[k], state[k]) for k in loaded)
+    assert model_uses_pretrained(model) and model.pretrained_backbone is True
+
+
+def test_missing_weights_file_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        create_model("densenet121", weights=tmp_path / "nope.safetensors")
+
+
+def test_incomplete_weights_file_is_an_error_not_random_init(densenet_file, tmp_path):
+    _, state = densenet_file
+    partial = {k: v for k, v in state.items() if "denseblock1" not in k}
+    save_file(partial, tmp_path / "partial.safetensors")
+    with pytest.raises(RuntimeError, match="Missing key"):
+        create_model("densenet121", weights=tmp_path / "partial.safetensors")

@@ -1,0 +1,44 @@
+"""simple_cnn: the report's layer stack and parameter count."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cxr.models import create_model
+
+
+def count(params) -> int:
+    return sum(p.numel() for p in params)
+
+
+def test_exactly_129870_parameters_with_and_without_dropout():
+    assert count(create_model("simple_cnn").parameters()) == 129_870
+    assert count(create_model("simple_cnn", drop_rate=0.0).parameters()) == 129_870
+
+
+def test_layer_stack_is_the_reports():
+    model = create_model("simple_cnn")
+    convs = [(m.in_channels, m.out_channels, m.kernel_size) for m in model.modules()
+             if isinstance(m, nn.Conv2d)]
+    assert convs == [(3, 32, (3, 3)), (32, 64, (3, 3)), (64, 128, (3, 3))]
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.backbone) == 3
+    dense = [(m.in_features, m.out_features) for m in model.head if isinstance(m, nn.Linear)]
+    assert dense == [(128, 256), (256, 14)]
+    # the one dropout (for MC dropout) sits right before the last Dense layer
+    assert isinstance(model.head[-2], nn.Dropout) and model.head[-2].p == 0.5
+
+
+def test_map_is_stride_8_and_tiny_inputs_work():
+    model = create_model("simple_cnn").eval()
+    with torch.no_grad():
+        assert model.forward_features(torch.zeros(1, 3, 64, 64)).shape == (1, 128, 8, 8)
+        assert model(torch.zeros(3, 3, 32, 32)).shape == (3, 14)
+
+
+def test_frozen_backbone_trains_only_the_head():
+    model = create_model("simple_cnn")
+    for p in model.backbone_parameters():
+        p.requires_grad_(False)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert all(p.grad is not None for p in model.head_parameters())
