@@ -1,0 +1,151 @@
+"""The Predict page's work, without Streamlit: check an upload, MC-dropout probabilities, CAMs.
+
+    >>> img = read_upload(open("film.dcm", "rb").read(), "film.dcm")   # UploadError if unusable
+    >>> model, meta = load_model("checkpoints/demo-fusion/best.pt", device_name())
+    >>> a = analyse(model, img.pixels, passes=25)          # a.mean, a.std, a.samples (25, 14)
+    >>> cams = explain(model, img.pixels, ["Effusion"])    # {"Effusion": HxW in [0, 1]}
+    >>> rgb = overlay(display_film(img.pixels), cams["Effusion"], opacity=0.4)
+
+Uploads are decoded by `cxr.data.images.load_image` (content decides PNG / JPEG / DICOM, never
+the extension); only its whitelisted meta (format, mode, bits, frames, view) ever reaches the
+page, so DICOM patient identifiers are neither shown nor kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from cxr.data.images import ImageLoadError, LoadedImage, load_image
+from cxr.data.transforms import build_transform
+from cxr.explain import METHODS, overlay  # noqa: F401  (overlay: for the pages)
+from cxr.uncertainty import UNCERTAIN_STD, mc_predict
+
+# DICOM ViewPosition values of films the models were not trained for (NIH is PA/AP only).
+LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "XTABLE LATERAL"}
+SAFE_META = ("format", "mode", "bits", "frames", "view")
+MIN_SIDE = 16
+
+
+class UploadError(ValueError):
+    """An upload the page cannot analyse; the message says why, in words for the user."""
+
+
+def read_upload(data: bytes, name: str = "upload") -> LoadedImage:
+    """Decode and check one uploaded file; every problem is an UploadError."""
+    if not data:
+        raise UploadError(f"{name}: the file is empty")
+    try:
+        img = load_image(data, name=name)
+    except ImageLoadError as exc:
+        raise UploadError(str(exc)) from None
+    view = str(img.meta.get("view", "")).strip().upper()
+    if view in LATERAL_VIEWS:
+        raise UploadError(f"{name}: the file's metadata says this is a lateral view "
+                          f"(ViewPosition {view}); the models were trained on frontal (PA/AP) "
+                          "chest films only")
+    if img.pixels.ndim != 2 or min(img.pixels.shape) < MIN_SIDE:
+        raise UploadError(f"{name}: image is {img.pixels.shape}; a chest film needs at least "
+                          f"{MIN_SIDE}x{MIN_SIDE} pixels")
+    return LoadedImage(img.pixels, {k: img.meta[k] for k in SAFE_META if k in img.meta})
+
+
+def device_name() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def to_input(model: torch.nn.Module, pixels: np.ndarray) -> torch.Tensor:
+    """The film as the model's own preprocessing makes it: 3xSxS on the model's device."""
+    return build_transform(model.preprocess, train=False)(pixels).to(model_device(model))
+
+
+@dataclass
+class Analysis:
+    labels: tuple[str, ...]
+    mean: np.ndarray      # (14,) mean probability over the passes
+    std: np.ndarray       # (14,) its standard deviation: the uncertainty
+    samples: np.ndarray   # (passes, 14) each pass's probabilities
+    threshold: float
+
+    @property
+    def uncertain(self) -> list[str]:
+        return [self.labels[k] for k in np.flatnonzero(self.std > self.threshold)]
+
+    def top(self, k: int) -> list[int]:
+        return [int(i) for i in np.argsort(-self.mean)[:k]]
+
+    def table(self):
+        import pandas as pd
+        return pd.DataFrame({"finding": self.labels, "probability": self.mean, "std": self.std,
+                             "uncertain": self.std > self.threshold}) \
+            .sort_values("probability", ascending=False, ignore_index=True)
+
+
+def analyse(model: torch.nn.Module, pixels: np.ndarray, passes: int = 25, seed: int | None = 0,
+            threshold: float = UNCERTAIN_STD) -> Analysis:
+    """MC-dropout prediction for one film (seeded: the same film gives the same numbers)."""
+    x = to_input(model, pixels)[None]
+    r = mc_predict(model, x, passes=passes, seed=seed, threshold=threshold)
+    return Analysis(tuple(model.labels), r.mean[0], r.std[0], r.samples[:, 0], threshold)
+
+
+class _Head(nn.Module):
+    """The model's head behind an identity 'layer', so Grad-CAM runs on a precomputed map."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.tap = model, nn.Identity()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.tap(features))
+
+
+def explain(model: torch.nn.Module, pixels: np.ndarray, findings: list[str],
+            method: str = "gradcam") -> dict:
+    """finding -> Grad-CAM map (float32 in [0, 1], the model's input size) for one film.
+
+    The same maps as `cxr.explain.cam_maps` (its target layer's output *is* forward_features'
+    map, by the model contract), but the gradient only runs through the head: the backbones
+    run once, without autograd. On the 224 px fusion model that is several times faster than
+    back-propagating through DenseNet and EfficientNet (bench/bench_predict_page.py), and the
+    hooks sit on a private wrapper, so sessions sharing the cached model do not collide."""
+    if not findings:
+        return {}
+    x = to_input(model, pixels)[None]
+    with torch.no_grad():
+        features = model.forward_features(x)  # (1, C, h, w): the map the head pools
+    head = _Head(model)
+    cam = METHODS[method](head, [head.tap])
+    cam.compute_input_gradient = True  # the map is a leaf: let the gradient reach it
+    labels = list(model.labels)
+    try:
+        with torch.enable_grad():
+            maps = {f: cam(features, [ClassifierOutputTarget(labels.index(f))])[0]
+                    for f in findings}
+    finally:
+        cam.activations_and_grads.release()
+        for p in head.parameters():  # the head's weights got .grad: drop it, keep the model clean
+            p.grad = None
+    h, w = x.shape[-2:]
+    return {f: np.clip(cv2.resize(np.nan_to_num(m.astype(np.float32)), (w, h),
+                                  interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+            for f, m in maps.items()}
+
+
+def display_film(pixels: np.ndarray, max_side: int = 1024) -> np.ndarray:
+    """The film shrunk for the browser (a 3000 px DICOM need not travel at full size)."""
+    h, w = pixels.shape
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return pixels
+    return cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=cv2.INTER_AREA)

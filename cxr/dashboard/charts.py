@@ -1,0 +1,157 @@
+"""Plotly figures for the pages (pure functions of data; the pages only `st.plotly_chart` them)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+UNCERTAIN_COLOR, CONFIDENT_COLOR = "#d62728", "#1f77b4"
+
+
+def probability_bars(labels, mean, std, threshold: float = 0.1) -> go.Figure:
+    """Horizontal bars of mean probability, highest on top, std as error bars; bars whose std
+    exceeds `threshold` are drawn in red."""
+    order = np.argsort(np.asarray(mean))  # plotly draws the first bar at the bottom
+    labels = [labels[i] for i in order]
+    mean, std = np.asarray(mean)[order], np.asarray(std)[order]
+    colors = [UNCERTAIN_COLOR if s > threshold else CONFIDENT_COLOR for s in std]
+    fig = go.Figure(go.Bar(
+        x=mean, y=labels, orientation="h", marker_color=colors,
+        error_x=dict(type="data", array=std, visible=True, color="#444"), customdata=std,
+        hovertemplate="%{y}: %{x:.3f} ± %{customdata:.3f}<extra></extra>"))
+    fig.update_layout(xaxis=dict(range=[0, 1.05], title="mean probability (MC dropout) ± std"),
+                      height=30 * len(labels) + 80, margin=dict(l=10, r=10, t=30, b=40),
+                      title=f"red: std > {threshold}")
+    return fig
+
+
+def mc_histograms(labels, samples: np.ndarray, top: list[int]) -> go.Figure:
+    """Histograms of the sampled probabilities (passes x findings) for the findings in `top`."""
+    fig = make_subplots(rows=1, cols=len(top), subplot_titles=[labels[k] for k in top],
+                        shared_yaxes=True)
+    for i, k in enumerate(top, start=1):
+        fig.add_trace(go.Histogram(x=samples[:, k], xbins=dict(start=0, end=1, size=0.025),
+                                   marker_color=CONFIDENT_COLOR, showlegend=False), row=1, col=i)
+        fig.update_xaxes(range=[0, 1], title_text="probability", row=1, col=i)
+    fig.update_yaxes(title_text="passes", row=1, col=1)
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=40), bargap=0.05)
+    return fig
+
+
+def history_figures(histories: dict[str, pd.DataFrame]) -> tuple[go.Figure, go.Figure]:
+    """(train vs val loss per run, val macro AUC per run) by epoch (the report's Figure 6)."""
+    loss, auc = go.Figure(), go.Figure()
+    for i, (name, h) in enumerate(histories.items()):
+        if h.empty or "epoch" not in h:
+            continue
+        color = _color(i)
+        if "train_loss" in h:
+            loss.add_trace(go.Scatter(x=h["epoch"], y=h["train_loss"], name=f"{name} train",
+                                      line=dict(color=color), mode="lines+markers"))
+        if "val_loss" in h:
+            loss.add_trace(go.Scatter(x=h["epoch"], y=h["val_loss"], name=f"{name} val",
+                                      line=dict(color=color, dash="dash"), mode="lines+markers"))
+        if "val_macro_auc" in h:
+            auc.add_trace(go.Scatter(x=h["epoch"], y=h["val_macro_auc"], name=name,
+                                     line=dict(color=color), mode="lines+markers"))
+    _phase_lines(loss, histories)
+    loss.update_layout(title="loss (solid: train, dashed: validation)", xaxis_title="epoch",
+                       yaxis_title="loss", height=320, margin=dict(t=40, b=40))
+    auc.update_layout(title="validation macro AUC", xaxis_title="epoch", yaxis_title="AUC",
+                      height=320, margin=dict(t=40, b=40))
+    return loss, auc
+
+
+def _phase_lines(fig: go.Figure, histories: dict[str, pd.DataFrame]) -> None:
+    """A dotted line where fine-tuning starts (only when one run is shown)."""
+    if len(histories) != 1:
+        return
+    h = next(iter(histories.values()))
+    if "phase" in h and h["phase"].nunique() > 1:
+        first = h.loc[h["phase"] != h["phase"].iloc[0], "epoch"]
+        if len(first):
+            fig.add_vline(x=float(first.iloc[0]) - 0.5, line_dash="dot",
+                          annotation_text=str(h.loc[first.index[0], "phase"]))
+
+
+def roc_figure(curves: dict[str, tuple[pd.DataFrame, float]], finding: str) -> go.Figure:
+    """ROC of one finding, one curve per model: {name: (frame with fpr/tpr, auc)}."""
+    fig = go.Figure()
+    for i, (name, (roc, auc)) in enumerate(curves.items()):
+        if roc.empty:
+            continue
+        fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines",
+                                 name=f"{name} (AUC {auc:.3f})", line=dict(color=_color(i))))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                             line=dict(color="grey", dash="dot")))
+    fig.update_layout(title=f"ROC: {finding}", xaxis_title="false positive rate",
+                      yaxis_title="true positive rate", height=420,
+                      xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]))
+    return fig
+
+
+def calibration_figure(tables: dict[str, pd.DataFrame], finding: str | None) -> go.Figure:
+    """Reliability curves: observed frequency vs mean predicted probability per bin, one per
+    model; `finding=None` pools all findings' bins (count-weighted)."""
+    fig = go.Figure()
+    for i, (name, cal) in enumerate(tables.items()):
+        if cal.empty:
+            continue
+        if finding is not None:
+            part = cal[cal["finding"] == finding]
+        else:
+            weighted = cal.assign(wp=cal["mean_predicted"] * cal["count"],
+                                  wo=cal["observed_frequency"] * cal["count"])
+            g = weighted.groupby("bin")[["wp", "wo", "count"]].sum()
+            part = pd.DataFrame({"mean_predicted": g["wp"] / g["count"],
+                                 "observed_frequency": g["wo"] / g["count"], "count": g["count"]})
+        fig.add_trace(go.Scatter(x=part["mean_predicted"], y=part["observed_frequency"],
+                                 mode="lines+markers", name=name, line=dict(color=_color(i)),
+                                 customdata=part["count"],
+                                 hovertemplate="predicted %{x:.2f}, observed %{y:.2f} "
+                                               "(%{customdata} images)<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect",
+                             line=dict(color="grey", dash="dot")))
+    fig.update_layout(title=f"calibration: {finding or 'all findings'}", height=420,
+                      xaxis_title="mean predicted probability", yaxis_title="observed frequency",
+                      xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]))
+    return fig
+
+
+def selective_figure(tables: dict[str, pd.DataFrame]) -> go.Figure:
+    """Macro AUC of the kept images against the fraction referred (most uncertain first)."""
+    fig = go.Figure()
+    for i, (name, sel) in enumerate(tables.items()):
+        if sel.empty:
+            continue
+        fig.add_trace(go.Scatter(x=sel["referral_rate"], y=sel["macro_auc"], name=name,
+                                 mode="lines+markers", line=dict(color=_color(i))))
+    fig.update_layout(title="selective prediction: refer the most uncertain images",
+                      xaxis_title="fraction referred to a human",
+                      yaxis_title="macro AUC of the rest",
+                      xaxis_tickformat=".0%", height=380)
+    return fig
+
+
+def macro_auc_bars(names, auc, lo, hi) -> go.Figure:
+    auc, lo, hi = (np.asarray(a, dtype=float) for a in (auc, lo, hi))
+    fig = go.Figure(go.Bar(
+        x=list(names), y=auc, marker_color=[_color(i) for i in range(len(auc))],
+        error_y=dict(type="data", symmetric=False, array=np.nan_to_num(hi - auc),
+                     arrayminus=np.nan_to_num(auc - lo), visible=True),
+        text=[f"{a:.3f}" for a in auc], textposition="outside"))
+    fig.update_layout(title="macro AUC with 95% patient-bootstrap CI", yaxis=dict(range=[0, 1.05]),
+                      yaxis_title="macro AUC", height=380)
+    return fig
+
+
+def progress_curves(history: pd.DataFrame) -> tuple[go.Figure, go.Figure]:
+    """The Train page's live curves for one run."""
+    return history_figures({"run": history})
+
+
+def _color(i: int) -> str:
+    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf", "#d62728")
+    return palette[i % len(palette)]

@@ -1,0 +1,122 @@
+"""An evaluated run's `eval/` folder (written by `cxr evaluate`) shaped for the Evaluate page.
+
+`metrics.json` holds per-finding AUC with patient-bootstrap CIs, macro AUC, selective
+prediction and provenance (split, seed, data version); `roc.csv` and `calibration.csv` are long
+tables with a `finding` column. See cxr/evaluation/scoring.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxr.dashboard.runs import read_json
+from cxr.labels import FINDINGS
+
+MACRO = "Macro AUC"
+
+
+@dataclass
+class Evaluation:
+    name: str           # the run's name, used as the model's column/legend label
+    path: Path          # RUN_DIR/eval
+    metrics: dict
+
+    @classmethod
+    def load(cls, run_dir: Path, name: str | None = None) -> "Evaluation":
+        path = Path(run_dir) / "eval"
+        metrics = read_json(path / "metrics.json")
+        if not metrics:
+            raise FileNotFoundError(f"{path / 'metrics.json'} is missing or unreadable; "
+                                    f"run `cxr evaluate --checkpoint {Path(run_dir) / 'best.pt'}`")
+        return cls(name or Path(run_dir).name, path, metrics)
+
+    def _csv(self, name: str) -> pd.DataFrame:
+        try:
+            return pd.read_csv(self.path / name)
+        except (OSError, ValueError, pd.errors.EmptyDataError):
+            return pd.DataFrame()
+
+    def roc(self) -> pd.DataFrame:
+        return self._csv("roc.csv")
+
+    def calibration(self) -> pd.DataFrame:
+        return self._csv("calibration.csv")
+
+    def auc(self, finding: str) -> float:
+        return _num(self.metrics.get("per_finding", {}).get(finding, {}).get("auc"))
+
+    def auc_ci(self, finding: str) -> tuple[float, float]:
+        ci = self.metrics.get("per_finding", {}).get(finding, {}).get("auc_ci")
+        return _ci(ci)
+
+    @property
+    def macro(self) -> float:
+        return _num(self.metrics.get("macro_auc"))
+
+    @property
+    def macro_ci(self) -> tuple[float, float]:
+        return _ci(self.metrics.get("macro_auc_ci"))
+
+    def provenance(self) -> str:
+        m = self.metrics
+        model = m.get("model")
+        model = model.get("name") if isinstance(model, dict) else model
+        parts = [f"model {model}" if model else None,
+                 f"split {m.get('split')} ({m.get('strategy') or 'n/a'}, seed {m.get('seed')})",
+                 f"data {m.get('data_version') or 'n/a'}",
+                 f"{m.get('n_images', '?')} images / {m.get('n_patients', '?')} patients",
+                 f"{m.get('passes')} MC passes" if m.get("passes") else None]
+        return ", ".join(p for p in parts if p)
+
+    def selective(self) -> pd.DataFrame:
+        sel = self.metrics.get("selective") or {}
+        rows = [{"referral_rate": _num(v.get("referred_fraction", k)),
+                 "macro_auc": _num(v.get("macro_auc")), "n_kept": v.get("n_kept")}
+                for k, v in sel.items() if isinstance(v, dict)]
+        return pd.DataFrame(rows, columns=["referral_rate", "macro_auc", "n_kept"]) \
+            .sort_values("referral_rate", ignore_index=True)
+
+
+def _num(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _ci(ci) -> tuple[float, float]:
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        return _num(ci[0]), _num(ci[1])
+    return float("nan"), float("nan")
+
+
+def auc_table(evals: list[Evaluation]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 2: (AUC findings x models with a macro row, the same shape of '[lo, hi]' CI text)."""
+    index = [*FINDINGS, MACRO]
+    auc = pd.DataFrame({e.name: [*(e.auc(f) for f in FINDINGS), e.macro] for e in evals},
+                       index=index)
+    cis = pd.DataFrame({e.name: [_ci_text(*e.auc_ci(f)) for f in FINDINGS] + [_ci_text(*e.macro_ci)]
+                        for e in evals}, index=index)
+    return auc, cis
+
+
+def _ci_text(lo: float, hi: float) -> str:
+    return "" if np.isnan(lo) or np.isnan(hi) else f"[{lo:.3f}, {hi:.3f}]"
+
+
+def table_with_cis(auc: pd.DataFrame, cis: pd.DataFrame) -> pd.DataFrame:
+    """One text table: 'AUC [lo, hi]' per cell, for display and download."""
+    out = auc.copy().astype(object)
+    for col in auc.columns:
+        out[col] = [("" if np.isnan(a) else f"{a:.3f}") + (f" {c}" if c else "")
+                    for a, c in zip(auc[col], cis[col])]
+    return out
+
+
+def best_per_row(auc: pd.DataFrame) -> pd.Series:
+    """The model with the highest AUC per finding (NaN rows: None)."""
+    return pd.Series({name: (row.idxmax() if row.notna().any() else None)
+                      for name, row in auc.iterrows()}, dtype=object)

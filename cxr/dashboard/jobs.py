@@ -1,0 +1,252 @@
+"""Background `cxr` jobs launched from the dashboard: detached, one per run dir and kind.
+
+A job runs `python -m cxr.dashboard.jobs --exit-file F -- <cxr args>`, i.e. the normal `cxr`
+command line inside a thin wrapper that records its exit status, in a new session
+(`start_new_session=True`): it survives page reloads, browser disconnects and the Streamlit
+server stopping, and Ctrl-C in the server's terminal does not reach it. Its output goes to
+`RUN_DIR/job-<kind>.log`; `RUN_DIR/job-<kind>.pid` (JSON: pid, argv, started) is created with
+O_EXCL first, so two clicks (or two browser sessions) cannot start two jobs into the same run
+dir; `RUN_DIR/job-<kind>.exit` gets the exit status. (The `job-` prefix keeps clear of the
+trainer's own files such as train.log.)
+
+    launch("train", ["train", "--data", "data/demo", "--model", "fusion", "--out", "runs/a"],
+           Path("runs/a"))
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+KINDS = ("train", "evaluate")
+PID_FILES = {kind: f"job-{kind}.pid" for kind in KINDS}
+STOP_FILE = "STOP"  # cxr.train polls for it once per step, stops cleanly and deletes it
+# A run dir holding any of these already has a run (cxr.train.loop.RUN_FILES): a new training
+# run there is refused (`--resume` continues one).
+RUN_FILES = ("config.yaml", "split.csv", "history.csv", "progress.json", "best.pt", "last.pt",
+             "train.log")
+_STARTING_GRACE_S = 30.0
+
+
+class JobError(RuntimeError):
+    """A launch that was refused (already running, run dir taken, bad arguments)."""
+
+
+def pid_path(run_dir: Path, kind: str) -> Path:
+    return Path(run_dir) / PID_FILES[kind]
+
+
+def log_path(run_dir: Path, kind: str) -> Path:
+    return Path(run_dir) / f"job-{kind}.log"
+
+
+def exit_path(run_dir: Path, kind: str) -> Path:
+    return Path(run_dir) / f"job-{kind}.exit"
+
+
+def read_job(run_dir: Path, kind: str) -> dict | None:
+    """The pid file's content, {} while it is being written, None when there is none."""
+    path = pid_path(run_dir, kind)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        job = json.loads(text)
+    except ValueError:
+        return {}
+    return job if isinstance(job, dict) else {}
+
+
+def pid_alive(pid: int, needle: bytes = b"cxr.dashboard.jobs") -> bool:
+    """True while process `pid` runs and its command line holds `needle` (our job wrapper by
+    default), so a zombie or a pid reused by another program does not count."""
+    try:  # reap it if it is our own child that finished, else it stays a zombie forever
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    except OSError:
+        return False
+    proc = Path(f"/proc/{pid}")
+    if proc.parent.is_dir() and Path("/proc/self").exists():
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            return False
+        state = stat.rsplit(")", 1)[-1].split()[0]
+        return state not in ("Z", "X") and needle in cmdline
+    try:  # no /proc (macOS): signal 0 only says the pid exists
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def job_state(run_dir: Path, kind: str) -> str:
+    """'none' (never launched here), 'running' or 'exited'."""
+    job = read_job(run_dir, kind)
+    if job is None:
+        return "none"
+    if not job.get("pid"):  # created but the pid not written yet, or a launch that crashed
+        age = time.time() - pid_path(run_dir, kind).stat().st_mtime
+        return "running" if age < _STARTING_GRACE_S else "exited"
+    return "running" if pid_alive(int(job["pid"])) else "exited"
+
+
+def exit_code(run_dir: Path, kind: str) -> int | None:
+    """The job's exit status once it finished (None while running or if it was killed)."""
+    try:
+        return int(exit_path(run_dir, kind).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def log_tail(run_dir: Path, kind: str, lines: int = 30) -> str:
+    try:
+        with open(log_path(run_dir, kind), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _claim(run_dir: Path, kind: str, new_run: bool) -> int:
+    """Create the pid file exclusively: the lock against a second launch."""
+    path = pid_path(run_dir, kind)
+    if new_run:
+        taken = [name for name in RUN_FILES + (PID_FILES["train"],) if (run_dir / name).exists()]
+        if taken:
+            state = job_state(run_dir, kind)
+            detail = "a training job is running there" if state == "running" else \
+                f"it already holds a run ({', '.join(taken)})"
+            raise JobError(f"refused: {run_dir} is taken: {detail}; choose another run name")
+    elif job_state(run_dir, kind) == "running":
+        raise JobError(f"refused: a {kind} job is already running for {run_dir}")
+    else:
+        path.unlink(missing_ok=True)  # a finished job's file: this is a fresh launch
+    try:
+        return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise JobError(f"refused: a {kind} job was just launched for {run_dir}") from None
+
+
+def launch(kind: str, cxr_args: list[str], run_dir: Path, env: dict | None = None,
+           new_run: bool | None = None) -> int:
+    """Start `cxr <cxr_args>` detached; returns its pid. Raises JobError when refused.
+
+    new_run (default: a train job without --resume) also refuses a run dir that already holds
+    a run; otherwise only a job of the same kind still running there is refused."""
+    if kind not in PID_FILES:
+        raise JobError(f"unknown job kind {kind!r}; expected one of {sorted(PID_FILES)}")
+    if new_run is None:
+        new_run = kind == "train" and "--resume" not in cxr_args
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = _claim(run_dir, kind, new_run)
+    try:
+        exit_path(run_dir, kind).unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "cxr.dashboard.jobs",
+                "--exit-file", str(exit_path(run_dir, kind)), "--", *map(str, cxr_args)]
+        with open(log_path(run_dir, kind), "ab") as log:
+            log.write(f"$ cxr {' '.join(map(str, cxr_args))}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env=env, close_fds=True)
+        record = {"pid": proc.pid, "argv": list(map(str, cxr_args)), "started": time.time()}
+        os.write(fd, json.dumps(record).encode())
+    except BaseException:
+        os.close(fd)
+        pid_path(run_dir, kind).unlink(missing_ok=True)  # release the lock
+        raise
+    os.close(fd)
+    return proc.pid
+
+
+def request_stop(run_dir: Path) -> Path:
+    """Ask a training run to stop after its current step (the trainer polls for this file)."""
+    path = Path(run_dir) / STOP_FILE
+    path.write_text(f"stop requested from the dashboard at {time.ctime()}\n")
+    return path
+
+
+def stop_requested(run_dir: Path) -> bool:
+    return (Path(run_dir) / STOP_FILE).exists()
+
+
+def train_args(data: Path, model: str, out: Path, settings: dict | None = None) -> list[str]:
+    """`cxr train` arguments for the Train page's form; `settings` become --set key=value."""
+    args = ["train", "--data", str(data), "--model", str(model), "--out", str(out)]
+    for key, value in (settings or {}).items():
+        if value is None or value == "":
+            continue
+        args += ["--set", f"{key}={_set_value(value)}"]
+    return args
+
+
+def check_train_args(data: str | Path, model: str, settings: dict, extra: list[str] = ()) -> None:
+    """Fail now, with the config's own message, on what `cxr train` would reject after launch:
+    a missing dataset folder, an unknown model, an unknown key or a bad value."""
+    from cxr.data.layout import DatasetFiles
+    from cxr.train.config import load_config
+
+    data = Path(data)
+    if not str(data).strip() or not data.is_dir():
+        raise FileNotFoundError(f"dataset folder {str(data)!r} does not exist")
+    DatasetFiles.locate(data)  # raises naming what is missing (Data_Entry CSV, images)
+    overrides = [f"{k}={_set_value(v)}" for k, v in settings.items() if v is not None and v != ""]
+    load_config(None, [*overrides, *extra], data_dir=str(data), model=model)
+    from cxr.models import MODELS
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; available: {', '.join(MODELS)}")
+
+
+def _set_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def resume_args(run_dir: Path) -> list[str]:
+    return ["train", "--resume", str(run_dir)]
+
+
+def evaluate_args(run_dir: Path) -> list[str]:
+    return ["evaluate", "--checkpoint", str(Path(run_dir) / "best.pt")]
+
+
+def _main(argv: list[str]) -> int:
+    """The wrapper a job runs: `cxr` in-process, then its exit status to --exit-file."""
+    if len(argv) < 3 or argv[0] != "--exit-file" or argv[2] != "--":
+        print("usage: python -m cxr.dashboard.jobs --exit-file FILE -- CXR_ARGS...",
+              file=sys.stderr)
+        return 2
+    exit_file, cxr_args = Path(argv[1]), argv[3:]
+    rc = 1
+    try:
+        from cxr.cli import main
+        rc = int(main(cxr_args) or 0)
+    except SystemExit as exc:  # argparse errors and commands that exit
+        rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        rc = 1
+    finally:
+        tmp = exit_file.with_suffix(".tmp")
+        tmp.write_text(f"{rc}\n")
+        os.replace(tmp, exit_file)
+        sys.stdout.flush()
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -1,0 +1,217 @@
+"""Training runs as the dashboard sees them: found by walking the runs root, read from their files.
+
+A run directory is whatever `cxr train --out DIR` wrote (`config.yaml`, `progress.json`,
+`history.csv`, `best.pt`, ...; see ARCHITECTURE.md). Everything here only reads files, so a page
+can poll it every couple of seconds while `cxr train` writes them from another process.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from cxr.dashboard import jobs
+
+# Files whose presence makes a folder a run (any one of them; a run that just started may only
+# have its job pid file or config).
+MARKERS = ("progress.json", "config.yaml", "best.pt", "history.csv", jobs.PID_FILES["train"])
+SKIP_DIRS = {"eval", "cache", "splits", "__pycache__"}
+HEARTBEAT_S = 120  # a running trainer rewrites progress.json far more often than this
+
+
+@dataclass
+class RunInfo:
+    path: Path
+    name: str                      # path relative to the runs root
+    model: str = ""                # registry name, e.g. "fusion"
+    status: str = "unknown"        # starting/running/finished/failed/stopped/died/unknown
+    phase: str = ""
+    epoch: int | None = None
+    epochs: int | None = None
+    fraction: float = 0.0          # 0..1 of all steps
+    eta_s: float | None = None
+    error: str = ""
+    best_val_auc: float | None = None
+    has_best: bool = False
+    evaluated: bool = False
+    updated: float = 0.0           # mtime of the newest status file
+    progress: dict = field(default_factory=dict)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "best.pt"
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file written by another process, or {} while it is absent or half-written."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def read_history(run_dir: Path) -> pd.DataFrame:
+    """history.csv (one row per epoch) or an empty frame; a half-written last line is dropped."""
+    path = Path(run_dir) / "history.csv"
+    try:
+        frame = pd.read_csv(path, on_bad_lines="skip")
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+    return frame
+
+
+def read_config(run_dir: Path) -> dict:
+    import yaml  # only here: listing runs must not fail on a config we cannot parse
+    try:
+        value = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _first(d: dict, *keys, default=None):
+    for key in keys:
+        if d.get(key) is not None:
+            return d[key]
+    return default
+
+
+def _finite(x) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def best_val_auc(history: pd.DataFrame, progress: dict | None = None) -> float | None:
+    if "val_macro_auc" in history.columns and history["val_macro_auc"].notna().any():
+        return _finite(history["val_macro_auc"].max())
+    return _finite((progress or {}).get("best_val_auc") or (progress or {}).get("best_metric"))
+
+
+def run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
+    """Everything the pages show about one run, read from its files now."""
+    run_dir = Path(run_dir)
+    progress = read_json(run_dir / "progress.json")
+    config = read_config(run_dir)
+    history = read_history(run_dir)
+    name = str(run_dir.relative_to(root)) if root and run_dir.is_relative_to(root) else run_dir.name
+    model = _first(progress, "model") or _first(config, "model", default="")
+    if isinstance(model, dict):
+        model = model.get("name", "")
+    info = RunInfo(path=run_dir, name=name, model=str(model or ""), progress=progress)
+    info.phase = str(progress.get("phase") or "")
+    info.epoch = _first(progress, "epoch")
+    info.epochs = _first(progress, "epochs", "total_epochs") or _first(config, "epochs")
+    step, total = _first(progress, "global_step", "step"), _first(progress, "total_steps")
+    if _finite(_first(progress, "fraction")) is not None:
+        info.fraction = float(progress["fraction"])
+    elif _finite(step) is not None and _finite(total):
+        info.fraction = float(step) / float(total)
+    info.fraction = min(max(info.fraction, 0.0), 1.0)
+    info.eta_s = _finite(_first(progress, "eta_s", "eta_seconds", "eta"))
+    info.error = str(progress.get("error") or "")
+    info.best_val_auc = best_val_auc(history, progress)
+    info.has_best = (run_dir / "best.pt").is_file()
+    info.evaluated = (run_dir / "eval" / "metrics.json").is_file()
+    stamps = [p.stat().st_mtime for p in (run_dir / "progress.json", run_dir / "history.csv")
+              if p.exists()]
+    info.updated = max(stamps, default=0.0)
+    info.status = _status(run_dir, progress, info)
+    if info.status in ("failed", "died") and not info.error:
+        code = jobs.exit_code(run_dir, "train")
+        tail = jobs.log_tail(run_dir, "train", lines=8)
+        info.error = (f"exit status {code}: " if code is not None else "") + (
+            tail or "the process ended without writing an error (killed?)")
+    return info
+
+
+def _status(run_dir: Path, progress: dict, info: RunInfo) -> str:
+    """The trainer's own status (running / finished / failed / stopped), 'starting' before it
+    wrote one, or 'died' when it says running but its process is gone (killed, OOM, reboot)."""
+    status = str(progress.get("status") or "").lower()
+    job = jobs.job_state(run_dir, "train")
+    if status in ("", "running") and job == "running":
+        return status or "starting"
+    if status == "running":
+        if job == "exited":
+            return "died"
+        # Launched elsewhere (`cxr demo`, a terminal, a cluster): progress.json names its pid,
+        # and its heartbeat (`updated`, at least every few seconds) covers other hosts.
+        pid = progress.get("pid")
+        if isinstance(pid, int) and jobs.pid_alive(pid, needle=b"cxr"):
+            return status
+        return status if time.time() - info.updated < HEARTBEAT_S else "died"
+    if status:
+        return status
+    if job == "exited":
+        return "failed"  # the job ended before the trainer wrote anything: see its log
+    return "finished" if info.has_best else "unknown"
+
+
+def find_runs(root: Path, max_depth: int = 3) -> list[Path]:
+    """Run directories below `root`, newest first (by their status files' mtime)."""
+    root = Path(root)
+    found: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        if any((folder / m).exists() for m in MARKERS):
+            found.append(folder)
+            return
+        if depth >= max_depth:
+            return
+        try:
+            children = sorted(p for p in folder.iterdir() if p.is_dir())
+        except OSError:
+            return
+        for child in children:
+            if child.name not in SKIP_DIRS and not child.name.startswith("."):
+                walk(child, depth + 1)
+
+    if root.is_dir():
+        for child in sorted(p for p in root.iterdir() if p.is_dir()):
+            if child.name not in SKIP_DIRS and not child.name.startswith("."):
+                walk(child, 1)
+    return found
+
+
+def list_runs(root: Path) -> list[RunInfo]:
+    runs = [run_info(path, root) for path in find_runs(root)]
+    return sorted(runs, key=lambda r: (-r.updated, r.name))
+
+
+def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
+    """The past-runs table: one row per run."""
+    return pd.DataFrame([{
+        "run": r.name, "model": r.model, "status": r.status,
+        "epoch": r.epoch if r.epoch is not None else None, "phase": r.phase,
+        "progress": r.fraction, "best val AUC": r.best_val_auc,
+        "evaluated": r.evaluated, "error": r.error[:200],
+        "updated": pd.Timestamp(r.updated, unit="s", tz="UTC") if r.updated else pd.NaT,
+    } for r in runs], columns=["run", "model", "status", "epoch", "phase", "progress",
+                               "best val AUC", "evaluated", "error", "updated"])
+
+
+def best_run(runs: list[RunInfo], model: str | None = "fusion") -> RunInfo | None:
+    """The run with a best.pt and the highest val AUC, preferring `model`; None if no checkpoint."""
+    usable = [r for r in runs if r.has_best]
+    preferred = [r for r in usable if model and r.model == model] or usable
+    if not preferred:
+        return None
+    return max(preferred, key=lambda r: (r.best_val_auc if r.best_val_auc is not None else -1,
+                                         r.updated))
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s" if m else f"{s}s"

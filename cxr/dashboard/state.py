@@ -1,0 +1,52 @@
+"""Where the dashboard looks: the runs root, the data root and the worklist database.
+
+Defaults are relative to the directory the app is started from (the repo root for the README's
+command); each can be moved with an environment variable, which is how tests point the app at
+temporary folders:
+
+    CXR_RUNS_DIR=/tmp/runs CXR_DATA_DIR=/tmp/data CXR_WORKLIST=/tmp/w.sqlite streamlit run app.py
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+WORKLIST_NAME = "worklist.sqlite"
+
+
+@dataclass(frozen=True)
+class Roots:
+    runs: Path      # one sub-directory per training run (checkpoints/ by default)
+    data: Path      # datasets (data/ by default; the demo writes data/demo)
+    worklist: Path  # the SQLite review worklist
+
+    @classmethod
+    def from_env(cls, env: dict | None = None, cwd: Path | None = None) -> "Roots":
+        env = os.environ if env is None else env
+        cwd = Path.cwd() if cwd is None else Path(cwd)
+        runs = Path(env.get("CXR_RUNS_DIR") or cwd / "checkpoints")
+        data = Path(env.get("CXR_DATA_DIR") or cwd / "data")
+        worklist = Path(env.get("CXR_WORKLIST") or data / WORKLIST_NAME)
+        return cls(runs.resolve(), data.resolve(), worklist.resolve())
+
+
+def find_datasets(data_root: Path, max_depth: int = 2) -> list[Path]:
+    """Folders below `data_root` (and itself) laid out like the NIH release (a Data_Entry CSV)."""
+    found = []
+    root = Path(data_root)
+    if not root.is_dir():
+        return found
+    candidates = [root]
+    for depth in range(max_depth):
+        nxt = []
+        for folder in candidates:
+            if any(folder.glob("Data_Entry_2017*.csv*")):
+                found.append(folder)
+                continue  # a dataset's own sub-folders (images, splits, cache) are not datasets
+            nxt += sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        candidates = nxt
+    for folder in candidates:  # the last level is only checked, not descended
+        if any(folder.glob("Data_Entry_2017*.csv*")):
+            found.append(folder)
+    return sorted(set(found))

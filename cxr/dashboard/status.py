@@ -1,0 +1,113 @@
+"""What exists so far (data, runs, evaluations, worklist) and what to do next: the Home page.
+
+`cxr demo` (the README's ./run.sh) trains in the background while the app is already up, so
+every page asks this module what is there instead of assuming it; nothing here creates files.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cxr.dashboard.runs import RunInfo, list_runs, read_json
+from cxr.dashboard.state import Roots, find_datasets
+
+DEMO_STATUS = "demo_status.json"  # written by `cxr demo` into the runs root
+
+
+@dataclass
+class Overview:
+    roots: Roots
+    datasets: list[tuple[Path, int]]          # (folder, number of images listed)
+    runs: list[RunInfo]
+    demo: dict                                 # demo_status.json ({} when no demo ran)
+    worklist: dict | None                      # {"cases", "pending", "decided"} or None
+    steps: list[str] = field(default_factory=list)
+
+    @property
+    def running(self) -> list[RunInfo]:
+        return [r for r in self.runs if r.status in ("starting", "running")]
+
+    @property
+    def trained(self) -> list[RunInfo]:
+        return [r for r in self.runs if r.has_best]
+
+    @property
+    def evaluated(self) -> list[RunInfo]:
+        return [r for r in self.runs if r.evaluated]
+
+    @property
+    def demo_active(self) -> bool:
+        stage = str(self.demo.get("stage", ""))
+        return bool(self.demo) and not stage.startswith(("finished", "stopped"))
+
+
+def count_images(dataset: Path) -> int:
+    """Rows of the dataset's Data_Entry CSV (cheap: no directory walk over 112k files)."""
+    for csv in sorted(Path(dataset).glob("Data_Entry_2017*.csv*")):
+        try:
+            if csv.suffix == ".gz":
+                import gzip
+                with gzip.open(csv, "rt") as f:
+                    return max(sum(1 for _ in f) - 1, 0)
+            with open(csv) as f:
+                return max(sum(1 for _ in f) - 1, 0)
+        except OSError:
+            continue
+    return 0
+
+
+def worklist_counts(path: Path) -> dict | None:
+    """Case counts of an existing worklist, read-only (None when there is no database yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            cases = con.execute("SELECT COUNT(*) FROM cases").fetchone()[0]
+            decided = con.execute("SELECT COUNT(DISTINCT case_id) FROM decisions").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return {"cases": 0, "pending": 0, "decided": 0, "error": "unreadable"}
+    return {"cases": cases, "pending": cases - decided, "decided": decided}
+
+
+def overview(roots: Roots) -> Overview:
+    datasets = [(d, count_images(d)) for d in find_datasets(roots.data)]
+    view = Overview(roots, datasets, list_runs(roots.runs),
+                    read_json(roots.runs / DEMO_STATUS), worklist_counts(roots.worklist))
+    view.steps = next_steps(view)
+    return view
+
+
+def next_steps(v: Overview) -> list[str]:
+    """Plain-language suggestions, most useful first."""
+    steps = []
+    if v.demo_active:
+        steps.append(f"The demo pipeline is running ({v.demo.get('stage')}); pages fill in as "
+                     "models finish. Watch it on **Train**.")
+    if not v.datasets:
+        steps.append(f"No dataset under `{v.roots.data}`. Run `./run.sh` (generates the "
+                     "synthetic demo) or point `CXR_DATA_DIR` at a ChestX-ray14 copy.")
+    if not v.runs and not v.demo_active:
+        steps.append("No training run yet: launch one on **Train** (or run `./run.sh`).")
+    elif v.running:
+        names = ", ".join(r.name for r in v.running)
+        steps.append(f"Training in progress ({names}): follow it on **Train**.")
+    if v.trained:
+        steps.append("Upload a film on **Predict** to see probabilities, MC-dropout "
+                     "uncertainty and Grad-CAM.")
+    unevaluated = [r for r in v.trained if not r.evaluated and r.status not in ("running",)]
+    if unevaluated and not v.demo_active:
+        steps.append(f"{len(unevaluated)} trained run(s) not evaluated yet: evaluate them on "
+                     "**Evaluate**.")
+    if len(v.evaluated) >= 2:
+        steps.append("Compare the evaluated models (Table 2, ROC, calibration) on **Evaluate**.")
+    if v.worklist and v.worklist.get("pending"):
+        steps.append(f"{v.worklist['pending']} case(s) wait for review on **Triage**.")
+    elif v.worklist is None and not v.demo_active:
+        steps.append("No worklist yet: `cxr worklist import PREDICTIONS.csv ...` fills it "
+                     "(the demo does this after evaluation).")
+    return steps

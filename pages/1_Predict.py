@@ -1,0 +1,116 @@
+"""Predict: upload a film (PNG, JPEG or DICOM, recognised by content), see per-finding
+probabilities with MC-dropout uncertainty and Grad-CAM overlays.
+Logic: cxr/dashboard/analysis.py."""
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+import app_ui
+from cxr.dashboard import analysis, charts
+from cxr.dashboard.runs import best_run, list_runs
+from cxr.dashboard.status import overview
+
+r = app_ui.roots()
+st.title("Predict")
+st.caption("Upload a frontal chest film. " + app_ui.DISCLAIMER)
+
+runs = [run for run in list_runs(r.runs) if run.has_best]
+if not runs:
+    st.info(f"No trained checkpoint yet under `{r.runs}`. The demo trains a fusion model "
+            "first; this page works as soon as its `best.pt` exists. Follow it on **Train**.")
+    app_ui.demo_banner(overview(r).demo)
+    st.stop()
+
+by_name = {run.name: run for run in runs}
+names = list(by_name)
+with st.sidebar:
+    st.subheader("Model")
+    name = st.selectbox("Checkpoint", names, index=names.index(best_run(runs, "fusion").name),
+                        format_func=lambda n: app_ui.run_label(by_name[n]), key="checkpoint",
+                        help="default: the fusion run with the best validation AUC")
+    run = by_name[name]
+    passes = st.slider("MC-dropout passes", 2, 100, 25, help="the report uses 25 to 100")
+device = analysis.device_name()
+
+upload = st.file_uploader("Chest X-ray (PNG, JPEG or DICOM; any file name)", type=None,
+                          key="film")
+if upload is None:
+    st.info("Waiting for a film. Nothing you upload is stored; DICOM patient fields are never "
+            "read out or shown.")
+    st.stop()
+
+data = upload.getvalue()
+digest = hashlib.sha256(data).hexdigest()
+try:
+    img = analysis.read_upload(data, upload.name)
+except analysis.UploadError as exc:
+    st.error(f"Cannot analyse this file: {exc}")
+    st.stop()
+
+try:
+    model, meta = app_ui.model_for(run.checkpoint, device)
+except Exception as exc:  # a checkpoint being rewritten or broken: say so, keep the app up
+    st.error(f"Cannot load checkpoint `{run.checkpoint}`: {exc}")
+    st.stop()
+
+
+@st.cache_data(max_entries=32, show_spinner="Running MC dropout…")
+def predict(digest: str, ckpt: str, mtime: float, passes: int, _pixels, _model):
+    # keyed by the film's hash and the checkpoint version; the arrays themselves are not hashed
+    return analysis.analyse(_model, _pixels, passes=passes)
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM…")
+def cam(digest: str, ckpt: str, mtime: float, finding: str, _pixels, _model):
+    return analysis.explain(_model, _pixels, [finding])[finding]
+
+
+key = (digest, str(run.checkpoint), run.checkpoint.stat().st_mtime)
+lock = app_ui.model_lock(run.checkpoint, device)
+with lock:
+    result = predict(*key, passes, img.pixels, model)
+
+film = analysis.display_film(img.pixels)
+left, right = st.columns([2, 3])
+with left:
+    st.image(film, caption=f"{img.meta.get('format', '?')} · {img.pixels.shape[1]}×"
+             f"{img.pixels.shape[0]} px" + (f" · view {img.meta['view']}" if 'view' in img.meta
+                                             else ""), clamp=True, width="stretch")
+with right:
+    if result.uncertain:
+        st.warning(f"**Uncertain**: MC-dropout std > {result.threshold} for "
+                   f"{', '.join(result.uncertain)}. Treat these estimates with caution; a human "
+                   "read is needed.", icon=":material/help:")
+    else:
+        st.success(f"No finding has MC-dropout std above {result.threshold}.")
+    st.plotly_chart(charts.probability_bars(result.labels, result.mean, result.std,
+                                            result.threshold), width="stretch", key="bars")
+    st.caption(f"{run.name} ({meta['model']['name']}, {meta['preprocess']['input_size']} px), "
+               f"{passes} passes on {device}.")
+
+st.dataframe(result.table(), hide_index=True, width="stretch", key="probs", column_config={
+    "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0,
+                                                   format="%.3f"),
+    "std": st.column_config.NumberColumn("std (uncertainty)", format="%.3f")})
+
+st.subheader("MC-dropout samples")
+top_k = st.slider("Findings to show", 1, 6, 3, key="top_k")
+st.plotly_chart(charts.mc_histograms(result.labels, result.samples, result.top(top_k)),
+                width="stretch", key="hist")
+
+st.subheader("Grad-CAM")
+explain = st.multiselect("Findings to explain", result.labels,
+                         default=[result.labels[result.top(1)[0]]], key="explain",
+                         help="each finding costs one backward pass")
+opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="opacity")
+where = "the attention-fused map" if meta["model"]["name"] == "fusion" else "the last feature map"
+st.caption(f"Heatmaps from {where}: where the evidence for each finding's logit lies.")
+cols = st.columns(3)
+for i, finding in enumerate(explain):
+    with lock:
+        heat = cam(*key, finding, img.pixels, model)
+    k = result.labels.index(finding)
+    cols[i % len(cols)].image(analysis.overlay(film, heat, opacity), width="stretch",
+                              caption=f"{finding}: p = {result.mean[k]:.2f} ± {result.std[k]:.2f}")

@@ -1,0 +1,173 @@
+"""Triage: the review worklist (cxr/worklist.py, SQLite), most uncertain cases first; select a
+case to see its film, Grad-CAM and probabilities, then record a decision (kept with history)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+import app_ui
+from cxr.dashboard import analysis, charts
+from cxr.dashboard.runs import list_runs
+from cxr.dashboard.status import overview, worklist_counts
+from cxr.labels import FINDINGS
+from cxr.worklist import DECISIONS, PROB, STATUSES, STD, Worklist, file_sha256
+
+DECISION_LABELS = {"agree": "Agree", "disagree": "Disagree", "second_read": "Needs second read"}
+SORTS = {"uncertainty (max std)": "uncertainty", "mean std": "mean_std", "image": "image",
+         "newest": "created_at", **{f"P({f})": f"prob_{f}" for f in FINDINGS}}
+
+r = app_ui.roots()
+st.title("Triage")
+if worklist_counts(r.worklist) is None:
+    st.info(f"No worklist at `{r.worklist}` yet. The demo fills it with its test-split "
+            "predictions after evaluation; or run `cxr worklist import PREDICTIONS.csv --model M "
+            f"--checkpoint RUN/best.pt --db {r.worklist}`.")
+    app_ui.demo_banner(overview(r).demo)
+    st.stop()
+wl = Worklist(r.worklist)
+
+# -- filters -----------------------------------------------------------------------------------
+with st.container(border=True):
+    c1, c2, c3, c4, c5 = st.columns([2, 1, 2, 2, 2])
+    finding = c1.selectbox("Finding", ["any", *FINDINGS], key="f_finding")
+    min_prob = c2.number_input("min P", 0.0, 1.0, 0.5, 0.05, key="f_min_prob",
+                               disabled=finding == "any")
+    status = c3.selectbox("Status", ["any", *STATUSES], key="f_status")
+    lo, hi = c4.slider("Uncertainty (max std)", 0.0, 0.5, (0.0, 0.5), 0.01, key="f_unc")
+    sort_label = c5.selectbox("Sort by", list(SORTS), key="f_sort")
+    ascending = c5.toggle("ascending", key="f_asc")
+
+cases = wl.cases(finding=None if finding == "any" else finding, min_prob=min_prob,
+                 status=None if status == "any" else status,
+                 min_uncertainty=lo if lo > 0 else None, max_uncertainty=hi if hi < 0.5 else None,
+                 sort=SORTS[sort_label], ascending=ascending)
+st.caption(f"{len(cases)} case(s) shown; {worklist_counts(r.worklist)['pending']} pending in all.")
+if cases.empty:
+    st.info("No case matches these filters.")
+    st.stop()
+
+probs = cases[PROB].to_numpy()
+top = probs.argmax(axis=1)
+table = cases[["id", "image", "model", "status", "uncertainty"]].copy()
+table["top finding"] = [FINDINGS[k] for k in top]
+table["top P"] = probs.max(axis=1)
+table["uncertain"] = cases["uncertain"].astype(bool)
+table["reviewer"] = cases["reviewer"].fillna("")
+for f in FINDINGS:
+    table[f] = cases[f"prob_{f}"]
+event = st.dataframe(
+    table, hide_index=True, width="stretch", height=360, key="cases",
+    on_select="rerun", selection_mode="single-row",
+    selection_default={"selection": {"rows": [0]}},
+    column_config={
+        "id": st.column_config.NumberColumn("case", width="small"),
+        "uncertainty": st.column_config.NumberColumn("uncertainty", format="%.3f",
+                                                     help="max MC-dropout std over findings"),
+        "top P": st.column_config.ProgressColumn("top P", min_value=0.0, max_value=1.0,
+                                                 format="%.2f"),
+        **{f: st.column_config.ProgressColumn(f, min_value=0.0, max_value=1.0, format="%.2f")
+           for f in FINDINGS}})
+rows = event.selection.rows if event is not None else []
+row = rows[0] if rows and rows[0] < len(cases) else 0  # nothing selected: the first case
+case = cases.iloc[row]
+case_id = int(case["id"])
+
+# -- the case ------------------------------------------------------------------------------------
+st.subheader(f"Case {case_id}: {case['image']}")
+st.caption(f"model {case['model']} · status **{case['status']}** · uncertainty "
+           f"{case['uncertainty']:.3f}" if case["uncertainty"] == case["uncertainty"]
+           else f"model {case['model']} · status **{case['status']}**")
+mean = case[PROB].to_numpy(dtype=float)
+std = np.nan_to_num(case[STD].to_numpy(dtype=float))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def checkpoint_hashes(paths_mtimes: tuple) -> dict:
+    """sha256 -> checkpoint path, for the runs we have (cached per file version)."""
+    return {file_sha256(p): p for p, _ in paths_mtimes}
+
+
+@st.cache_data(max_entries=16, show_spinner="Loading the film…")
+def film(path: str):
+    return analysis.read_upload(Path(path).read_bytes(), Path(path).name).pixels
+
+
+left, right = st.columns([2, 3])
+with right:
+    st.plotly_chart(charts.probability_bars(list(FINDINGS), mean, std), key="case_bars")
+with left:
+    path = case["path"]
+    pixels = None
+    if not path or not Path(path).is_file():
+        st.info(f"Film not available here ({path or 'no path recorded'}).")
+    else:
+        try:
+            pixels = analysis.display_film(film(path))
+        except (analysis.UploadError, OSError) as exc:
+            st.error(f"Cannot read the film: {exc}")
+    if pixels is not None:
+        ckpts = tuple((str(run.checkpoint), run.checkpoint.stat().st_mtime)
+                      for run in list_runs(r.runs) if run.has_best)
+        ckpt = checkpoint_hashes(ckpts).get(case["checkpoint_hash"])
+        show = st.selectbox("Grad-CAM for", ["(film only)", *FINDINGS],
+                            index=1 + int(mean.argmax()) if ckpt else 0, key=f"cam_{case_id}")
+        if show != "(film only)" and ckpt:
+            device = analysis.device_name()
+            model, _ = app_ui.model_for(Path(ckpt), device)
+            with app_ui.model_lock(Path(ckpt), device):
+                heat = analysis.explain(model, film(path), [show])[show]
+            st.image(analysis.overlay(pixels, heat, 0.4), width="stretch",
+                     caption=f"Grad-CAM: {show}")
+        else:
+            if show != "(film only)":
+                st.caption("The checkpoint that made these predictions is not among the runs; "
+                           "showing the film only.")
+            st.image(pixels, clamp=True, width="stretch")
+
+# -- decision --------------------------------------------------------------------------------------
+with st.form("decision", clear_on_submit=False):
+    st.markdown("**Your review**")
+    c1, c2 = st.columns([1, 2])
+    decision = c1.radio("Decision", DECISIONS, format_func=DECISION_LABELS.get, key="d_decision")
+    corrected = c2.multiselect("Findings present (if you disagree)", FINDINGS, key="d_corrected",
+                               help="leave empty with 'Disagree' to mean No Finding")
+    note = st.text_area("Note", key="d_note")
+    reviewer = st.text_input("Reviewer", key="d_reviewer")
+    if st.form_submit_button("Record decision", type="primary"):
+        try:
+            wl.record_decision(case_id, decision, reviewer=reviewer, note=note,
+                               corrected=corrected if (decision == "disagree" or corrected)
+                               else None)
+        except ValueError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["recorded"] = f"Recorded **{DECISION_LABELS[decision]}** for case " \
+                                           f"{case_id} by {reviewer.strip()}."
+            st.rerun()
+if "recorded" in st.session_state:
+    st.success(st.session_state.pop("recorded"))
+
+history = wl.history(case_id)
+st.markdown(f"**History of case {case_id}** ({len(history)} decision(s))")
+if history.empty:
+    st.caption("No decision yet.")
+else:
+    st.table(history[["created_at", "reviewer", "decision", "corrected", "note"]])
+
+# -- export --------------------------------------------------------------------------------------
+def export(history: bool):
+    """CSV bytes made when the button is clicked (not on every rerun)."""
+    def make() -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            return wl.export_csv(Path(tmp) / "export.csv", history=history).read_bytes()
+    return make
+
+
+c1, c2 = st.columns(2)
+c1.download_button("Export cases with status (CSV)", export(False), "worklist_cases.csv",
+                   "text/csv", key="export_cases")
+c2.download_button("Export every decision (CSV)", export(True), "worklist_decisions.csv",
+                   "text/csv", key="export_history")

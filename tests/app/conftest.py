@@ -1,0 +1,50 @@
+"""Fixtures for the dashboard's AppTest tests: a tiny world on disk, the env pointing at it."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dashboard_env  # noqa: E402
+
+REPO = dashboard_env.REPO
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> "dashboard_env.DashboardEnv":
+    """Built once per session (a fusion checkpoint takes a few seconds); tests that write
+    (decisions, launches) use `fresh_world`."""
+    return dashboard_env.build(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def fresh_world(tmp_path, world) -> "dashboard_env.DashboardEnv":
+    """A private copy of the world (for tests that write: decisions, runs, jobs)."""
+    return world.copy_to(tmp_path / "world")
+
+
+@pytest.fixture
+def empty_world(tmp_path) -> "dashboard_env.DashboardEnv":
+    """Nothing yet: no dataset, no run, no worklist (a fresh clone before ./run.sh)."""
+    return dashboard_env.DashboardEnv(tmp_path, tmp_path / "runs", tmp_path / "data",
+                                      tmp_path / "data" / "worklist.sqlite",
+                                      tmp_path / "runs" / "none", [])
+
+
+@pytest.fixture
+def app(monkeypatch, world):
+    """A factory: app(world, page) -> AppTest run on that page with the env set."""
+    from streamlit.testing.v1 import AppTest
+
+    def make(env=world, page: str | None = None, timeout: float = 60):
+        env.apply(monkeypatch)
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
+        at.run()
+        if page:
+            at.switch_page(page)
+            at.run()
+        return at
+    return make
+

@@ -1,0 +1,146 @@
+"""Builds a tiny dashboard world on disk for the app and browser tests: a runs root with one
+finished, evaluated fusion run (real checkpoint format, random weights, 64 px), a dataset folder
+with a few films, and a worklist filled from the run's predictions. Every file is written by the
+project's own writers (save_checkpoint, scoring.write_outputs, Worklist.import_predictions)."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # app_ui.py lives at the repo root, as `streamlit run` sees it
+    sys.path.insert(0, str(REPO))
+
+IMAGE_SIZE = 64
+N_CASES = 6
+
+
+@dataclass
+class DashboardEnv:
+    root: Path
+    runs: Path
+    data: Path
+    worklist: Path
+    run_dir: Path
+    films: list[Path]
+
+    def env(self) -> dict:
+        return {"CXR_RUNS_DIR": str(self.runs), "CXR_DATA_DIR": str(self.data),
+                "CXR_WORKLIST": str(self.worklist)}
+
+    def apply(self, monkeypatch) -> None:
+        for k, v in self.env().items():
+            monkeypatch.setenv(k, v)
+
+    def copy_to(self, dest: Path) -> "DashboardEnv":
+        """A writable copy (the worklist's film paths still point at the original films)."""
+        import shutil
+        shutil.copytree(self.root, dest)
+        moved = lambda p: dest / p.relative_to(self.root)  # noqa: E731
+        return DashboardEnv(dest, moved(self.runs), moved(self.data), moved(self.worklist),
+                            moved(self.run_dir), [moved(f) for f in self.films])
+
+
+def film_array(seed: int, size: int = 96) -> np.ndarray:
+    """A chest-like grey film (uint8): two dark lungs in a bright body, plus noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    img = 0.8 - 0.5 * (((xx - 0.32) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2 < 1) \
+        - 0.5 * (((xx - 0.68) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2 < 1)
+    return (np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1) * 255).astype(np.uint8)
+
+
+def film_png(path: Path, seed: int, size: int = 96) -> Path:
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(film_array(seed, size)).save(path)
+    return path
+
+
+def tiny_model(name: str = "fusion"):
+    import torch
+    from cxr.models import create_model
+    torch.manual_seed(0)
+    kw = dict(input_size=IMAGE_SIZE)
+    if name == "fusion":
+        kw.update(dim=32, heads=2)
+    return create_model(name, pretrained=False, **kw)
+
+
+def write_run(run_dir: Path, model_name: str = "fusion", evaluate: bool = True,
+              val_auc: float = 0.61) -> Path:
+    """A finished run folder as `cxr train` (+ `cxr evaluate`) leave it."""
+    import pandas as pd
+    from cxr.checkpoint import save_checkpoint
+
+    model = tiny_model(model_name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"config": {"model": model_name, "image_size": IMAGE_SIZE}, "epoch": 2,
+            "phase": "finetune", "metrics": {"val_macro_auc": val_auc},
+            "split": {"path": "split.csv", "content_hash": "0" * 64, "strategy": "patient",
+                      "seed": 0}, "data_version": "test"}
+    save_checkpoint(run_dir / "best.pt", model, meta)
+    (run_dir / "config.yaml").write_text(f"model: {model_name}\nimage_size: {IMAGE_SIZE}\n"
+                                         "epochs: 1\n")
+    rows = [{"phase": "head", "epoch": 1, "train_loss": 0.30, "val_loss": 0.28,
+             "val_macro_auc": val_auc - 0.05},
+            {"phase": "finetune", "epoch": 2, "train_loss": 0.25, "val_loss": 0.27,
+             "val_macro_auc": val_auc}]
+    pd.DataFrame(rows).to_csv(run_dir / "history.csv", index=False)
+    (run_dir / "progress.json").write_text(json.dumps(
+        {"status": "finished", "model": model_name, "phase": "finetune", "epoch": 2,
+         "epochs": 2, "fraction": 1.0, "best_val_auc": val_auc, "pid": 1, "error": None}))
+    if evaluate:
+        write_eval(run_dir, seed=len(model_name))
+    return run_dir
+
+
+def write_eval(run_dir: Path, seed: int = 0, n: int = 60) -> None:
+    from cxr.evaluation.predictions import predictions_frame
+    from cxr.evaluation.scoring import score, write_outputs
+
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, 14)) < 0.3).astype(np.uint8)
+    y[0, :], y[1, :] = 1, 0  # every finding has both classes
+    prob = np.clip(0.3 * y + rng.random((n, 14)) * 0.7, 0, 1)
+    std = rng.random((n, 14)) * 0.15
+    patients = np.arange(n) // 2
+    metrics = score(y, prob, patients, std=std, n_bootstrap=20, seed=0)
+    metrics.update({"mode": "checkpoint", "split": "test", "seed": 0, "strategy": "patient",
+                    "data_version": "test", "model": {"name": "fusion"}, "passes": 5})
+    images = [f"{i:08d}_000.png" for i in range(n)]
+    write_outputs(run_dir / "eval", metrics, y, prob,
+                  predictions_frame(images, prob, std, std.max(axis=1) > 0.1))
+
+
+def build(root: Path) -> DashboardEnv:
+    """The whole tiny world under `root`: one finished, evaluated fusion run and a worklist of
+    its predictions on six synthetic films."""
+    from cxr.evaluation.predictions import predictions_frame
+    from cxr.worklist import Worklist, file_sha256
+
+    runs, data = root / "runs", root / "data"
+    run_dir = write_run(runs / "tiny-fusion")
+    films = [film_png(data / "tiny" / "images" / f"{i:08d}_000.png", i) for i in range(N_CASES)]
+    rng = np.random.default_rng(1)
+    prob = rng.random((N_CASES, 14))
+    std = np.linspace(0.02, 0.2, N_CASES)[:, None] * rng.random((N_CASES, 14))
+    preds = predictions_frame([f.name for f in films], prob, std, std.max(axis=1) > 0.1)
+    csv = root / "predictions.csv"
+    preds.to_csv(csv, index=False)
+    worklist = data / "worklist.sqlite"
+    Worklist(worklist).import_predictions(csv, "fusion", file_sha256(run_dir / "best.pt"),
+                                          images_root=data / "tiny" / "images")
+    return DashboardEnv(root, runs, data, worklist, run_dir, films)
+
+
+def png_bytes(seed: int = 0, size: int = 96) -> bytes:
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(film_array(seed, size)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,170 @@
+"""pages/1_Predict.py: upload -> 14 MC-dropout probabilities, histograms, Grad-CAM; bad uploads
+give a message, never a traceback; DICOM identifiers never reach the page."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from apptest_util import no_exception, page_text
+from dashboard_env import png_bytes
+
+PAGE = "pages/1_Predict.py"
+
+
+def probs(at):
+    """The probability table (st.dataframe keeps no user key without selections)."""
+    frames = [d.value for d in at.dataframe if "probability" in d.value.columns]
+    assert len(frames) == 1, f"{len(frames)} probability tables"
+    return frames[0]
+
+
+def upload(at, name: str, data: bytes, mime: str = "application/octet-stream"):
+    at.file_uploader(key="film").set_value((name, data, mime))
+    return at.run()
+
+
+def test_without_a_checkpoint_the_page_says_so(app, empty_world):
+    at = app(empty_world, PAGE)
+    no_exception(at)
+    assert any("No trained checkpoint yet" in i.value for i in at.info)
+
+
+def test_upload_shows_14_probabilities_histograms_and_a_cam(app, world):
+    at = app(world, PAGE)
+    no_exception(at)
+    assert at.selectbox(key="checkpoint").value == "tiny-fusion"  # the best fusion run
+    at.slider[0].set_value(5)  # passes (sidebar)
+    at = upload(at, "film.png", png_bytes(3), "image/png")
+    no_exception(at)
+    assert not at.error
+    table = probs(at)
+    assert len(table) == 14 and set(table["finding"]) == set(world_findings())
+    assert table["probability"].between(0, 1).all() and (table["std"] >= 0).all()
+    assert table["probability"].is_monotonic_decreasing  # sorted, most likely first
+    assert len(at.get("plotly_chart")) == 2  # the bars and the MC histograms
+    captions = [c for img in at.image for c in img.captions]
+    top = table["finding"].iloc[0]
+    assert any(c.startswith(f"{top}: p = ") for c in captions)  # the Grad-CAM overlay
+    banner = [w.value for w in at.warning] + [s.value for s in at.success]
+    assert any("std" in b for b in banner)  # uncertain banner, or the all-clear
+
+
+def world_findings():
+    from cxr.labels import FINDINGS
+    return FINDINGS
+
+
+def test_model_is_loaded_once_for_two_uploads(app, world, monkeypatch):
+    import streamlit as st
+    import cxr.checkpoint as ckpt
+    st.cache_resource.clear()
+    calls = []
+    real = ckpt.load_model
+    monkeypatch.setattr(ckpt, "load_model", lambda *a, **k: calls.append(a) or real(*a, **k))
+    at = app(world, PAGE)
+    at.slider[0].set_value(3)
+    upload(at, "a.png", png_bytes(1), "image/png")
+    upload(at, "b.png", png_bytes(2), "image/png")
+    no_exception(at)
+    assert len(probs(at)) == 14
+    assert len(calls) == 1
+
+
+def test_opacity_and_findings_to_explain(app, world):
+    at = app(world, PAGE)
+    at.slider[0].set_value(3)
+    upload(at, "a.png", png_bytes(1), "image/png")
+    at.multiselect(key="explain").set_value(["Effusion", "Mass"])
+    at.slider(key="opacity").set_value(0.8)
+    at.run()
+    no_exception(at)
+    captions = [c for img in at.image for c in img.captions]
+    assert sum(c.startswith(("Effusion: p", "Mass: p")) for c in captions) == 2
+
+
+# -- bad uploads ---------------------------------------------------------------------------------
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width x height (200 MP here) with a token IDAT: no 200 MB needed."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+def dicom_bytes(with_pixels: bool = True, view: str = "PA", patient: str = "Doe^Jane",
+                patient_id: str = "PID-7731") -> bytes:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = patient, patient_id, "19700101"
+    ds.InstitutionName = "St Elsewhere"
+    ds.Modality, ds.ViewPosition = "DX", view
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    if with_pixels:
+        pixels = (np.random.default_rng(0).random((80, 80)) * 4095).astype(np.uint16)
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = pixels.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def jpeg_bytes() -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+BAD = {
+    "empty": (b"", "empty"),
+    "not an image": (b"Patient list\nname,id\n", "not an image"),
+    "truncated png": (png_bytes(5)[:300], "truncated"),
+    "corrupt jpeg": (jpeg_bytes()[:200] + b"\0" * 50, "corrupt"),
+    "200 megapixel png": (png_header_only(20_000, 10_000), "too large"),
+    "dicom without pixel data": (dicom_bytes(with_pixels=False), "no pixel data"),
+    "lateral dicom": (dicom_bytes(view="LL"), "lateral view"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_uploads_give_a_clear_message_and_the_page_keeps_working(app, world, case):
+    data, expected = BAD[case]
+    at = app(world, PAGE)
+    at = upload(at, "upload.bin", data)
+    no_exception(at)
+    assert len(at.error) == 1 and expected in at.error[0].value.lower(), at.error
+    assert at.error[0].value.startswith("Cannot analyse this file")
+    # ...and a good film right after works in the same session
+    at.slider[0].set_value(3)
+    at = upload(at, "good.png", png_bytes(4), "image/png")
+    no_exception(at)
+    assert not at.error and len(probs(at)) == 14
+
+
+def test_dicom_is_read_by_content_and_identifiers_never_reach_the_page(app, world):
+    at = app(world, PAGE)
+    at.slider[0].set_value(3)
+    at = upload(at, "IMG0001.jpg", dicom_bytes(patient="Doe^Jane", patient_id="PID-7731"))
+    no_exception(at)
+    assert not at.error and len(probs(at)) == 14
+    assert any("DICOM" in c for img in at.image for c in img.captions)
+    text = page_text(at)
+    for secret in ("Doe", "Jane", "PID-7731", "19700101", "St Elsewhere"):
+        assert secret not in text

@@ -1,0 +1,126 @@
+"""pages/2_Train.py: launch a real (tiny) `cxr train` in the background, watch it, stop it; a
+second launch into the same run dir is refused; past runs and a failed run's error are shown."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from apptest_util import button, no_exception
+
+from cxr.dashboard import jobs
+from cxr.dashboard.runs import run_info
+
+PAGE = "pages/2_Train.py"
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    subprocess.run([sys.executable, "-m", "cxr", "synth", "--out", str(out), "--patients", "30",
+                    "--size", "32", "--workers", "1"], check=True, capture_output=True)
+    return out
+
+
+def wait_status(run_dir, wanted: set[str], timeout: float = 240) -> str:
+    deadline = time.time() + timeout
+    status = None
+    while time.time() < deadline:
+        status = run_info(run_dir).status
+        if status in wanted:
+            return status
+        time.sleep(0.5)
+    log = jobs.log_tail(run_dir, "train", 30)
+    raise AssertionError(f"run {run_dir} is {status!r}, not {wanted}, after {timeout}s:\n{log}")
+
+
+@pytest.fixture
+def reap(fresh_world):
+    """Kill what a failing test left running (the jobs are our children's sessions)."""
+    yield
+    import os
+    import signal
+    for pid_file in fresh_world.runs.glob("*/job-*.pid"):
+        job = jobs.read_job(pid_file.parent, pid_file.stem.removeprefix("job-"))
+        if job and job.get("pid") and jobs.pid_alive(job["pid"]):
+            os.killpg(job["pid"], signal.SIGKILL)
+
+
+def fill_form(at, data, name, epochs=200):
+    at.text_input(key="t_data").set_value(str(data))
+    at.selectbox(key="t_model").set_value("simple_cnn")
+    at.text_input(key="t_name").set_value(name)
+    at.select_slider(key="t_size").set_value(32)
+    at.number_input(key="t_epochs").set_value(epochs)
+    at.number_input(key="t_batch").set_value(4)
+    at.text_area(key="t_extra").set_value("workers=0\npatience=500")
+    button(at, "Launch").click()
+    return at.run()
+
+
+def test_past_runs_table_and_monitor(app, world):
+    at = app(world, PAGE)
+    no_exception(at)
+    table = at.dataframe[0].value
+    assert table[["run", "model", "status"]].values.tolist() == [["tiny-fusion", "fusion",
+                                                                  "finished"]]
+    assert table["best val AUC"].tolist() == [pytest.approx(0.61)]
+    assert any("Finished. Best val macro AUC: 0.6100" in s.value for s in at.success)
+    assert len(at.get("plotly_chart")) == 2  # loss and AUC curves
+
+
+def test_a_failed_runs_error_is_shown(app, fresh_world):
+    bad = fresh_world.runs / "broken"
+    bad.mkdir()
+    (bad / "progress.json").write_text(json.dumps(
+        {"status": "failed", "model": "fusion", "error": "RuntimeError: CUDA out of memory"}))
+    at = app(fresh_world, PAGE)
+    at.selectbox(key="watch").set_value("broken")
+    at.run()
+    no_exception(at)
+    assert any("Run failed: RuntimeError: CUDA out of memory" in e.value for e in at.error)
+
+
+def test_bad_settings_are_refused_before_launch(app, fresh_world, tiny_dataset):
+    at = app(fresh_world, PAGE)
+    at = fill_form(at, fresh_world.root / "no-such-dataset", "x")
+    assert any("does not exist" in e.value for e in at.error)
+    at.text_input(key="t_data").set_value(str(tiny_dataset))
+    at.text_area(key="t_extra").set_value("no_such_key=1")
+    button(at, "Launch").click()
+    at.run()
+    no_exception(at)
+    assert any("unknown config key 'no_such_key'" in e.value for e in at.error)
+    assert not (fresh_world.runs / "x").exists()
+
+
+def test_launch_watch_and_stop_a_tiny_run(app, fresh_world, tiny_dataset, reap):
+    at = app(fresh_world, PAGE)
+    at = fill_form(at, tiny_dataset, "tiny-cnn")
+    no_exception(at)
+    assert any("Launched `tiny-cnn`" in s.value for s in at.success), [e.value for e in at.error]
+    run_dir = fresh_world.runs / "tiny-cnn"
+    assert jobs.read_job(run_dir, "train")["argv"][:7] == [
+        "train", "--data", str(tiny_dataset), "--model", "simple_cnn", "--out", str(run_dir)]
+
+    # a second launch into the same run dir is refused while it runs
+    at = fill_form(at, tiny_dataset, "tiny-cnn")
+    assert any("refused" in e.value and "tiny-cnn" in e.value for e in at.error)
+
+    wait_status(run_dir, {"running"})
+    # a new session (a reload, another browser) finds it running and can stop it
+    at = app(fresh_world, PAGE)
+    assert at.selectbox(key="watch").value == "tiny-cnn"
+    no_exception(at)
+    button(at, "Stop this run").click()
+    at.run()
+    no_exception(at)
+    assert jobs.stop_requested(run_dir) or run_info(run_dir).status == "stopped"
+    assert wait_status(run_dir, {"stopped", "finished", "failed"}, timeout=120) == "stopped"
+    assert jobs.exit_code(run_dir, "train") == 0  # a stop is a clean exit
+    at.run()
+    assert any("Stopped on request" in w.value for w in at.warning)
+    assert any(b.label == "Resume from last.pt" for b in at.button)

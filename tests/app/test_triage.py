@@ -1,0 +1,118 @@
+"""pages/4_Triage.py: the worklist table (most uncertain first), filters, a selected case's film,
+CAM and probabilities, and decisions recorded through cxr.worklist."""
+from __future__ import annotations
+
+import math
+
+from apptest_util import button, no_exception
+
+from cxr.worklist import Worklist
+
+PAGE = "pages/4_Triage.py"
+
+
+def cases_table(at):
+    frames = [d.value for d in at.dataframe if "uncertainty" in d.value.columns]
+    assert len(frames) == 1
+    return frames[0]
+
+
+def test_no_worklist_yet(app, empty_world):
+    at = app(empty_world, PAGE)
+    no_exception(at)
+    assert any("No worklist" in i.value for i in at.info)
+    assert not empty_world.worklist.exists()
+
+
+def test_table_is_sorted_by_uncertainty_and_first_case_is_shown(app, world):
+    at = app(world, PAGE)
+    no_exception(at)
+    table = cases_table(at)
+    assert len(table) == 6
+    assert table["uncertainty"].is_monotonic_decreasing
+    first = int(table["id"].iloc[0])
+    assert at.subheader[0].value.startswith(f"Case {first}:")
+    # the case's film with its Grad-CAM (the checkpoint that predicted it is a known run)
+    assert any(c.startswith("Grad-CAM: ") for img in at.image for c in img.captions)
+    assert len(at.get("plotly_chart")) == 1  # its probabilities
+
+
+def test_sorting_and_filters(app, world):
+    at = app(world, PAGE)
+    at.selectbox(key="f_sort").set_value("image")
+    at.toggle(key="f_asc").set_value(True)
+    at.run()
+    no_exception(at)
+    assert cases_table(at)["image"].is_monotonic_increasing
+    u = sorted(Worklist(world.worklist).cases()["uncertainty"])
+    cut = math.ceil(u[2] * 100) / 100  # keeps the 3 least uncertain (at least), not all 6
+    assert cut < u[-1]
+    at.slider(key="f_unc").set_value((0.0, cut))
+    at.run()
+    expected = Worklist(world.worklist).cases(max_uncertainty=cut)
+    assert 3 <= len(expected) < 6
+    assert sorted(cases_table(at)["id"]) == sorted(expected["id"])
+    at.selectbox(key="f_finding").set_value("Effusion")
+    at.slider(key="f_unc").set_value((0.0, 0.5))
+    at.run()
+    expected = Worklist(world.worklist).cases(finding="Effusion", min_prob=0.5)
+    assert 0 < len(expected) < 6  # the fixture's seed gives 3
+    assert (cases_table(at)["Effusion"] >= 0.5).all()
+    assert sorted(cases_table(at)["id"]) == sorted(expected["id"])
+    at.selectbox(key="f_status").set_value("agree")  # nobody agreed yet
+    at.run()
+    no_exception(at)
+    assert any("No case matches" in i.value for i in at.info)
+
+
+def test_selecting_a_row_shows_that_case(app, world):
+    at = app(world, PAGE)
+    table = cases_table(at)
+    at.session_state["cases"] = {"selection": {"rows": [2], "columns": []}}
+    at.run()
+    no_exception(at)
+    assert at.subheader[0].value.startswith(f"Case {int(table['id'].iloc[2])}:")
+
+
+def test_recording_a_decision(app, fresh_world):
+    at = app(fresh_world, PAGE)
+    case_id = int(cases_table(at)["id"].iloc[0])
+    at.radio(key="d_decision").set_value("disagree")
+    at.multiselect(key="d_corrected").set_value(["Effusion", "Cardiomegaly"])
+    at.text_area(key="d_note").set_value("blunted costophrenic angle")
+    at.text_input(key="d_reviewer").set_value("dr test")
+    button(at, "Record decision").click()
+    at.run()
+    no_exception(at)
+    history = Worklist(fresh_world.worklist).history(case_id)
+    assert len(history) == 1
+    row = history.iloc[0]
+    assert (row["decision"], row["reviewer"], row["note"]) == \
+        ("disagree", "dr test", "blunted costophrenic angle")
+    assert row["corrected"] == '["Cardiomegaly", "Effusion"]'  # NIH order
+    assert any(f"case {case_id}" in s.value for s in at.success)
+    assert at.table[0].value["decision"].tolist() == ["disagree"]  # the case's history
+    # the status filter finds it; a fresh session (an app restart) still sees it
+    at.selectbox(key="f_status").set_value("disagree")
+    at.run()
+    assert cases_table(at)["id"].tolist() == [case_id]
+    again = app(fresh_world, PAGE)
+    table = cases_table(again)
+    assert table.loc[table["id"] == case_id, "status"].item() == "disagree"
+
+
+def test_a_decision_without_reviewer_is_refused_and_nothing_written(app, fresh_world):
+    at = app(fresh_world, PAGE)
+    case_id = int(cases_table(at)["id"].iloc[0])
+    at.radio(key="d_decision").set_value("agree")
+    button(at, "Record decision").click()
+    at.run()
+    no_exception(at)
+    assert any("reviewer" in e.value for e in at.error)
+    assert Worklist(fresh_world.worklist).history(case_id).empty
+
+
+def test_export_buttons(app, world):
+    at = app(world, PAGE)
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Export cases with status (CSV)", "Export every decision (CSV)"]

@@ -1,0 +1,91 @@
+"""cxr/dashboard/evaluations.py and charts.py: Table 2 and the comparison figures."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
+import dashboard_env  # noqa: E402
+
+from cxr.dashboard import charts  # noqa: E402
+from cxr.dashboard.evaluations import (MACRO, Evaluation, auc_table, best_per_row,  # noqa: E402
+                                       table_with_cis)
+from cxr.labels import FINDINGS  # noqa: E402
+
+
+def fake_eval(tmp_path, name, aucs, macro, selective=None):
+    ev = tmp_path / name / "eval"
+    ev.mkdir(parents=True)
+    per = {f: {"auc": a, "auc_ci": None if a is None else [a - 0.05, a + 0.05]}
+           for f, a in zip(FINDINGS, aucs)}
+    (ev / "metrics.json").write_text(json.dumps({
+        "per_finding": per, "macro_auc": macro, "macro_auc_ci": [macro - 0.02, macro + 0.02],
+        "split": "test", "strategy": "patient", "seed": 0, "data_version": "v1",
+        "n_images": 10, "n_patients": 5, "model": {"name": name}, "passes": 25,
+        "selective": selective or {}}))
+    return Evaluation.load(tmp_path / name, name)
+
+
+def test_table2_best_per_finding_and_cis(tmp_path):
+    a = fake_eval(tmp_path, "a", [0.7] * 13 + [None], 0.7)
+    b = fake_eval(tmp_path, "b", [0.8] + [0.6] * 12 + [None], 0.62)
+    auc, cis = auc_table([a, b])
+    assert list(auc.index) == [*FINDINGS, MACRO] and list(auc.columns) == ["a", "b"]
+    best = best_per_row(auc)
+    assert best["Atelectasis"] == "b" and best["Cardiomegaly"] == "a" and best[MACRO] == "a"
+    assert best["Hernia"] is None  # no AUC anywhere: nothing highlighted
+    text = table_with_cis(auc, cis)
+    assert text.loc["Atelectasis", "b"] == "0.800 [0.750, 0.850]"
+    assert text.loc["Hernia", "a"] == ""
+    assert "split test (patient, seed 0)" in a.provenance()
+
+
+def test_missing_evaluation_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cxr evaluate --checkpoint"):
+        Evaluation.load(tmp_path / "none")
+
+
+def test_selective_table_sorted_by_referral(tmp_path):
+    e = fake_eval(tmp_path, "a", [0.7] * 14, 0.7, selective={
+        "0.2": {"referred_fraction": 0.2, "macro_auc": 0.75, "n_kept": 8},
+        "0.0": {"referred_fraction": 0.0, "macro_auc": 0.7, "n_kept": 10}})
+    sel = e.selective()
+    assert sel["referral_rate"].tolist() == [0.0, 0.2] and sel["macro_auc"].tolist() == [0.7, 0.75]
+
+
+def test_real_eval_outputs_feed_every_figure(tmp_path):
+    run = dashboard_env.write_run(tmp_path / "run", "simple_cnn")
+    e = Evaluation.load(run)
+    roc = e.roc()
+    assert set(roc.columns) >= {"finding", "fpr", "tpr"} and set(roc["finding"]) == set(FINDINGS)
+    fig = charts.roc_figure({"run": (roc[roc["finding"] == "Mass"], e.auc("Mass"))}, "Mass")
+    assert fig.data[0].name.startswith("run (AUC ") and len(fig.data) == 2  # + chance line
+    cal = charts.calibration_figure({"run": e.calibration()}, None)
+    pooled = cal.data[0]
+    assert np.all((np.array(pooled.x) >= 0) & (np.array(pooled.x) <= 1))
+    assert len(charts.selective_figure({"run": e.selective()}).data) == 1
+    bars = charts.macro_auc_bars(["run"], [e.macro], [e.macro_ci[0]], [e.macro_ci[1]])
+    assert bars.data[0].error_y.array[0] == pytest.approx(e.macro_ci[1] - e.macro)
+
+
+def test_probability_bars_sorted_and_uncertain_in_red():
+    mean = np.linspace(0.1, 0.9, 14)
+    std = np.where(np.arange(14) == 3, 0.2, 0.01)
+    fig = charts.probability_bars(list(FINDINGS), mean, std)
+    bar = fig.data[0]
+    assert list(bar.y)[-1] == FINDINGS[13]  # the most likely on top
+    assert bar.marker.color[list(bar.y).index(FINDINGS[3])] == charts.UNCERTAIN_COLOR
+    assert sum(c == charts.UNCERTAIN_COLOR for c in bar.marker.color) == 1
+
+
+def test_history_figures_one_trace_per_curve():
+    h = pd.DataFrame({"phase": ["head", "finetune"], "epoch": [1, 2], "train_loss": [0.3, 0.2],
+                      "val_loss": [0.35, 0.3], "val_macro_auc": [0.6, 0.7]})
+    loss, auc = charts.history_figures({"a": h, "b": h, "empty": pd.DataFrame()})
+    assert [t.name for t in loss.data] == ["a train", "a val", "b train", "b val"]
+    assert [t.name for t in auc.data] == ["a", "b"]

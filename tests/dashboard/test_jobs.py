@@ -1,0 +1,127 @@
+"""cxr/dashboard/jobs.py: detached `cxr` jobs, one per run dir, exit status recorded."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from cxr.dashboard import jobs
+
+
+def wait_exit(run_dir: Path, kind: str, timeout: float = 120) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if jobs.job_state(run_dir, kind) == "exited" and jobs.exit_code(run_dir, kind) is not None:
+            return jobs.exit_code(run_dir, kind)
+        time.sleep(0.2)
+    raise AssertionError(f"{kind} job in {run_dir} still running after {timeout}s")
+
+
+# A `cxr` command that fails fast (no torch import) with a clear message.
+def failing(tmp_path) -> list[str]:
+    return ["worklist", "export", "--db", str(tmp_path / "absent.sqlite"), "--out", "x.csv"]
+
+
+def succeeding(tmp_path) -> list[str]:
+    from cxr.worklist import Worklist
+    Worklist(tmp_path / "w.sqlite")
+    return ["worklist", "export", "--db", str(tmp_path / "w.sqlite"),
+            "--out", str(tmp_path / "out.csv")]
+
+
+def test_launch_records_pid_log_and_exit_status(tmp_path):
+    run = tmp_path / "run"
+    pid = jobs.launch("evaluate", failing(tmp_path), run)
+    record = json.loads((run / jobs.PID_FILES["evaluate"]).read_text())
+    assert record["pid"] == pid and record["argv"][:2] == ["worklist", "export"]
+    assert wait_exit(run, "evaluate") == 1
+    log = jobs.log_tail(run, "evaluate")
+    assert log.startswith("$ cxr worklist export")
+    assert "absent.sqlite does not exist" in log  # cxr's own error message reached the log
+
+
+def test_successful_job_exits_zero(tmp_path):
+    run = tmp_path / "run"
+    jobs.launch("evaluate", succeeding(tmp_path), run)
+    assert wait_exit(run, "evaluate") == 0
+    assert (tmp_path / "out.csv").is_file()
+
+
+def test_second_launch_while_running_is_refused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    # Pretend a job is starting: the pid file exists but has no pid yet (fresh mtime).
+    (run / jobs.PID_FILES["evaluate"]).write_text("")
+    with pytest.raises(jobs.JobError, match="already running"):
+        jobs.launch("evaluate", failing(tmp_path), run)
+
+
+def test_finished_evaluate_job_can_be_relaunched(tmp_path):
+    run = tmp_path / "run"
+    jobs.launch("evaluate", failing(tmp_path), run)
+    assert wait_exit(run, "evaluate") == 1
+    jobs.launch("evaluate", succeeding(tmp_path), run)  # not refused: the first one ended
+    assert wait_exit(run, "evaluate") == 0
+
+
+@pytest.mark.parametrize("existing", ["progress.json", "config.yaml", "best.pt", "train.log",
+                                      "job-train.pid"])
+def test_training_into_a_taken_run_dir_is_refused(tmp_path, existing):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / existing).write_text("{}")
+    with pytest.raises(jobs.JobError, match="taken"):
+        jobs.launch("train", ["train", "--out", str(run)], run)
+    assert (run / existing).read_text() == "{}"  # nothing overwritten
+    assert not jobs.log_path(run, "train").exists()
+
+
+def test_concurrent_claims_start_one_job(tmp_path):
+    """The O_EXCL pid file is the lock: of two claims on one run dir only one wins."""
+    run = tmp_path / "run"
+    run.mkdir()
+    fd = jobs._claim(run, "train", new_run=True)
+    try:
+        with pytest.raises(jobs.JobError):
+            jobs._claim(run, "train", new_run=True)
+        with pytest.raises(jobs.JobError):  # a resume is refused too while one is starting
+            jobs._claim(run, "train", new_run=False)
+    finally:
+        import os
+        os.close(fd)
+
+
+def test_pid_alive_rejects_dead_and_foreign_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert not jobs.pid_alive(proc.pid)  # alive, but not our job wrapper
+        assert jobs.pid_alive(proc.pid, needle=b"time.sleep")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not jobs.pid_alive(proc.pid, needle=b"time.sleep")
+    assert not jobs.pid_alive(os.getpid(), needle=b"no such command line")
+
+
+def test_stop_request_writes_the_stop_file(tmp_path):
+    assert not jobs.stop_requested(tmp_path)
+    path = jobs.request_stop(tmp_path)
+    assert path == tmp_path / jobs.STOP_FILE and jobs.stop_requested(tmp_path)
+
+
+def test_evaluate_args(tmp_path):
+    assert jobs.evaluate_args(tmp_path) == ["evaluate", "--checkpoint", str(tmp_path / "best.pt")]
+
+
+def test_train_args_and_checks(tmp_path):
+    args = jobs.train_args("data/demo", "fusion", tmp_path / "r",
+                           {"image_size": 64, "pretrained": False, "weights": None, "loss": ""})
+    assert args == ["train", "--data", "data/demo", "--model", "fusion", "--out",
+                    str(tmp_path / "r"), "--set", "image_size=64", "--set", "pretrained=false"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        jobs.check_train_args(tmp_path / "nope", "fusion", {})
