@@ -11,9 +11,20 @@ def count(params) -> int:
     return sum(p.numel() for p in params)
 
 
-def test_exactly_129870_parameters_with_and_without_dropout():
+def test_exactly_129870_parameters_with_and_without_dropout_and_norm():
     assert count(create_model("simple_cnn").parameters()) == 129_870
     assert count(create_model("simple_cnn", drop_rate=0.0).parameters()) == 129_870
+    report_net = create_model("simple_cnn", drop_rate=0.0, batch_norm=False)
+    assert count(report_net.parameters()) == 129_870
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in report_net.modules())
+
+
+def test_norm_layers_have_no_parameters_but_normalise():
+    model = create_model("simple_cnn").train()
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 3 and all(not list(m.parameters()) for m in norms)
+    out = norms[0](torch.randn(4, 32, 8, 8) * 5 + 3)
+    assert abs(out.mean().item()) < 1e-4 and abs(out.std().item() - 1) < 0.05
 
 
 def test_layer_stack_is_the_reports():
