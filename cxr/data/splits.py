@@ -26,14 +26,13 @@ import hashlib
 import io
 import itertools
 import json
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import IterativeStratification
 
+from cxr.atomic import write_bytes
 from cxr.labels import FINDINGS, NO_FINDING
 
 SPLITS = ("train", "val", "test")
@@ -222,22 +221,6 @@ def _csv_bytes(split_df: pd.DataFrame) -> bytes:
     return split_df[list(SPLIT_COLUMNS)].to_csv(index=False, lineterminator="\n").encode()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_split(split_df: pd.DataFrame, path: str | Path, meta: dict) -> dict:
     """Write the split CSV and its sidecar `path.with_suffix('.json')`, each atomically.
     meta needs strategy, seed, patient_fraction, fractions, data_version and report; the
@@ -248,8 +231,8 @@ def save_split(split_df: pd.DataFrame, path: str | Path, meta: dict) -> dict:
     path = Path(path)
     body = _csv_bytes(split_df)
     sidecar = {**meta, "content_hash": hashlib.sha256(body).hexdigest()}
-    _atomic_write(path, body)
-    _atomic_write(path.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
+    write_bytes(path, body)
+    write_bytes(path.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
     return sidecar
 
 

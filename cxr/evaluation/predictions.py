@@ -10,14 +10,13 @@ column and value and names the problem (file, column, line, value): a scorer mus
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cxr.atomic import atomic_open
 from cxr.labels import FINDINGS
 
 IMAGE_COLUMN = "Image Index"
@@ -46,18 +45,9 @@ def predictions_frame(images, prob: np.ndarray, std: np.ndarray | None,
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     """Atomic CSV write (temp file + rename): a reader never sees half a table."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            df.to_csv(f, index=False, lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_open(path, "w", newline="") as f:
+        df.to_csv(f, index=False, lineterminator="\n")
+    return Path(path)
 
 
 def _numeric(df: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
