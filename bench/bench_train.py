@@ -1,0 +1,132 @@
+"""Training throughput (images/s) of each registry model: one optimiser step = forward, focal
+loss, backward, Adam, exactly as `cxr train` does it (cxr.train.phases), on random tensors so
+only the model is measured (the data pipeline is benchmarked separately; see the image cache).
+
+    OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 python bench/bench_train.py               # CPU, 128 px
+    python bench/bench_train.py --size 224 --batch 32 --device cuda --steps 20  # a GPU
+    python bench/bench_train.py --write BENCHMARKS.md --machine "2-core CPU dev VM, no GPU"
+
+Two rows per model: "full" (every parameter trains: simple_cnn, random-init runs, phase 2)
+and "head" (backbone frozen and in eval mode: phase 1). Median of `--steps` timed steps after
+`--warmup` untimed ones. On CUDA: bf16 autocast and channels_last, like the trainer.
+`--write FILE` replaces (or appends) the "## Training throughput" section of FILE.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import re
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from cxr.losses import make_loss
+from cxr.models import MODELS, create_model
+from cxr.train import phases as ph
+from cxr.train.config import TrainConfig
+
+SECTION = "## Training throughput"
+
+
+def step_times(name: str, mode: str, size: int, batch: int, steps: int, warmup: int,
+               device: torch.device) -> list[float]:
+    torch.manual_seed(0)
+    model = create_model(name, input_size=size).to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    phase = ph.Phase(mode, 1e-3, freeze_backbone=mode == "head")
+    optimizer = ph.make_optimizer(ph.apply_freeze(model, phase), phase, TrainConfig())
+    ph.set_train_mode(model, phase)
+    loss_fn = make_loss("focal", alpha=0.25, gamma=2.0)
+    x = torch.rand(batch, 3, size, size, device=device)
+    if cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = (torch.rand(batch, 14, device=device) < 0.1).float()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    times = []
+    for i in range(warmup + steps):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with autocast:
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        float(loss)  # the trainer reads the loss every step (non-finite check)
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def machine_line(device: torch.device, label: str | None) -> str:
+    if label:
+        name = label
+    elif device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()})"
+    return (f"{name}; torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), "
+            f"device {device}, {time.strftime('%Y-%m-%d')}")
+
+
+def load_average() -> str:
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replace this benchmark's section (up to the next '## ') or append it."""
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(old):
+        new = pattern.sub(lambda _: text, old)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--machine", help="how to name the machine in the table")
+    parser.add_argument("--write", type=Path, help="update this markdown file's section")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    machine = machine_line(device, args.machine)
+    load_before = load_average()
+    rows = []
+    for name in args.models.split(","):
+        for mode in ("full", "head"):
+            if name == "simple_cnn" and mode == "head":
+                continue  # trained end to end only
+            times = step_times(name, mode, args.size, args.batch, args.steps, args.warmup, device)
+            med = statistics.median(times)
+            rows.append(f"| {name} | {mode} | {med * 1000:.0f} | {args.batch / med:.1f} | "
+                        f"{min(times) * 1000:.0f}-{max(times) * 1000:.0f} |")
+            print(rows[-1], flush=True)
+    text = (f"{SECTION}\n\n`python bench/bench_train.py --size {args.size} --batch {args.batch} "
+            f"--steps {args.steps}` (random tensors, focal loss, Adam; median of {args.steps} "
+            f"steps after {args.warmup} warm-up). Machine: {machine}. Load average before / "
+            f"after: {load_before} / {load_average()}.\n\n"
+            "| model | trains | ms/step (median) | images/s | range ms |\n"
+            "|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    print(text)
+    if args.write:
+        write_section(args.write, text)
+
+
+if __name__ == "__main__":
+    main()

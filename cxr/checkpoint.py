@@ -1,0 +1,153 @@
+"""Checkpoints: tensors + JSON-safe metadata, written atomically, read with weights_only=True.
+
+    >>> from cxr.checkpoint import load_model
+    >>> model, meta = load_model("checkpoints/demo-fusion/best.pt")   # eval mode, on CPU
+    >>> meta["model"], meta["split"]["content_hash"], meta["metrics"]["val_macro_auc"]
+
+File format (see ARCHITECTURE.md, "Checkpoint"):
+
+    {"state_dict": {name: tensor},
+     "meta": {"model": {"name", "kwargs"}, "labels", "preprocess", "config", "split",
+              "data_version", "epoch", "phase", "metrics", "versions", "git_commit", ...},
+     "train_state": {...}}          # optional: optimizer, scheduler, RNG, loop counters
+
+Everything in it is a tensor, a number, a string, a list or a dict, so `torch.load(path,
+weights_only=True)` reads it without unpickling code. The model is rebuilt from `meta` alone
+(`create_model(name, **kwargs)` + `load_state_dict(strict=True)`); nothing falls back to
+random weights: a missing or unreadable file is an error naming it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+REQUIRED_META = ("model", "labels", "preprocess")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable cxr checkpoint (truncated, foreign, or lacking keys)."""
+
+
+def library_versions() -> dict:
+    import numpy
+    import cxr
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "numpy": numpy.__version__, "cxr": cxr.__version__}
+    try:
+        import timm
+        versions["timm"] = timm.__version__
+    except ImportError:  # timm is a dependency, but a checkpoint can still be written without it
+        pass
+    return versions
+
+
+@lru_cache(maxsize=4)
+def git_commit(repo: str | None = None) -> str | None:
+    """HEAD of the git checkout holding this package, or None (installed wheel, no git)."""
+    repo = Path(repo) if repo else Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def _json_safe(meta: dict) -> dict:
+    """meta as plain JSON types (a str subclass such as torch.__version__ or a tuple would
+    make weights_only loading fail); anything JSON cannot hold is an error."""
+    try:
+        return json.loads(json.dumps(meta, allow_nan=True))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"checkpoint metadata must be JSON-safe: {exc}") from None
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare model inside DistributedDataParallel / torch.compile wrappers."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+def model_meta(model: torch.nn.Module) -> dict:
+    """The part of `meta` that rebuilds the model: registry name, kwargs, labels, preprocessing."""
+    model = unwrap(model)
+    return {"model": {"name": model.model_name, "kwargs": dict(model.model_kwargs)},
+            "labels": list(model.labels), "preprocess": dict(model.preprocess)}
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict,
+                    train_state: dict | None = None) -> Path:
+    """Write {"state_dict", "meta", "train_state"} to `path` via a temp file + os.replace, so a
+    reader (or a crash) never sees half a file. `meta` is completed with the model's own
+    description, library versions and the git commit where missing."""
+    path = Path(path)
+    meta = {**model_meta(model), **meta}
+    meta.setdefault("versions", library_versions())
+    meta.setdefault("git_commit", git_commit())
+    meta = _json_safe(meta)
+    state = {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
+    payload = {"state_dict": state, "meta": meta}
+    if train_state is not None:
+        payload["train_state"] = train_state
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """The checkpoint dict, read with weights_only=True; CheckpointError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, pickle of code objects, random bytes, ...
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "error" in ln.lower() and ":" in ln),
+                   lines[0] if lines else "")
+        raise CheckpointError(f"checkpoint {path} cannot be read with weights_only=True "
+                              f"({type(exc).__name__}: {why[:300]}); it may be truncated or "
+                              "not a cxr checkpoint") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "meta" not in ckpt:
+        raise CheckpointError(f"checkpoint {path} lacks 'state_dict'/'meta': not a cxr checkpoint")
+    absent = [k for k in REQUIRED_META if k not in ckpt["meta"]]
+    if absent:
+        raise CheckpointError(f"checkpoint {path}: metadata lacks {absent}")
+    return ckpt
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """(model in eval mode on `device`, meta) rebuilt from the checkpoint alone."""
+    from cxr.models import create_model
+
+    ckpt = load_checkpoint(path)
+    meta = ckpt["meta"]
+    spec = meta["model"]
+    try:
+        kwargs = {"num_classes": len(meta["labels"]), **spec.get("kwargs", {})}
+        model = create_model(spec["name"], pretrained=False, **kwargs)
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: cannot rebuild model {spec.get('name')!r} "
+                              f"with {spec.get('kwargs')}: {exc}") from None
+    model.preprocess = dict(meta["preprocess"])  # the size it was trained at, not the default
+    model.labels = tuple(meta["labels"])
+    return model.to(device).eval(), meta

@@ -1,0 +1,170 @@
+"""Plain PyTorch DDP for `cxr train`, launched by torchrun (one process per GPU).
+
+    # one GPU, or CPU: no launcher needed
+    cxr train --data DIR --model fusion --out RUN_DIR
+    # one node, 8 GPUs (batch_size is the GLOBAL batch: 32 -> 4 per GPU)
+    torchrun --nproc_per_node=8 -m cxr.cli train --data DIR --model fusion --out RUN_DIR
+    torchrun --nproc_per_node=8 $(which cxr) train ...            # same, via the console script
+    # two nodes of 8 GPUs: run on each node, node_rank 0 and 1, host = node 0's address
+    torchrun --nnodes 2 --nproc_per_node 8 --node_rank 0 --rdzv_backend c10d \\
+             --rdzv_endpoint HOST:29500 -m cxr.cli train --data DIR --model fusion --out RUN_DIR
+    # CPU, 2 processes (what the tests do; gloo backend)
+    torchrun --nproc_per_node=2 -m cxr.cli train --data DIR --model simple_cnn --out RUN_DIR \\
+             --set device=cpu
+
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT; without them this is a
+1-process run and nothing here touches torch.distributed. The backend is nccl on CUDA and
+gloo otherwise. RUN_DIR and DIR must be on storage every node sees (rank 0 writes the run
+directory; every rank reads the dataset and, when phase 2 starts, best.pt).
+
+Validation: each rank scores `indices[rank::world]` of the validation set (no padding, so
+no image is counted twice), the predictions are gathered and put back in dataset order, and
+every rank computes the same metrics from the same arrays; decisions (early stopping, stop
+requests, non-finite losses) therefore agree, and the per-step flags are all-reduced.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
+    """auto: CUDA if available, else Apple MPS, else CPU. An unavailable explicit choice is an
+    error (never a silent CPU fallback for a run that asked for a GPU)."""
+    if preference == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if preference == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device=cuda requested but CUDA is not available")
+        return torch.device("cuda", local_rank)
+    if preference == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError("device=mps requested but MPS is not available")
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def setup(preference: str = "auto") -> DistInfo:
+    """Read torchrun's environment, pick the device, init the process group if world > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(preference, local_rank)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "mps":
+            raise ValueError("multi-process training on MPS is not supported; use device=cpu")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=device)
+
+
+def teardown(info: DistInfo) -> None:
+    if info.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
+
+
+def any_flags(info: DistInfo, flags: list[bool]) -> list[bool]:
+    """Element-wise OR of boolean flags over all ranks (e.g. [stop requested, loss not finite])."""
+    if not info.distributed:
+        return list(flags)
+    t = torch.tensor([float(f) for f in flags],
+                     device=info.device if info.device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
+def broadcast_flag(info: DistInfo, flag: bool) -> bool:
+    """Rank 0's decision, on every rank (time budget checks read each rank's own clock)."""
+    if not info.distributed:
+        return bool(flag)
+    t = torch.tensor([float(flag)], device=info.device if info.device.type == "cuda" else "cpu")
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def gather_objects(info: DistInfo, obj) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank (per-rank RNG states)."""
+    if not info.distributed:
+        return [obj]
+    parts = [None] * info.world_size
+    dist.all_gather_object(parts, obj)
+    return parts
+
+
+def sum_values(info: DistInfo, values: list[float]) -> list[float]:
+    """Sum of float values over ranks (train loss sums and sample counts)."""
+    if not info.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64,
+                     device=info.device if info.device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def shard(n: int, info: DistInfo) -> list[int]:
+    """This rank's share of range(n) for evaluation: every index on exactly one rank."""
+    return list(range(info.rank, n, info.world_size))
+
+
+def gather_arrays(info: DistInfo, index: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Concatenate each rank's rows and sort them by `index` (dataset order); returns the
+    arrays without the index. Every rank receives the full result."""
+    if info.distributed:
+        parts = [None] * info.world_size
+        dist.all_gather_object(parts, (index, *arrays))
+        index = np.concatenate([p[0] for p in parts])
+        arrays = tuple(np.concatenate([p[i + 1] for p in parts]) for i in range(len(arrays)))
+    order = np.argsort(index, kind="stable")
+    if len(np.unique(index)) != len(index):  # sharding bug guard: an image scored twice
+        raise RuntimeError("validation gathered duplicate images")
+    return tuple(a[order] for a in arrays)
+
+
+def broadcast_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank. DDP syncs them only at
+    the start of a training forward, so after an epoch each rank holds the statistics of its
+    own last batches; validation and the checkpoint must all use one model: rank 0's."""
+    if info.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
+def wrap(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """DDP around the model for this phase's trainable parameters (re-wrap after freezing)."""
+    if not info.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    ids = [info.device.index] if info.device.type == "cuda" else None
+    return DDP(model, device_ids=ids, output_device=ids[0] if ids else None,
+               find_unused_parameters=False)

@@ -1,0 +1,92 @@
+"""The report's schedule as a list of phases, and what each phase freezes and optimises.
+
+    phase "head"      backbone frozen (requires_grad False, kept in eval mode so its BatchNorm
+                      statistics stay ImageNet's), Adam on the head at lr_head (1e-3)
+    phase "finetune"  from the best "head" weights, everything trainable, a fresh Adam at
+                      lr_finetune (1e-5)
+    phase "full"      one end-to-end phase at lr_head: simple_cnn (no pretrained backbone
+                      exists), and any random-init backbone under schedule=auto, because a
+                      frozen random backbone teaches the head nothing and 1e-5 barely moves it
+
+schedule=two_phase / single_phase force either plan. Every phase: ReduceLROnPlateau on
+validation macro AUC (mode max, factor plateau_factor, patience plateau_patience, floor
+min_lr, never above the phase's own lr), early stopping after `patience` validations without
+a gain over the phase's best.
+
+Epoch budget: `epochs_budget=per_phase` (default) lets each phase run up to `epochs`
+epochs, like the report's two Keras fit() calls; `total` caps the whole run at `epochs`: the
+head phase gets at most half (rounded down, at least 1), fine-tuning whatever it left.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cxr.models import model_uses_pretrained
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str               # head | finetune | full
+    lr: float
+    freeze_backbone: bool
+
+
+def plan(cfg, model: nn.Module) -> tuple[list[Phase], str | None]:
+    """(phases, notice to log or None)."""
+    head = Phase("head", cfg.lr_head, True)
+    finetune = Phase("finetune", cfg.lr_finetune, False)
+    full = Phase("full", cfg.lr_head, False)
+    if cfg.schedule == "two_phase":
+        return [head, finetune], None
+    if cfg.schedule == "single_phase":
+        return [full], None
+    if model.model_name == "simple_cnn":
+        return [full], "simple_cnn trains end to end in one phase (it has no pretrained backbone)"
+    if not model_uses_pretrained(model):
+        return [full], (f"{model.model_name}: random-init backbone (pretrained=false, no weights "
+                        "file), so the frozen-backbone phase is skipped: one phase trains "
+                        f"everything at lr_head={cfg.lr_head:g} (schedule=two_phase forces the "
+                        "report's two phases)")
+    return [head, finetune], None
+
+
+def max_epochs(cfg, phases: list[Phase], index: int, used: list[int]) -> int:
+    """Most epochs phase `index` may run, given the epochs earlier phases used."""
+    if cfg.epochs_budget == "per_phase" or len(phases) == 1:
+        return cfg.epochs
+    if index == 0:
+        return max(1, cfg.epochs // 2)
+    return max(0, cfg.epochs - sum(used[:index]))
+
+
+def apply_freeze(model: nn.Module, phase: Phase) -> list[nn.Parameter]:
+    """Set requires_grad for the phase and return the parameters to optimise."""
+    frozen = {id(p) for p in model.backbone_parameters()} if phase.freeze_backbone else set()
+    params = []
+    for p in model.parameters():
+        p.requires_grad_(id(p) not in frozen)
+        if p.requires_grad:
+            params.append(p)
+    return params
+
+
+def set_train_mode(model: nn.Module, phase: Phase) -> None:
+    """train() for the step, but a frozen backbone stays in eval mode (BatchNorm running
+    statistics neither used from the batch nor updated)."""
+    model.train()
+    if phase.freeze_backbone:
+        for module in model.backbone_modules():
+            module.eval()
+
+
+def make_optimizer(params, phase: Phase, cfg) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=phase.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer, phase: Phase, cfg):
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
+        min_lr=min(cfg.min_lr, phase.lr))

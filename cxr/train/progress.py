@@ -1,0 +1,152 @@
+"""What a run tells the outside world while it trains: progress.json, history.csv, train.log.
+
+Only rank 0 writes. The dashboard (`cxr/dashboard/runs.py`) polls these files from another
+process, so each is safe to read at any moment:
+
+- `progress.json` is rewritten atomically (temp file + os.replace), at most every
+  `interval` seconds during an epoch and always on phase/epoch/status changes:
+  `{"status": "running"|"finished"|"failed"|"stopped", "model", "phase", "phase_index",
+  "phases", "epoch", "epochs", "step", "steps", "global_step", "total_steps", "fraction",
+  "eta_s", "elapsed_s", "images_per_s", "best_val_auc", "world_size", "message", "error",
+  "pid", "updated"}`. `epoch` is counted over the whole run (1-based), `epochs` is the
+  most it can reach; `total_steps` and `eta_s` are upper bounds (early stopping may end sooner).
+- `history.csv`: one row per epoch, appended and flushed (columns: HISTORY_COLUMNS):
+  phase (head | finetune | full), epoch (over the run, 1-based), phase_epoch, train_loss
+  (mean over the epoch's images), val_loss, val_macro_auc (mean over the findings that have
+  both positives and negatives in val), val_classes (how many that is), val_images, one
+  val_auc_<Finding> per finding, lr (during the epoch), seconds (train + validation),
+  images_per_s (training, all processes). An empty cell is "no value": a finding without
+  positives or negatives in val (excluded from the macro mean, never counted as 0 or 0.5),
+  or an epoch that was not validated (val_every > 1). pandas reads empty cells as NaN.
+- `train.log`: the log lines (also on stderr).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cxr.labels import FINDINGS
+
+HISTORY_COLUMNS = ["phase", "epoch", "phase_epoch", "train_loss", "val_loss", "val_macro_auc",
+                   "val_classes", "val_images", *[f"val_auc_{f}" for f in FINDINGS], "lr",
+                   "seconds", "images_per_s"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_value(x):
+    """NaN/inf are not JSON: write null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+class Progress:
+    """progress.json writer; a no-op object on ranks other than 0."""
+
+    def __init__(self, folder: Path, enabled: bool = True, interval: float = 2.0, **static):
+        self.path = Path(folder) / "progress.json"
+        self.enabled = enabled
+        self.interval = interval
+        self.state: dict = {"status": "running", "pid": os.getpid(), **static}
+        self._last = 0.0
+
+    def update(self, force: bool = False, **fields) -> None:
+        self.state.update(fields)
+        if not self.enabled:
+            return
+        now = time.time()
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        self.state["updated"] = now
+        clean = {k: _json_value(v) for k, v in self.state.items()}
+        atomic_write_text(self.path, json.dumps(clean, indent=2) + "\n")
+
+
+class History:
+    """history.csv: header once, then one flushed row per epoch."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True):
+        self.path = Path(run_dir) / "history.csv"
+        self.enabled = enabled
+
+    def append(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="raise")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in HISTORY_COLUMNS})
+            f.flush()
+            os.fsync(f.fileno())
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop rows past `epoch` (a run killed between writing a row and saving last.pt
+        repeats that epoch on resume; the row must not appear twice)."""
+        if not self.enabled or not self.path.exists():
+            return
+        with open(self.path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        keep = [r for r in rows if r.get("epoch") and int(r["epoch"]) <= epoch]
+        if len(keep) == len(rows):
+            return
+        atomic_write_text(self.path, _rows_to_csv(keep))
+
+
+def _rows_to_csv(rows: list[dict]) -> str:
+    import io
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def setup_logger(run_dir: Path, enabled: bool) -> logging.Logger:
+    """Logger 'cxr.train' writing to stderr and RUN_DIR/train.log (rank 0 only)."""
+    logger = logging.getLogger("cxr.train")
+    close_logger(logger)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if enabled:
+        fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
+        for handler in (logging.StreamHandler(sys.stderr),
+                        logging.FileHandler(Path(run_dir) / "train.log")):
+            handler.setFormatter(fmt)
+            logger.addHandler(handler)
+    else:
+        logger.addHandler(logging.NullHandler())
+    return logger
+
+
+def close_logger(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0):
+    """tqdm on rank 0 when stderr is a terminal; otherwise a bar that does nothing."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, initial=initial, leave=False, dynamic_ncols=True,
+                disable=not (enabled and sys.stderr.isatty()))
