@@ -1,0 +1,189 @@
+"""`cxr synth`: the synthetic dataset has NIH's layout, is reproducible, and its boxes hold
+every pixel a lesion changes. Tiny datasets (12 patients, 64 px) keep this fast."""
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxr.cli import main as cli_main
+from cxr.data.synth import (BBOX_HEADER, ENTRY_HEADER, Film, OutputExistsError, generate_dataset,
+                            make_case, plan_films, render_film, render_with_boxes)
+from cxr.labels import FINDINGS, finding_index, parse_labels
+
+FILES = ("Data_Entry_2017.csv", "train_val_list.txt", "test_list.txt", "BBox_List_2017.csv", "README.md")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    generate_dataset(out, patients=12, size=64, seed=1, workers=1)
+    return out
+
+
+def _rows(path: Path) -> list[list[str]]:
+    return [line.split(",") for line in path.read_text().splitlines()[1:]]
+
+
+def _boxes(root: Path) -> dict[str, list[tuple[str, float, float, float, float]]]:
+    out: dict[str, list] = {}
+    for image, label, x, y, w, h in _rows(root / "BBox_List_2017.csv"):
+        out.setdefault(image, []).append((label, float(x), float(y), float(w), float(h)))
+    return out
+
+
+def test_layout_matches_nih(tiny):
+    for name in FILES:
+        assert (tiny / name).is_file(), name
+    lines = (tiny / "Data_Entry_2017.csv").read_text().splitlines()
+    assert lines[0] == ENTRY_HEADER
+    assert (tiny / "BBox_List_2017.csv").read_text().splitlines()[0] == BBOX_HEADER
+    rows = _rows(tiny / "Data_Entry_2017.csv")
+    assert all(len(r) == 11 for r in rows)  # the bracketed headers hide two extra columns
+    pngs = sorted(p.name for p in (tiny / "images").glob("*.png"))
+    assert pngs == sorted(r[0] for r in rows)
+    for image, labels, follow_up, patient, age, sex, view, w, h, sx, sy in rows:
+        assert re.fullmatch(r"\d{8}_\d{3}\.png", image)
+        assert image == f"{int(patient):08d}_{int(follow_up):03d}.png"
+        parse_labels(labels)  # known labels only
+        assert int(age) > 0 and sex in ("M", "F") and view in ("PA", "AP")
+        assert (int(w), int(h)) == (64, 64) and float(sx) == float(sy) > 0
+    with Image.open(tiny / "images" / pngs[0]) as im:
+        assert im.mode == "L" and im.size == (64, 64)
+    readme = (tiny / "README.md").read_text()
+    assert "Synthetic" in readme and "not for any clinical use" in readme and "--seed 1" in readme
+
+
+def test_headers_match_the_real_files(tiny, nih_dir):
+    with gzip.open(nih_dir / "Data_Entry_2017_v2020.csv.gz", "rt") as f:
+        assert f.readline().rstrip("\r\n") == ENTRY_HEADER
+    with gzip.open(nih_dir / "BBox_List_2017.csv.gz", "rt") as f:
+        assert f.readline().rstrip("\r\n") == BBOX_HEADER
+
+
+def test_same_seed_same_bytes_any_workers_other_seed_differs(tiny, tmp_path):
+    again = tmp_path / "again"
+    generate_dataset(again, patients=12, size=64, seed=1, workers=2)  # parallel this time
+    names = [*FILES, *(f"images/{p.name}" for p in (tiny / "images").glob("*.png"))]
+    for name in names:
+        assert (again / name).read_bytes() == (tiny / name).read_bytes(), name
+    other = tmp_path / "other"
+    generate_dataset(other, patients=12, size=64, seed=2, workers=1)
+    assert (other / "Data_Entry_2017.csv").read_bytes() != (tiny / "Data_Entry_2017.csv").read_bytes()
+    first = (tiny / "images" / "00000001_000.png").read_bytes()
+    assert (other / "images" / "00000001_000.png").read_bytes() != first
+
+
+def test_every_finding_has_labels_and_boxes(tiny):
+    labels = np.stack([parse_labels(r[1]) for r in _rows(tiny / "Data_Entry_2017.csv")])
+    assert labels.sum(axis=0).min() >= 1, dict(zip(FINDINGS, labels.sum(axis=0)))
+    boxed = {label for boxes in _boxes(tiny).values() for label, *_ in boxes}
+    assert "Infiltrate" in boxed  # NIH's spelling in the box list
+    assert {FINDINGS[finding_index(name)] for name in boxed} == set(FINDINGS)
+
+
+def test_boxes_belong_to_labelled_images_and_fit_inside(tiny):
+    entry = {r[0]: parse_labels(r[1]) for r in _rows(tiny / "Data_Entry_2017.csv")}
+    for image, boxes in _boxes(tiny).items():
+        for label, x, y, w, h in boxes:
+            assert entry[image][finding_index(label)] == 1, (image, label)
+            assert 0 <= x and 0 <= y and w >= 1 and h >= 1 and x + w <= 64 and y + h <= 64
+
+
+def test_split_is_patient_disjoint_and_covers_everything(tiny):
+    train_val = (tiny / "train_val_list.txt").read_text().split()
+    test = (tiny / "test_list.txt").read_text().split()
+    all_images = [r[0] for r in _rows(tiny / "Data_Entry_2017.csv")]
+    assert sorted(train_val + test) == sorted(all_images)
+    patients = lambda names: {n.split("_")[0] for n in names}  # noqa: E731
+    assert patients(train_val) and patients(test)
+    assert not patients(train_val) & patients(test)
+
+
+def test_most_patients_have_several_films_and_keep_their_findings():
+    films = plan_films(400, seed=0)
+    by_patient: dict[int, list[Film]] = {}
+    for film in films:
+        by_patient.setdefault(film.patient, []).append(film)
+    assert np.mean([len(f) > 1 for f in by_patient.values()]) > 0.7
+    # A finding on a patient's first film is usually still there on the next one.
+    kept = [bool(set(f[0].findings) & set(f[1].findings)) for f in by_patient.values()
+            if len(f) > 1 and f[0].findings]
+    assert len(kept) > 50 and np.mean(kept) > 0.6
+
+
+def test_prevalences_follow_nih_ranking_with_a_floor():
+    films = plan_films(3000, seed=0)
+    labels = np.array([[f in film.findings for f in FINDINGS] for film in films])
+    share = dict(zip(FINDINGS, labels.mean(axis=0)))
+    assert 0.38 < np.mean(~labels.any(axis=1)) < 0.55  # No Finding
+    assert min(share.values()) > 0.035
+    top = sorted(share, key=share.get, reverse=True)[:3]
+    assert top == ["Infiltration", "Effusion", "Atelectasis"]
+    assert share["Hernia"] < share["Nodule"] < share["Atelectasis"]
+    # Real co-occurrence patterns: Effusion goes with Atelectasis far more than chance.
+    eff, atel = labels[:, FINDINGS.index("Effusion")], labels[:, FINDINGS.index("Atelectasis")]
+    assert (eff & atel).mean() > 2 * eff.mean() * atel.mean()
+
+
+@pytest.mark.parametrize("finding", FINDINGS)
+def test_pixels_a_finding_changes_lie_inside_its_boxes(finding):
+    for k, (size, others) in enumerate([(64, ()), (96, ("Effusion", "Cardiomegaly", "Nodule"))]):
+        findings = tuple(f for f in FINDINGS if f == finding or f in others)
+        case = make_case(Film(100 + k, k, 60, "F" if k else "M", "AP" if k else "PA", findings), seed=5)
+        pixels, boxes = render_with_boxes(case, size)
+        assert np.array_equal(pixels, render_film(case, size))
+        changed = pixels != render_film(case, size, without=(finding,))
+        assert changed.sum() >= 1, f"{finding} drew nothing"
+        inside = np.zeros_like(changed)
+        for name, x, y, w, h in boxes:
+            if name == finding:
+                inside[y:y + h, x:x + w] = True
+        assert not (changed & ~inside).any(), f"{finding}: changed pixels outside its boxes"
+
+
+def test_boxes_are_tight():
+    """A nodule's box is small: the bounds of what it draws, not a whole lung."""
+    case = make_case(Film(7, 0, 50, "M", "PA", ("Nodule",)), seed=3)
+    _, boxes = render_with_boxes(case, 128)
+    assert boxes and all(w <= 12 and h <= 12 for _, _, _, w, h in boxes)
+
+
+def test_refuses_to_overwrite_what_it_did_not_write(tiny, tmp_path):
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputExistsError, match="not a `cxr synth` dataset"):
+        generate_dataset(other, patients=2, size=32, workers=1)
+    assert (other / "notes.txt").read_text() == "keep me"
+    with pytest.raises(OutputExistsError, match="--force"):
+        generate_dataset(tiny, patients=2, size=32, workers=1)
+    with pytest.raises(ValueError, match="patients"):
+        generate_dataset(tmp_path / "none", patients=0)
+
+
+def test_cli_writes_and_replaces_with_force(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["synth", "--out", str(out), "--patients", "3", "--size", "32", "--workers", "1"]
+    assert cli_main(args) == 0
+    assert "synthetic images of 3 patients" in capsys.readouterr().out
+    assert cli_main(args) == 1  # exists: a clear error, not a traceback
+    assert "--force" in capsys.readouterr().err
+    assert cli_main([*args, "--seed", "4", "--force"]) == 0
+    assert "--seed 4" in (out / "README.md").read_text()
+
+
+def test_metadata_reader_parses_it(tiny):
+    metadata = pytest.importorskip("cxr.data.metadata")
+    table = metadata.read_data_entry(tiny / "Data_Entry_2017.csv", images_root=tiny / "images",
+                                     missing="error")
+    rows = _rows(tiny / "Data_Entry_2017.csv")
+    assert len(table) == len(rows) and (table["path"] != "").all()
+    assert table[list(FINDINGS)].to_numpy().sum() == sum(parse_labels(r[1]).sum() for r in rows)
+    boxes = metadata.read_bbox(tiny / "BBox_List_2017.csv")
+    assert len(boxes) == sum(len(b) for b in _boxes(tiny).values())
+    assert set(boxes["finding"]) == set(FINDINGS)
