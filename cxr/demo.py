@@ -1,0 +1,198 @@
+"""`cxr demo`: the README's run command, from nothing to a working dashboard on synthetic data.
+
+    ./run.sh                      # = .venv/bin/cxr demo
+    cxr demo --no-app             # only the pipeline (data, training, evaluation, worklist)
+    cxr demo --retrain            # train the demo models again from scratch
+    cxr demo --patients 24 --size 64 --set epochs=1   # a tiny demo (the CI test uses this)
+
+What it does, reusing whatever already exists (a second run retrains nothing):
+1. starts the dashboard (`streamlit run app.py`) on 127.0.0.1:8501 at once;
+2. generates `data/demo` with `cxr synth` if absent;
+3. trains the four models one after another in the background (fusion first, so the Predict page
+   has a fusion checkpoint soonest), with `configs/demo.yaml` (small images, few epochs, random
+   init); an interrupted run is resumed from its `last.pt`;
+4. evaluates each trained run (`cxr evaluate`), compares them (`cxr compare`) and imports the
+   test-split predictions into the review worklist.
+Progress goes to `checkpoints/demo_status.json`, which the Home page reads. Ctrl-C stops the
+training step cleanly (SIGTERM -> the trainer saves and marks the run `stopped`) and the app.
+Each step is a child process in its own session, so Ctrl-C in the terminal reaches only us.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cxr.atomic import write_text
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_MODELS = ("fusion", "simple_cnn", "densenet121", "efficientnet_b0")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", type=Path, default=Path("data/demo"), help="demo dataset folder")
+    parser.add_argument("--runs", type=Path, default=Path("checkpoints"), help="run directory root")
+    parser.add_argument("--worklist", type=Path, default=Path("data/worklist.sqlite"))
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "demo.yaml")
+    parser.add_argument("--models", default=",".join(DEMO_MODELS),
+                        help="comma-separated models, trained in this order")
+    parser.add_argument("--patients", type=int, default=None, help="synth: number of patients")
+    parser.add_argument("--size", type=int, default=None, help="synth: image size in pixels")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="training config override (repeatable)")
+    parser.add_argument("--passes", type=int, default=25, help="MC-dropout passes for evaluation")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--port", type=int, default=8501)
+    parser.add_argument("--no-app", action="store_true", help="do not start the dashboard")
+    parser.add_argument("--retrain", action="store_true", help="train again even if runs exist")
+
+
+class Demo:
+    """The pipeline's steps as child processes; `self.child` is the one running now."""
+
+    def __init__(self, args):
+        self.args = args
+        self.child: subprocess.Popen | None = None
+        self.status_path = args.runs / "demo_status.json"
+        self.status = {"stage": "starting", "done": [], "failed": [], "started": time.time()}
+
+    def set_stage(self, stage: str, done: str | None = None, failed: str | None = None) -> None:
+        self.status["stage"] = stage
+        if done:
+            self.status["done"].append(done)
+        if failed:
+            self.status["failed"].append(failed)
+        self.status["updated"] = time.time()
+        write_text(self.status_path, json.dumps(self.status, indent=2))
+        print(f"[demo] {stage}", flush=True)
+
+    def call(self, *cxr_args: str) -> int:
+        """Run `cxr ARGS` as a child in its own session and wait for it."""
+        cmd = [sys.executable, "-m", "cxr", *map(str, cxr_args)]
+        self.child = subprocess.Popen(cmd, start_new_session=True)
+        try:
+            return self.child.wait()
+        finally:
+            self.child = None
+
+    def stop_child(self) -> None:
+        """SIGTERM is the trainer's stop request: it finishes the step and saves last.pt."""
+        if self.child and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+            try:
+                self.child.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+
+    # -- steps ---------------------------------------------------------------------------
+    def ensure_data(self) -> None:
+        if (self.args.data / "Data_Entry_2017.csv").is_file():
+            return
+        self.set_stage(f"generating the synthetic demo dataset in {self.args.data}")
+        extra = []
+        if self.args.patients:
+            extra += ["--patients", self.args.patients]
+        if self.args.size:
+            extra += ["--size", self.args.size]
+        if self.call("synth", "--out", self.args.data, *extra) != 0:
+            raise RuntimeError("cxr synth failed; see the messages above")
+
+    def train(self, model: str) -> bool:
+        run_dir = self.args.runs / f"demo-{model}"
+        status = run_status(run_dir)
+        if status == "finished" and not self.args.retrain:
+            return True
+        self.set_stage(f"training {model} ({run_dir})")
+        if status in ("running", "stopped", "failed") and (run_dir / "last.pt").is_file() \
+                and not self.args.retrain:
+            rc = self.call("train", "--resume", run_dir)
+        else:
+            sets = [x for kv in self.args.overrides for x in ("--set", kv)]
+            rc = self.call("train", "--data", self.args.data, "--model", model, "--out", run_dir,
+                           "--config", self.args.config, *sets, "--force")
+        return rc == 0 and run_status(run_dir) == "finished"
+
+    def evaluate(self, model: str) -> bool:
+        run_dir = self.args.runs / f"demo-{model}"
+        if (run_dir / "eval" / "metrics.json").is_file() and not self.args.retrain:
+            return True
+        self.set_stage(f"evaluating {model}")
+        return self.call("evaluate", "--checkpoint", run_dir / "best.pt", "--out", run_dir / "eval",
+                         "--passes", self.args.passes, "--bootstrap", self.args.bootstrap,
+                         "--pointing-game") == 0
+
+    def fill_worklist(self, model: str) -> bool:
+        run_dir = self.args.runs / f"demo-{model}"
+        self.set_stage(f"importing {model} test predictions into the worklist")
+        return self.call("worklist", "import", run_dir / "eval" / "predictions.csv",
+                         "--model", model, "--checkpoint", run_dir / "best.pt",
+                         "--db", self.args.worklist, "--images-root", self.args.data) == 0
+
+    def pipeline(self) -> None:
+        self.ensure_data()
+        evaluated = []
+        for model in self.args.models.split(","):
+            if not self.train(model):
+                self.set_stage(f"training {model} did not finish", failed=f"train {model}")
+                continue
+            if self.evaluate(model) and self.fill_worklist(model):
+                evaluated.append(model)
+                self.set_stage(f"{model} trained, evaluated and triaged", done=model)
+            else:
+                self.set_stage(f"evaluating {model} failed", failed=f"evaluate {model}")
+        if len(evaluated) > 1:
+            self.set_stage("comparing the models")
+            runs = [self.args.runs / f"demo-{m}" for m in evaluated]
+            if self.call("compare", *runs, "--out", self.args.runs / "demo-compare") == 0:
+                self.status["done"].append("compare")
+        self.set_stage("finished" if not self.status["failed"] else "finished with failures")
+
+
+def run_status(run_dir: Path) -> str | None:
+    """The `status` of a run's progress.json, or None when there is no run yet."""
+    try:
+        return json.loads((run_dir / "progress.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def start_app(args) -> subprocess.Popen:
+    env = dict(os.environ, CXR_RUNS_DIR=str(args.runs.resolve()),
+               CXR_DATA_DIR=str(args.data.resolve().parent),
+               CXR_WORKLIST=str(args.worklist.resolve()))
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+           "--server.address", "127.0.0.1", "--server.port", str(args.port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    print(f"[demo] dashboard: http://127.0.0.1:{args.port}  (Ctrl-C stops everything)", flush=True)
+    return subprocess.Popen(cmd, start_new_session=True, env=env)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(args) -> int:
+    demo = Demo(args)
+    app = None if args.no_app else start_app(args)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops as cleanly as Ctrl-C
+    try:
+        demo.pipeline()
+        if app:
+            print("[demo] all done; the dashboard keeps running (Ctrl-C to stop)", flush=True)
+            app.wait()
+    except KeyboardInterrupt:
+        print("\n[demo] stopping: asking the current step to save and exit...", flush=True)
+        demo.stop_child()
+        demo.set_stage("stopped (run ./run.sh again to resume)")
+    finally:
+        if app and app.poll() is None:
+            app.terminate()
+            try:
+                app.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                app.kill()
+    return 0

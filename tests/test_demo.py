@@ -1,0 +1,113 @@
+"""A new user's path: the README's run command in a fresh copy of the repository, with a tiny demo
+(few images, 1 epoch), until the dashboard answers and the whole pipeline has filled the
+checkpoints, evaluations and worklist; then Ctrl-C (SIGINT) must stop it cleanly."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = ("fusion", "simple_cnn", "densenet121", "efficientnet_b0")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def copy_repo(dest: Path) -> None:
+    """The tracked and untracked-but-not-ignored files, as a clone would have them, plus a link
+    to the installed .venv so the copy's setup step has nothing to install."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           check=True, capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    (dest / ".venv").symlink_to(REPO / ".venv")
+
+
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        assert proc.poll() is None, f"run.sh exited early ({proc.returncode}) while waiting for {what}"
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def app_answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def demo_stage(root: Path) -> str:
+    try:
+        return json.loads((root / "checkpoints" / "demo_status.json").read_text())["stage"]
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").exists(), reason="needs ./test.sh's .venv")
+def test_run_command_from_a_fresh_copy(tmp_path):
+    root = tmp_path / "clone"
+    copy_repo(root)
+    port = free_port()
+    log = open(tmp_path / "run.log", "w")
+    proc = subprocess.Popen(
+        ["./run.sh", "--patients", "16", "--size", "64", "--passes", "3", "--bootstrap", "20",
+         "--port", str(port), "--set", "epochs=1", "--set", "image_size=64",
+         "--set", "batch_size=8", "--set", "workers=0"],
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"))
+    try:
+        wait_for(lambda: app_answers(port), 120, "the dashboard on its port", proc)
+        stage = wait_for(lambda: demo_stage(root).startswith("finished") and demo_stage(root),
+                         900, "the demo pipeline to finish", proc)
+        assert stage == "finished", (stage, (tmp_path / "run.log").read_text()[-3000:])
+        assert (root / "data" / "demo" / "Data_Entry_2017.csv").is_file()
+        for model in MODELS:
+            run = root / "checkpoints" / f"demo-{model}"
+            assert (run / "best.pt").is_file(), model
+            metrics = json.loads((run / "eval" / "metrics.json").read_text())
+            assert 0.0 <= metrics["macro_auc"] <= 1.0
+        assert (root / "checkpoints" / "demo-compare" / "table.md").is_file()
+        with sqlite3.connect(root / "data" / "worklist.sqlite") as db:
+            assert db.execute("select count(*) from cases").fetchone()[0] > 0
+        assert app_answers(port), "the dashboard stopped answering after the pipeline"
+
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+        assert proc.wait(timeout=60) == 0
+        assert not app_answers(port), "the dashboard still answers after Ctrl-C"
+
+        # Again: everything exists, so nothing is retrained or re-evaluated.
+        before = {m: (root / "checkpoints" / f"demo-{m}" / "best.pt").stat().st_mtime_ns
+                  for m in MODELS}
+        again = subprocess.run(["./run.sh", "--no-app", "--passes", "3", "--bootstrap", "20"],
+                               cwd=root, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+        assert "training" not in again.stdout and "evaluating" not in again.stdout, again.stdout
+        after = {m: (root / "checkpoints" / f"demo-{m}" / "best.pt").stat().st_mtime_ns
+                 for m in MODELS}
+        assert after == before
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
