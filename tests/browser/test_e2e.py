@@ -170,8 +170,11 @@ def open_page(d, server: str, path: str, marker: str):
 
 def choose(d, label: str, option: str):
     """Pick `option` in the st.selectbox labelled `label`."""
-    box = next(b for b in d.find_elements(By.CSS_SELECTOR, "[data-testid=stSelectbox]")
-               if b.find_elements(By.CSS_SELECTOR, f"input[aria-label='{label}']"))
+    box = wait_for(d, lambda d: [b for b in d.find_elements(By.CSS_SELECTOR,
+                                                            "[data-testid=stSelectbox]")
+                                 if b.find_elements(By.CSS_SELECTOR,
+                                                    f"input[aria-label='{label}']")],
+                   SLOW, f"the {label!r} selectbox")[0]
     box.find_element(By.CSS_SELECTOR, "button[aria-label=Open]").click()
     wait_for(d, lambda d: [o for o in d.find_elements(By.CSS_SELECTOR, "[role=option]")
                            if o.text == option], 20, f"option {option!r}")[0].click()
