@@ -19,14 +19,14 @@ random weights: a missing or unreadable file is an error naming it.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+from cxr.atomic import atomic_open
 
 REQUIRED_META = ("model", "labels", "preprocess")
 
@@ -97,18 +97,8 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict,
     payload = {"state_dict": state, "meta": meta}
     if train_state is not None:
         payload["train_state"] = train_state
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:  # temp file + fsync + rename
+        torch.save(payload, f)
     return path
 
 

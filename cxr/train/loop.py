@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import random
@@ -151,10 +152,21 @@ def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
                                     "(not a run directory, or the run never started)")
         return
     used = [name for name in RUN_FILES if name != STOP_FILE and (run_dir / name).exists()]
-    if used and not force:
+    if used and not force and not _failed_before_training(run_dir):
         raise ValueError(f"{run_dir} already holds a run ({', '.join(used)}); use --resume "
                          f"{run_dir} to continue it, --force to start over (deletes its "
                          "checkpoints, history and eval/), or another --out")
+
+
+def _failed_before_training(run_dir: Path) -> bool:
+    """A run that failed before its first epoch (bad option, weights unreachable) left only
+    its config and log: starting again in that directory loses nothing."""
+    try:
+        status = json.loads((run_dir / "progress.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return False
+    return status == "failed" and not any(
+        (run_dir / name).exists() for name in ("last.pt", "best.pt", "history.csv"))
 
 
 def clear_run_dir(run_dir: Path) -> None:
@@ -178,7 +190,7 @@ def train(cfg: TrainConfig | None, run_dir, resume: bool = False, force: bool = 
         ddp.barrier(info)
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            if force and not resume:
+            if not resume and (force or _failed_before_training(run_dir)):
                 clear_run_dir(run_dir)
             if not resume:
                 dump_yaml(cfg, run_dir / "config.yaml")

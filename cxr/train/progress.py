@@ -28,27 +28,15 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from cxr.atomic import write_text
 from cxr.labels import FINDINGS
 
 HISTORY_COLUMNS = ["phase", "epoch", "phase_epoch", "train_loss", "val_loss", "val_macro_auc",
                    "val_classes", "val_images", *[f"val_auc_{f}" for f in FINDINGS], "lr",
                    "seconds", "images_per_s"]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _json_value(x):
@@ -78,7 +66,7 @@ class Progress:
         self._last = now
         self.state["updated"] = now
         clean = {k: _json_value(v) for k, v in self.state.items()}
-        atomic_write_text(self.path, json.dumps(clean, indent=2) + "\n")
+        write_text(self.path, json.dumps(clean, indent=2) + "\n")
 
 
 class History:
@@ -110,7 +98,7 @@ class History:
         keep = [r for r in rows if r.get("epoch") and int(r["epoch"]) <= epoch]
         if len(keep) == len(rows):
             return
-        atomic_write_text(self.path, _rows_to_csv(keep))
+        write_text(self.path, _rows_to_csv(keep))
 
 
 def _rows_to_csv(rows: list[dict]) -> str:

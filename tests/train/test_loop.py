@@ -202,3 +202,13 @@ def test_time_budget_ends_the_run_as_finished(base_values, tmp_path):
 def test_resume_without_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.yaml"):
         train(None, tmp_path, resume=True)
+
+
+def test_a_run_that_failed_before_training_may_be_started_again(tmp_path):
+    from cxr.train.loop import check_run_dir
+    (tmp_path / "config.yaml").write_text("model: fusion\n")
+    (tmp_path / "progress.json").write_text('{"status": "failed", "error": "hub unreachable"}')
+    check_run_dir(tmp_path, resume=False, force=False)  # nothing of value to lose
+    (tmp_path / "history.csv").write_text("phase,epoch\nfull,1\n")
+    with pytest.raises(ValueError, match="already holds a run"):
+        check_run_dir(tmp_path, resume=False, force=False)
