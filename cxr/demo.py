@@ -178,7 +178,10 @@ def _raise_interrupt(signum, frame):
 def run(args) -> int:
     demo = Demo(args)
     app = None if args.no_app else start_app(args)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops as cleanly as Ctrl-C
+    # Explicit handlers: a process started in the background by a shell inherits SIGINT
+    # ignored, and `kill` (SIGTERM) should stop as cleanly as Ctrl-C.
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         demo.pipeline()
         if app:
