@@ -10,7 +10,8 @@ What it does, reusing whatever already exists (a second run retrains nothing):
 2. generates `data/demo` with `cxr synth` if absent;
 3. trains the four models one after another in the background (fusion first, so the Predict page
    has a fusion checkpoint soonest), with `configs/demo.yaml` (small images, few epochs, random
-   init); an interrupted run is resumed from its `last.pt`;
+   init) and a per-model time budget (DEMO_BUDGET_MINUTES, 25 minutes in all); an interrupted
+   run is resumed from its `last.pt`;
 4. evaluates each trained run (`cxr evaluate`), compares them (`cxr compare`) and imports the
    test-split predictions into the review worklist.
 Progress goes to `checkpoints/demo_status.json`, which the Home page reads. Ctrl-C stops the
@@ -31,6 +32,10 @@ from cxr.atomic import write_text
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MODELS = ("fusion", "simple_cnn", "densenet121", "efficientnet_b0")
+# Minutes of training per model on a 2-core CPU, so all four fit in about 30 minutes with
+# evaluation; a user's `--set max_minutes=...` comes later on the command line and wins.
+DEMO_BUDGET_MINUTES = {"fusion": 9.0, "simple_cnn": 4.0, "densenet121": 6.0,
+                       "efficientnet_b0": 6.0}
 
 
 def add_arguments(parser) -> None:
@@ -111,7 +116,8 @@ class Demo:
                 and not self.args.retrain:
             rc = self.call("train", "--resume", run_dir)
         else:
-            sets = [x for kv in self.args.overrides for x in ("--set", kv)]
+            budget = [f"max_minutes={DEMO_BUDGET_MINUTES.get(model, 6.0)}"]
+            sets = [x for kv in budget + self.args.overrides for x in ("--set", kv)]
             rc = self.call("train", "--data", self.args.data, "--model", model, "--out", run_dir,
                            "--config", self.args.config, *sets, "--force")
         return rc == 0 and run_status(run_dir) == "finished"
