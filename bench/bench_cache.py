@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 from cxr.data.cache import build_cache  # noqa: E402
 from cxr.data.dataset import CXRDataset  # noqa: E402
 from cxr.data.transforms import EvalTransform, TrainTransform  # noqa: E402
+from _report import write_section  # bench/_report.py (bench/ is on sys.path)
 
 NIH_DIR = Path(os.environ.get("CXR_NIH_DIR", REPO.parent / "shared" / "data" / "nih"))
 NIH_IMAGES = NIH_DIR / "images"
@@ -99,21 +100,6 @@ def report(rates, described: str, prepare_s: float, n: int, cache_size: int, siz
               "transform itself is the cost. The shared VM is noisy: compare the ratio, measured "
               "side by side, rather than absolute rates across runs.", ""]
     return "\n".join(lines)
-
-
-def write_section(text: str, path: Path = REPO / "BENCHMARKS.md") -> None:
-    """Replace this benchmark's section (up to the next '## '), or append it; other sections
-    are left as they are."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + ("" if end < 0 else old[end + 1:])
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(new)
-    os.replace(tmp, path)
 
 
 def main() -> int:

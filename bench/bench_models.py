@@ -29,6 +29,7 @@ import torch  # noqa: E402
 
 from cxr.models import MODELS, create_model  # noqa: E402
 from cxr.uncertainty import mc_predict, mc_predict_naive, predict_proba  # noqa: E402
+from _report import write_section  # bench/_report.py (bench/ is on sys.path)
 
 SECTION = "## Models and MC dropout"
 MACHINE = "2-core CPU dev VM, no GPU"
@@ -92,21 +93,6 @@ def render(rows: list[dict], args, load: tuple) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace our section of BENCHMARKS.md (other sections untouched), or append it."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[end + 1:] if end >= 0 else "")
-        new = new.replace(text + "## ", text + "\n## ")
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -128,7 +114,7 @@ def main() -> None:
     text = render(rows, args, (load_before, os.getloadavg()[0]))
     print(text)
     if not args.no_write:
-        write_section(args.out, text)
+        write_section(text, args.out)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ SESSION = r'''
 import json, sys, time
 from pathlib import Path
 from streamlit.testing.v1 import AppTest
+from _report import write_section  # bench/_report.py (bench/ is on sys.path)
 films = [Path(p) for p in sys.argv[1:]]
 at = AppTest.from_file("{app}", default_timeout=900).run()
 at.switch_page("pages/1_Predict.py").run()
@@ -151,20 +152,6 @@ def report(first, cached, parts, described, sessions, load_s) -> str:
               f"{full / head:.1f}x faster than through both backbones. The rest of a page run "
               "is Streamlit and plotly (figures, the table, the image encoding)."]
     return "\n".join(lines) + "\n"
-
-
-def write_section(text: str, path: Path = REPO / "BENCHMARKS.md") -> None:
-    """Replace this benchmark's section (up to the next '## '), or append it."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + ("" if end < 0 else old[end + 1:])
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(new)
-    os.replace(tmp, path)
 
 
 def main() -> int:

@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import os
 import platform
-import re
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from cxr.losses import make_loss
 from cxr.models import MODELS, create_model
 from cxr.train import phases as ph
 from cxr.train.config import TrainConfig
+from _report import write_section  # bench/_report.py (bench/ is on sys.path)
 
 SECTION = "## Training throughput"
 
@@ -82,17 +82,6 @@ def load_average() -> str:
     return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section (up to the next '## ') or append it."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text, old)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
@@ -125,7 +114,7 @@ def main() -> None:
             "|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(text, args.write)
 
 
 if __name__ == "__main__":
