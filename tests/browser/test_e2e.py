@@ -203,10 +203,11 @@ def test_predict_then_triage_in_a_real_browser(server, driver, film, world):
     d.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(film))
     wait_text(d, ": p = ", SLOW)  # the Grad-CAM overlay's caption
     wait_idle(d)
-    bars = d.execute_script(
-        "const c = document.querySelector('.js-plotly-plot');"
-        "return c ? Array.from(c.querySelectorAll('g.ytick text')).map(t => t.textContent) : [];")
     from cxr.labels import FINDINGS
+    bars = wait_for(d, lambda d: d.execute_script(  # plotly draws after the page settles
+        "const c = document.querySelector('.js-plotly-plot');"
+        "return c ? Array.from(c.querySelectorAll('g.ytick text')).map(t => t.textContent) : [];"
+    ), 60, "the probability bars")
     assert sorted(bars) == sorted(FINDINGS)  # one bar per finding
     assert len([t for t in body(d).split("\n") if " ± " in t]) >= 1
     overlay = [i for i in d.find_elements(By.CSS_SELECTOR, "[data-testid=stImage] img")]
