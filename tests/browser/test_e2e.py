@@ -210,8 +210,11 @@ def test_predict_then_triage_in_a_real_browser(server, driver, film, world):
     ), 60, "the probability bars")
     assert sorted(bars) == sorted(FINDINGS)  # one bar per finding
     assert len([t for t in body(d).split("\n") if " ± " in t]) >= 1
-    overlay = [i for i in d.find_elements(By.CSS_SELECTOR, "[data-testid=stImage] img")]
-    assert len(overlay) >= 2 and all(i.get_attribute("naturalWidth") != "0" for i in overlay)
+    def loaded_images(d):  # the film and at least one overlay, decoded by the browser
+        imgs = d.find_elements(By.CSS_SELECTOR, "[data-testid=stImage] img")
+        return len(imgs) >= 2 and all(i.get_attribute("naturalWidth") not in ("0", None)
+                                      for i in imgs)
+    wait_for(d, loaded_images, 60, "the film and the Grad-CAM overlay images")
     shot(d, "predict")
 
     open_page(d, server, "Train", "All runs")
