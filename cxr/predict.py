@@ -30,12 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cxr.data.images import ImageLoadError, LoadedImage, load_image
+from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
 from cxr.uncertainty import UNCERTAIN_STD, mc_predict
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
-FRONTAL_VIEWS = ("PA", "AP")  # what ChestX-ray14 holds and the models were trained on
 
 
 @dataclass
@@ -50,14 +49,9 @@ class Prediction:
 
 
 def load_frontal(source, name: str | None = None) -> LoadedImage:
-    """load_image + a check that the metadata, where it names a view, says frontal."""
-    image = load_image(source, name=name)
-    view = str(image.meta.get("view", "")).strip().upper()
-    if view and view not in FRONTAL_VIEWS:
-        label = name or (str(source) if isinstance(source, (str, os.PathLike)) else "<image>")
-        raise ImageLoadError(f"{label}: view {view!r} is not a frontal (PA/AP) chest film; "
-                             "the models were trained on frontal films only")
-    return image
+    """load_image + the view check (cxr.data.images.check_frontal)."""
+    label = name or (str(source) if isinstance(source, (str, os.PathLike)) else "<image>")
+    return check_frontal(load_image(source, name=name), label)
 
 
 def model_input(model: torch.nn.Module, pixels: np.ndarray) -> torch.Tensor:

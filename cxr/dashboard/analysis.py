@@ -21,13 +21,11 @@ import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from cxr.data.images import ImageLoadError, LoadedImage, load_image
+from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
 from cxr.explain import METHODS, overlay  # noqa: F401  (overlay: for the pages)
 from cxr.uncertainty import UNCERTAIN_STD, mc_predict
 
-# DICOM ViewPosition values of films the models were not trained for (NIH is PA/AP only).
-LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "XTABLE LATERAL"}
 SAFE_META = ("format", "mode", "bits", "frames", "view")
 MIN_SIDE = 16
 
@@ -41,14 +39,9 @@ def read_upload(data: bytes, name: str = "upload") -> LoadedImage:
     if not data:
         raise UploadError(f"{name}: the file is empty")
     try:
-        img = load_image(data, name=name)
+        img = check_frontal(load_image(data, name=name), name)
     except ImageLoadError as exc:
         raise UploadError(str(exc)) from None
-    view = str(img.meta.get("view", "")).strip().upper()
-    if view in LATERAL_VIEWS:
-        raise UploadError(f"{name}: the file's metadata says this is a lateral view "
-                          f"(ViewPosition {view}); the models were trained on frontal (PA/AP) "
-                          "chest films only")
     if img.pixels.ndim != 2 or min(img.pixels.shape) < MIN_SIDE:
         raise UploadError(f"{name}: image is {img.pixels.shape}; a chest film needs at least "
                           f"{MIN_SIDE}x{MIN_SIDE} pixels")

@@ -30,6 +30,7 @@ MAX_PIXELS = 50_000_000  # a 1024x1024 NIH image is 1 MP; beyond this is an atta
 _DICOM_MAGIC_AT, _DICOM_MAGIC = 128, b"DICM"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND\xaeB`\x82"  # chunk type + CRC of the mandatory last chunk
+FRONTAL_VIEWS = ("PA", "AP")  # what ChestX-ray14 holds and the models were trained on
 _TO_GREY = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La")
 
 
@@ -58,6 +59,17 @@ def load_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = 
     except Exception as exc:  # decoder internals raise anything (OSError, SyntaxError, zlib...)
         raise ImageLoadError(f"{name}: corrupt or unreadable image "
                              f"({type(exc).__name__}: {exc})") from exc
+
+
+def check_frontal(image: LoadedImage, name: str) -> LoadedImage:
+    """The one view rule (predict, the dashboard): a file whose metadata names a view must say
+    PA or AP; files that name none (PNG, JPEG, most exports) pass."""
+    view = str(image.meta.get("view", "")).strip().upper()
+    if view and view not in FRONTAL_VIEWS:
+        raise ImageLoadError(f"{name}: the file's metadata says view {view!r}, not a frontal "
+                             "(PA/AP) chest film (a lateral view?); the models were trained on "
+                             "frontal films only")
+    return image
 
 
 def _read_source(source, name: str | None) -> tuple[bytes, str]:

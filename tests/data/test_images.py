@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from cxr.data.images import ImageLoadError, LoadedImage, load_image
+from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 
 RNG = np.random.default_rng(0)
 GREY8 = (RNG.random((24, 32)) * 255).astype(np.uint8)  # not square: catches H/W swaps
@@ -221,3 +221,15 @@ def test_dicom_too_large_checked_before_decoding():
     with pytest.raises(ImageLoadError, match="too large"):
         load_image(dicom_bytes(RAMP12, bits=12), max_pixels=100)
 
+
+
+@pytest.mark.parametrize("view,ok", [("PA", True), ("ap ", True), ("", True), ("LL", False),
+                                     ("LATERAL", False), ("OBLIQUE", False)])
+def test_check_frontal_is_the_one_view_rule(view, ok):
+    """predict and the dashboard share it: a named view must be PA or AP; no view passes."""
+    img = LoadedImage(np.zeros((8, 8), np.float32), {"view": view} if view else {})
+    if ok:
+        assert check_frontal(img, "film.dcm") is img
+    else:
+        with pytest.raises(ImageLoadError, match=rf"film\.dcm: .*{view.strip()!r}.*frontal"):
+            check_frontal(img, "film.dcm")
