@@ -6,9 +6,9 @@
     >>> maps = cam_maps(model, x, ["Effusion", "Mass"])      # x: 3xSxS from EvalTransform
     >>> rgb = overlay(pixels, maps["Effusion"], opacity=0.4)  # HxWx3 uint8 over the film
 
-The target layer is `model.gradcam_layer`, the module whose output is `forward_features`' map
-(for `fusion` the attention-fused 512-channel map), and each finding is explained through its
-own logit (ClassifierOutputTarget). Maps are ReLU-ed, scaled to [0, 1] per image (a map with no
+The target is the `forward_features` map (`model.gradcam_layer`'s output; for `fusion` the
+attention-fused 512-channel map), and each finding is explained through its own logit
+(ClassifierOutputTarget). Maps are ReLU-ed, scaled to [0, 1] per image (a map with no
 positive evidence is all zeros) and upsampled to the input tensor's size, or to `size`.
 
 Pointing game (Zhang et al. 2018): a hit when the map's maximum falls inside one of that
@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
-from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.image import scale_cam_image, show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from cxr.labels import FINDINGS, finding_index
@@ -41,9 +41,12 @@ def cam_maps(model: torch.nn.Module, x: torch.Tensor, findings: Sequence[str],
     """finding -> heatmap float32 in [0, 1]: (B, H, W) for a batch x, (H, W) for one 3xSxS
     image. (H, W) = `size` if given (e.g. the film's pixels.shape), else x's own size.
 
-    Works on eval, frozen (requires_grad=False) and no_grad callers alike: gradients flow from
-    an input that requires them. The model's train/eval mode and its parameters' .grad are
-    restored afterwards."""
+    The target layer's output *is* forward_features' map (the model contract), so the backbones
+    run once without autograd and Grad-CAM runs on that map through the head alone: the same
+    maps as hooking `model.gradcam_layer` and back-propagating through DenseNet and
+    EfficientNet (tests/test_explain.py), several times faster (bench/bench_predict_page.py).
+    Works on eval, frozen and no_grad callers alike; the hooks sit on a private wrapper, so
+    threads sharing a model do not collide. The model's mode and .grad are restored."""
     if method not in METHODS:
         raise ValueError(f"method {method!r} is not one of {sorted(METHODS)}")
     single = x.dim() == 3
@@ -52,20 +55,44 @@ def cam_maps(model: torch.nn.Module, x: torch.Tensor, findings: Sequence[str],
     indices = [labels.index(FINDINGS[finding_index(f)]) for f in findings]
     was_training = model.training
     saved_grads = [(p, p.grad) for p in model.parameters()]
-    cam = METHODS[method](model, [model.gradcam_layer])
-    cam.compute_input_gradient = True  # a BaseCAM option the subclasses do not pass through
+    model.eval()
     try:
-        with torch.enable_grad():
-            out = {}
-            for name, k in zip(findings, indices):
-                maps = cam(x, [ClassifierOutputTarget(k)] * len(x))  # (B, S, S), scaled per image
-                out[name] = _resize(maps, size)
+        with torch.no_grad():
+            features = model.forward_features(x)  # (B, C, h, w): the map the head pools
+        head = _Head(model)
+        cam = METHODS[method](head, [head.tap])
+        cam.compute_input_gradient = True  # the map is a leaf: let the gradient reach it
+        try:
+            with torch.enable_grad():
+                out = {name: _resize(_to_input_size(cam(features, [ClassifierOutputTarget(k)]
+                                                        * len(x)), x), size)
+                       for name, k in zip(findings, indices)}
+        finally:
+            cam.activations_and_grads.release()  # remove the hooks; `with` would swallow errors
     finally:
-        cam.activations_and_grads.release()  # remove the hooks; `with` would swallow IndexError
         model.train(was_training)
         for p, g in saved_grads:
             p.grad = g
     return {k: v[0] for k, v in out.items()} if single else out
+
+
+def _to_input_size(maps: np.ndarray, x: torch.Tensor) -> np.ndarray:
+    """Feature-map-sized CAMs -> x's size, scaled to [0, 1] per image after the upsampling,
+    exactly as pytorch-grad-cam does when the target layer sits inside the model."""
+    h, w = x.shape[-2:]
+    resized = scale_cam_image(np.nan_to_num(np.asarray(maps, dtype=np.float32)), (w, h))
+    return scale_cam_image(resized)  # bilinear upsampling moved the extremes off 0 and 1
+
+
+class _Head(torch.nn.Module):
+    """The model's head behind an identity 'layer', so Grad-CAM runs on a precomputed map."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model, self.tap = model, torch.nn.Identity()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.tap(features))
 
 
 def _resize(maps: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:

@@ -42,6 +42,29 @@ def test_fusion_map_comes_from_the_fused_layer(tmp_path):
     assert m.shape == (64, 64) and np.isfinite(m).all() and 0.0 <= m.min() <= m.max() <= 1.0
 
 
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_head_only_maps_equal_grad_cam_through_the_whole_model(method):
+    """cam_maps runs the backbones once without autograd; pytorch-grad-cam hooked on the
+    fused layer of the full model (back-propagating through both backbones) is the reference."""
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    torch.manual_seed(0)
+    model = create_model("fusion", input_size=64, dim=32, heads=2).eval()
+    x = torch.randn(2, 3, 64, 64)
+    findings = ["Effusion", "Mass", "Nodule"]
+    ours = cam_maps(model, x, findings, method=method)
+    reference = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus}[method](
+        model, [model.gradcam_layer])
+    try:
+        for f in findings:
+            full = reference(x, [ClassifierOutputTarget(FINDINGS.index(f))] * 2)
+            assert ours[f].shape == full.shape == (2, 64, 64)
+            np.testing.assert_allclose(ours[f], full, atol=1e-4)
+    finally:
+        reference.activations_and_grads.release()
+    assert any(m.max() > 0 for m in ours.values())
+
+
 def test_frozen_no_grad_model_in_train_mode_gives_same_maps_and_is_restored(simple):
     torch.manual_seed(1)
     x = torch.randn(3, 64, 64)
@@ -111,8 +134,14 @@ class _Spot(nn.Module):
         self.gradcam_layer = _Masks(size)
         self.scale = nn.Parameter(torch.ones(()))
 
+    def forward_features(self, x):  # the model API cam_maps relies on (cxr/models/base.py)
+        return self.gradcam_layer(x * self.scale)
+
+    def forward_head(self, f):
+        return f.mean(dim=(2, 3))
+
     def forward(self, x):
-        return self.gradcam_layer(x * self.scale).mean(dim=(2, 3))
+        return self.forward_head(self.forward_features(x))
 
 
 def test_pointing_game_hits_and_misses_as_constructed():

@@ -18,12 +18,10 @@ import cv2
 import numpy as np
 import torch
 
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from torch import nn
 
 from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
-from cxr.explain import METHODS, overlay  # noqa: F401  (overlay: for the pages)
+from cxr.explain import METHODS, cam_maps, overlay  # noqa: F401  (for the pages)
 from cxr.uncertainty import UNCERTAIN_STD, mc_predict
 
 SAFE_META = ("format", "mode", "bits", "frames", "view")
@@ -91,47 +89,13 @@ def analyse(model: torch.nn.Module, pixels: np.ndarray, passes: int = 25, seed: 
     return Analysis(tuple(model.labels), r.mean[0], r.std[0], r.samples[:, 0], threshold)
 
 
-class _Head(nn.Module):
-    """The model's head behind an identity 'layer', so Grad-CAM runs on a precomputed map."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model, self.tap = model, nn.Identity()
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.tap(features))
-
-
 def explain(model: torch.nn.Module, pixels: np.ndarray, findings: list[str],
             method: str = "gradcam") -> dict:
-    """finding -> Grad-CAM map (float32 in [0, 1], the model's input size) for one film.
-
-    The same maps as `cxr.explain.cam_maps` (its target layer's output *is* forward_features'
-    map, by the model contract), but the gradient only runs through the head: the backbones
-    run once, without autograd. On the 224 px fusion model that is several times faster than
-    back-propagating through DenseNet and EfficientNet (bench/bench_predict_page.py), and the
-    hooks sit on a private wrapper, so sessions sharing the cached model do not collide."""
+    """finding -> Grad-CAM map (float32 in [0, 1], the model's input size) for one film
+    (`cxr.explain.cam_maps`: the backbones run once, the gradient only through the head)."""
     if not findings:
         return {}
-    x = to_input(model, pixels)[None]
-    with torch.no_grad():
-        features = model.forward_features(x)  # (1, C, h, w): the map the head pools
-    head = _Head(model)
-    cam = METHODS[method](head, [head.tap])
-    cam.compute_input_gradient = True  # the map is a leaf: let the gradient reach it
-    labels = list(model.labels)
-    try:
-        with torch.enable_grad():
-            maps = {f: cam(features, [ClassifierOutputTarget(labels.index(f))])[0]
-                    for f in findings}
-    finally:
-        cam.activations_and_grads.release()
-        for p in head.parameters():  # the head's weights got .grad: drop it, keep the model clean
-            p.grad = None
-    h, w = x.shape[-2:]
-    return {f: np.clip(cv2.resize(np.nan_to_num(m.astype(np.float32)), (w, h),
-                                  interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
-            for f, m in maps.items()}
+    return cam_maps(model, to_input(model, pixels), findings, method=method)
 
 
 def display_film(pixels: np.ndarray, max_side: int = 1024) -> np.ndarray:

@@ -125,7 +125,7 @@ def sample_anatomy(rng: np.random.Generator, sex: str) -> Anatomy:
         rib_spacing=rng.uniform(0.055, 0.068), rib_slope=rng.uniform(0.15, 0.35),
         rib_curve=rng.uniform(0.6, 1.2), rib_phase=rng.uniform(0, 1), ribs=rng.uniform(0.05, 0.09),
         tissue=rng.uniform(0.50, 0.58), air=rng.uniform(0.30, 0.40),
-        markings=rng.uniform(0.10, 0.16), stomach=rng.uniform(0.02, 0.04) * (rng.random() < 0.6),
+        markings=rng.uniform(0.10, 0.16), stomach=rng.uniform(0.015, 0.03) * (rng.random() < 0.3),
         breast=rng.uniform(0.04, 0.09) if sex == "F" else 0.0,
         texture_seed=int(rng.integers(2**31)),
     )

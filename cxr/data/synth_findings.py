@@ -88,9 +88,9 @@ def _bronchograms(p: dict, a: Anatomy, grid: Grid) -> np.ndarray:
 # ---- Nodule and Mass: round opacities, small and large -------------------------------------
 
 def sample_nodule(rng, a):
-    count = int(rng.choice([1, 2, 3], p=[0.75, 0.18, 0.07]))
-    return [{**_lung_spot(rng, a, _side(rng)), "size": rng.uniform(0.02, 0.034),
-             "amount": rng.uniform(0.7, 1.0)} for _ in range(count)]
+    count = int(rng.choice([1, 2, 3], p=[0.55, 0.3, 0.15]))
+    return [{**_lung_spot(rng, a, _side(rng)), "size": rng.uniform(0.025, 0.04),
+             "amount": rng.uniform(0.85, 1.0)} for _ in range(count)]
 
 
 def draw_round(p, a, grid, base):
@@ -101,13 +101,13 @@ def draw_round(p, a, grid, base):
         theta = np.arctan2(dy, dx)
         d = d / (1.0 + p["lobes"] * np.sin(5 * theta + p["phase"]) + 0.5 * p["lobes"] * np.sin(3 * theta))
     blob = smoothstep(p["size"], 0.7 * p["size"], d)
-    return {"opacity": p["amount"] * blob * base.lungs[p["side"]], "density": 0.15 * p["amount"] * blob}
+    return {"opacity": p["amount"] * blob * base.lungs[p["side"]], "density": 0.18 * p["amount"] * blob}
 
 
 def sample_mass(rng, a):
     count = 1 if rng.random() < 0.9 else 2
     return [{**_lung_spot(rng, a, _side(rng), v=(0.15, 0.75), margin=0.04),
-             "size": rng.uniform(0.055, 0.095), "amount": rng.uniform(0.8, 1.0),
+             "size": rng.uniform(0.06, 0.1), "amount": rng.uniform(0.85, 1.0),
              "lobes": rng.uniform(0.04, 0.15), "phase": rng.uniform(0, 2 * math.pi)}
             for _ in range(count)]
 
@@ -137,7 +137,7 @@ def draw_pneumothorax(p, a, grid, base):
 
 def sample_effusion(rng, a):
     sides = [_side(rng)] if rng.random() < 0.8 else list(SIDES)
-    return [{"side": s, "size": rng.uniform(0.06, 0.24), "amount": rng.uniform(0.85, 1.0)} for s in sides]
+    return [{"side": s, "size": rng.uniform(0.08, 0.26), "amount": rng.uniform(0.85, 1.0)} for s in sides]
 
 
 def draw_effusion(p, a, grid, base):
@@ -152,7 +152,7 @@ def draw_effusion(p, a, grid, base):
 # ---- Cardiomegaly: enlarged heart shadow ----------------------------------------------------
 
 def sample_cardiomegaly(rng, a):
-    return [{"size": rng.uniform(1.3, 1.6), "amount": 1.0, "height": rng.uniform(1.05, 1.2)}]
+    return [{"size": rng.uniform(1.4, 1.75), "amount": 1.0, "height": rng.uniform(1.05, 1.2)}]
 
 
 def reshape_cardiomegaly(p, a):
@@ -189,7 +189,7 @@ def draw_emphysema(p, a, grid, base):
 # ---- Fibrosis: basal, peripheral reticular lines, small lungs ----------------------------
 
 def sample_fibrosis(rng, a):
-    return [{"amount": rng.uniform(0.8, 1.0), "seed": _seed(rng), "shrink": rng.uniform(0.01, 0.03),
+    return [{"amount": rng.uniform(0.9, 1.0), "seed": _seed(rng), "shrink": rng.uniform(0.01, 0.03),
              "extent": rng.uniform(0.4, 0.65)}]
 
 
@@ -199,18 +199,18 @@ def reshape_fibrosis(p, a):
 
 def draw_fibrosis(p, a, grid, base):
     rng = np.random.default_rng(p["seed"])
-    net = np.maximum(*(smoothstep(0.1, 0.0, np.abs(value_noise(rng, grid.size, 0.04) - 0.5))
+    net = np.maximum(*(smoothstep(0.12, 0.0, np.abs(value_noise(rng, grid.size, 0.05) - 0.5))
                        for _ in range(2)))
     peripheral = np.abs(grid.x - a.midline) / a.half_width
     zone = smoothstep(1 - p["extent"], 1.0 - 0.5 * p["extent"], base.zone) \
         * smoothstep(0.35, 0.7, peripheral)
-    return {"opacity": p["amount"] * net * zone * base.lung, "density": 0.03 * p["amount"] * net * zone * base.lung}
+    return {"opacity": p["amount"] * net * zone * base.lung, "density": 0.1 * p["amount"] * net * zone * base.lung}
 
 
 # ---- Edema: bilateral perihilar haze (bat wing) ---------------------------------------------
 
 def sample_edema(rng, a):
-    return [{"size": rng.uniform(0.18, 0.28), "amount": rng.uniform(0.45, 0.7)}]
+    return [{"size": rng.uniform(0.2, 0.3), "amount": rng.uniform(0.55, 0.8)}]
 
 
 def draw_edema(p, a, grid, base):
@@ -229,7 +229,7 @@ def sample_consolidation(rng, a):
     upper = rng.random() < 0.4
     spot = _lung_spot(rng, a, side, v=(0.15, 0.35) if upper else (0.5, 0.85), u=(0.25, 0.75))
     return [{**spot, "upper": bool(upper), "fissure": rng.uniform(0.38, 0.48), "tilt": rng.normal(0, 0.08),
-             "size": rng.uniform(0.1, 0.17), "amount": rng.uniform(0.7, 0.95), "seed": _seed(rng),
+             "size": rng.uniform(0.11, 0.18), "amount": rng.uniform(0.75, 1.0), "seed": _seed(rng),
              "bronchograms": bool(rng.random() < 0.85)}]
 
 
@@ -249,7 +249,7 @@ def draw_consolidation(p, a, grid, base):
 
 def sample_pneumonia(rng, a):
     spot = _lung_spot(rng, a, _side(rng), v=(0.3, 0.9))
-    return [{**spot, "size": rng.uniform(0.09, 0.15), "amount": rng.uniform(0.55, 0.85),
+    return [{**spot, "size": rng.uniform(0.1, 0.16), "amount": rng.uniform(0.65, 0.95),
              "seed": _seed(rng), "bronchograms": bool(rng.random() < 0.25)}]
 
 
@@ -264,9 +264,9 @@ def draw_pneumonia(p, a, grid, base):
 
 
 def sample_infiltration(rng, a):
-    count = 1 if rng.random() < 0.7 else 2
-    return [{**_lung_spot(rng, a, _side(rng), v=(0.2, 0.85)), "size": rng.uniform(0.11, 0.19),
-             "amount": rng.uniform(0.3, 0.55), "seed": _seed(rng)} for _ in range(count)]
+    count = 1 if rng.random() < 0.5 else 2
+    return [{**_lung_spot(rng, a, _side(rng), v=(0.2, 0.85)), "size": rng.uniform(0.12, 0.2),
+             "amount": rng.uniform(0.4, 0.65), "seed": _seed(rng)} for _ in range(count)]
 
 
 def draw_infiltration(p, a, grid, base):
@@ -274,7 +274,7 @@ def draw_infiltration(p, a, grid, base):
     cx, cy = _centre(p, a)
     blob = smoothstep(p["size"], 0.3 * p["size"], np.hypot(grid.x - cx, grid.y - cy))
     fill = blob * _patches(p, grid, 0.025, 0.3, 0.7) * base.lungs[p["side"]]
-    return {"opacity": p["amount"] * fill, "density": 0.02 * p["amount"] * fill}
+    return {"opacity": p["amount"] * fill, "density": 0.03 * p["amount"] * fill}
 
 
 # ---- Atelectasis: plate-like band plus volume loss (raised hemidiaphragm) -------------------
@@ -307,9 +307,9 @@ def draw_atelectasis(p, a, grid, base):
 
 def sample_pleural_thickening(rng, a):
     apical = rng.random() < 0.3
-    return [{"side": _side(rng), "apical": bool(apical), "size": rng.uniform(0.02, 0.04),
-             "from": rng.uniform(0.2, 0.5), "length": rng.uniform(0.2, 0.4),
-             "amount": rng.uniform(0.7, 1.0)}]
+    return [{"side": _side(rng), "apical": bool(apical), "size": rng.uniform(0.045, 0.07),
+             "from": rng.uniform(0.2, 0.45), "length": rng.uniform(0.25, 0.45),
+             "amount": rng.uniform(0.85, 1.0)}]
 
 
 def draw_pleural_thickening(p, a, grid, base):
@@ -324,13 +324,13 @@ def draw_pleural_thickening(p, a, grid, base):
         y1 = y0 + p["length"]
         band = band * smoothstep(y0, y0 + 0.03, grid.y) * smoothstep(y1, y1 - 0.03, grid.y)
         band = band * (side * (grid.x - a.midline) > a.mediastinum + 0.5 * (a.half_width - a.mediastinum))
-    return {"opacity": p["amount"] * band, "density": 0.06 * p["amount"] * band}
+    return {"opacity": p["amount"] * band, "density": 0.08 * p["amount"] * band}
 
 
 # ---- Hernia: retrocardiac gas-containing mass with an air-fluid level ----------------------
 
 def sample_hernia(rng, a):
-    return [{"offset": rng.uniform(-0.01, 0.06), "size": rng.uniform(0.05, 0.08),
+    return [{"offset": rng.uniform(-0.01, 0.06), "size": rng.uniform(0.055, 0.085),
              "level": rng.uniform(-0.2, 0.3), "rise": rng.uniform(0.6, 0.95),
              "amount": rng.uniform(0.7, 1.0)}]
 
@@ -340,10 +340,10 @@ def draw_hernia(p, a, grid, base):
     cx = a.midline + p["offset"]
     cy = min(diaphragm_y(a, -1, cx), diaphragm_y(a, 1, cx)) - p["rise"] * r
     d = np.hypot(grid.x - cx, grid.y - cy)
-    sac = smoothstep(r, r - 0.006, d)
+    sac = smoothstep(r - 0.008, r - 0.014, d)  # contents, inside a thick bright wall (ring shadow)
     air = sac * smoothstep(cy + p["level"] * r, cy + p["level"] * r - 0.003, grid.y)
-    wall = bump(d - r + 0.006, 0.004, 0.002)
-    return {"density": p["amount"] * (-0.3 * air + 0.06 * (sac - air) + 0.08 * wall)}
+    wall = bump(d - r + 0.008, 0.008, 0.004)
+    return {"density": p["amount"] * (-0.45 * air + 0.08 * (sac - air) + 0.2 * wall)}
 
 
 SIGNS: dict[str, Sign] = {

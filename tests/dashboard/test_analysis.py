@@ -71,13 +71,13 @@ def test_analyse_is_seeded_and_shaped(model, pixels):
     assert not any(m.training for m in model.modules())  # modes restored
 
 
-def test_head_only_cam_equals_the_full_grad_cam(model, pixels):
+def test_explain_gives_input_sized_maps_and_leaves_no_grad(model, pixels):
     findings = ["Effusion", "Mass", "Nodule"]
     ours = analysis.explain(model, pixels, findings)
-    full = cam_maps(model, analysis.to_input(model, pixels), findings)
+    direct = cam_maps(model, analysis.to_input(model, pixels), findings)
     for f in findings:
-        assert ours[f].shape == full[f].shape == (64, 64)
-        np.testing.assert_allclose(ours[f], full[f], atol=1e-4)
+        assert ours[f].shape == (64, 64) and np.isfinite(ours[f]).all()
+        np.testing.assert_array_equal(ours[f], direct[f])
     assert all(p.grad is None for p in model.parameters())
     assert analysis.explain(model, pixels, []) == {}
 
