@@ -82,12 +82,16 @@ class Demo:
         self.child = subprocess.Popen(cmd, start_new_session=True)
         try:
             return self.child.wait()
+        except KeyboardInterrupt:
+            self.stop_child()  # here, while we still hold the child: it is in its own session
+            raise
         finally:
             self.child = None
 
     def stop_child(self) -> None:
         """SIGTERM is the trainer's stop request: it finishes the step and saves last.pt."""
         if self.child and self.child.poll() is None:
+            print("\n[demo] stopping: asking the current step to save and exit...", flush=True)
             self.child.send_signal(signal.SIGTERM)
             try:
                 self.child.wait(timeout=120)
@@ -204,9 +208,7 @@ def run(args) -> int:
         if app:
             print("[demo] all done; the dashboard keeps running (Ctrl-C to stop)", flush=True)
             app.wait()
-    except KeyboardInterrupt:
-        print("\n[demo] stopping: asking the current step to save and exit...", flush=True)
-        demo.stop_child()
+    except KeyboardInterrupt:  # Demo.call has already stopped the running step
         demo.set_stage("stopped (run ./run.sh again to resume)")
     finally:
         if app and app.poll() is None:

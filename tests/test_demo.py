@@ -83,6 +83,7 @@ def test_run_command_from_a_fresh_copy(tmp_path):
                          900, "the demo pipeline to finish", proc)
         assert stage == "finished", (stage, (tmp_path / "run.log").read_text()[-3000:])
         assert (root / "data" / "demo" / "Data_Entry_2017.csv").is_file()
+        assert (root / "data" / "demo" / "cache" / "images_64.json").is_file()  # at image_size
         for model in MODELS:
             run = root / "checkpoints" / f"demo-{model}"
             assert (run / "best.pt").is_file(), model
@@ -111,3 +112,40 @@ def test_run_command_from_a_fresh_copy(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+def test_ctrl_c_while_a_model_trains_stops_the_trainer_too(tmp_path):
+    """Ctrl-C mid-training: the trainer (a child in its own session, which the terminal's
+    SIGINT does not reach) is asked to stop, saves last.pt, ends `stopped`, and is gone."""
+    runs = tmp_path / "runs"
+    cmd = [str(REPO / ".venv" / "bin" / "python"), "-m", "cxr", "demo", "--no-app",
+           "--data", str(tmp_path / "demo"), "--runs", str(runs),
+           "--worklist", str(tmp_path / "wl.sqlite"), "--models", "simple_cnn",
+           "--patients", "16", "--size", "64"]
+    cmd += [x for kv in ("epochs=500", "patience=500", "image_size=64", "batch_size=8",
+                         "workers=0", "max_steps_per_epoch=2") for x in ("--set", kv)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"))
+    progress = runs / "demo-simple_cnn" / "progress.json"
+
+    def training() -> bool:
+        try:
+            state = json.loads(progress.read_text())
+        except (OSError, ValueError):
+            return False
+        return state.get("status") == "running" and state.get("global_step", 0) > 0
+    try:
+        wait_for(training, 300, "the demo's trainer to take a step", proc)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=150)
+        assert proc.returncode == 0, out[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    state = json.loads(progress.read_text())
+    assert state["status"] == "stopped", state
+    assert (runs / "demo-simple_cnn" / "last.pt").is_file()
+    with pytest.raises(ProcessLookupError):
+        os.kill(state["pid"], 0)  # the trainer exited with the demo, it was not orphaned
+    assert "stopped" in json.loads((runs / "demo_status.json").read_text())["stage"]

@@ -3,10 +3,17 @@ headless Chromium through Selenium + chromedriver (no browser download anywhere)
 
 Upload a real ChestX-ray14 film on Predict, wait for the 14 probabilities and a Grad-CAM
 overlay; on Triage sort by uncertainty, record a decision, reload and find it persisted.
-Screenshots of every page go to tests/artifacts/ (git-ignored; the README's come from here).
-Skips, saying why, without chromium/chromedriver/selenium or the real NIH images.
+Screenshots of every page go to tests/artifacts/ (git-ignored). Skips, saying why, without
+chromium/chromedriver/selenium or the real NIH images.
 
     .venv/bin/python -m pytest tests/browser -s        # CXR_E2E_KEEP=1 keeps the server log
+
+By default the world is a tiny one built for the test. With CXR_E2E_DEMO=REPO (a checkout where
+`./run.sh` has finished) the same test runs against the trained demo instead: its checkpoints,
+evaluations and data read in place, its worklist copied (the test's decision stays out of the
+user's), and a synthetic demo test film uploaded. The README's screenshots come from that run:
+
+    CXR_E2E_DEMO=$PWD .venv/bin/python -m pytest tests/browser -s && cp tests/artifacts/*.png docs/screenshots/
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ NIH_DIR = Path(os.environ.get("CXR_NIH_DIR", REPO.parent / "shared" / "data" / "
 FILM = "00000100_000.png"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+DEMO = Path(os.environ["CXR_E2E_DEMO"]) if os.environ.get("CXR_E2E_DEMO") else None
 SLOW = 300  # seconds: the first prediction imports timm and loads the model on a busy 2-core box
 
 if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
@@ -52,14 +60,43 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def film() -> Path:
+    if DEMO:
+        return demo_film(DEMO / "data" / "demo")
     path = next(iter(sorted((NIH_DIR / "images").glob(FILM))), None)
     if path is None:
         pytest.skip(f"real NIH film {FILM} not found under {NIH_DIR}/images (set CXR_NIH_DIR)")
     return path
 
 
+def demo_film(data: Path) -> Path:
+    """A demo test-split film with a large, visible finding (Mass, else Effusion)."""
+    import pandas as pd
+    test = set((data / "test_list.txt").read_text().split())
+    entry = pd.read_csv(data / "Data_Entry_2017.csv")
+    entry = entry[entry["Image Index"].isin(test)]
+    for finding in ("Mass", "Effusion"):
+        hits = entry[entry["Finding Labels"] == finding]
+        if len(hits):
+            return data / "images" / hits["Image Index"].iloc[0]
+    return data / "images" / entry["Image Index"].iloc[0]
+
+
+def demo_world(repo: Path, root: Path) -> dashboard_env.DashboardEnv:
+    status = repo / "checkpoints" / "demo_status.json"
+    if not status.is_file() or '"finished' not in status.read_text():
+        pytest.skip(f"CXR_E2E_DEMO={repo}: the demo has not finished there ({status})")
+    import sqlite3
+    worklist = root / "worklist.sqlite"
+    with sqlite3.connect(repo / "data" / "worklist.sqlite") as src, sqlite3.connect(worklist) as dst:
+        src.backup(dst)  # WAL mode: copying the file alone could miss recent rows
+    return dashboard_env.DashboardEnv(root, repo / "checkpoints", repo / "data", worklist,
+                                      repo / "checkpoints" / "demo-fusion", [])
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
+    if DEMO:
+        return demo_world(DEMO, tmp_path_factory.mktemp("e2e-demo"))
     env = dashboard_env.build(tmp_path_factory.mktemp("e2e"))
     dashboard_env.write_run(env.runs / "tiny-cnn", "simple_cnn", val_auc=0.55)
     return env
