@@ -309,13 +309,16 @@ def sample_pleural_thickening(rng, a):
     apical = rng.random() < 0.3
     return [{"side": _side(rng), "apical": bool(apical), "size": rng.uniform(0.045, 0.07),
              "from": rng.uniform(0.2, 0.45), "length": rng.uniform(0.25, 0.45),
-             "amount": rng.uniform(0.85, 1.0)}]
+             "amount": rng.uniform(0.85, 1.0), "seed": _seed(rng)}]
 
 
 def draw_pleural_thickening(p, a, grid, base):
     side = p["side"]
     inside = lung_inside(a, side, grid.x, grid.y)
-    band = smoothstep(p["size"], 0.6 * p["size"], inside) * base.lungs[side]
+    # Plaque-like: the inner margin undulates (thickness 0.5-1.3x along the wall), so the band
+    # reads as pleural disease, not as a narrower but normal lung.
+    lumps = 0.5 + 0.8 * line_noise(np.random.default_rng(p["seed"]), np.clip(grid.y, 0, 1), 12)
+    band = smoothstep(p["size"] * lumps, 0.6 * p["size"] * lumps, inside) * base.lungs[side]
     if p["apical"]:
         hx, hy = a.hilum(side)
         band = band * smoothstep(hy - 0.12, hy - 0.2, grid.y)
@@ -324,7 +327,7 @@ def draw_pleural_thickening(p, a, grid, base):
         y1 = y0 + p["length"]
         band = band * smoothstep(y0, y0 + 0.03, grid.y) * smoothstep(y1, y1 - 0.03, grid.y)
         band = band * (side * (grid.x - a.midline) > a.mediastinum + 0.5 * (a.half_width - a.mediastinum))
-    return {"opacity": p["amount"] * band, "density": 0.08 * p["amount"] * band}
+    return {"opacity": p["amount"] * band, "density": 0.12 * p["amount"] * band}
 
 
 # ---- Hernia: retrocardiac gas-containing mass with an air-fluid level ----------------------
