@@ -203,13 +203,16 @@ def run(args) -> int:
     # ignored, and `kill` (SIGTERM) should stop as cleanly as Ctrl-C.
     signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    finished = False
     try:
         demo.pipeline()
+        finished = True
         if app:
             print("[demo] all done; the dashboard keeps running (Ctrl-C to stop)", flush=True)
             app.wait()
     except KeyboardInterrupt:  # Demo.call has already stopped the running step
-        demo.set_stage("stopped (run ./run.sh again to resume)")
+        if not finished:  # after the pipeline, Ctrl-C only stops the dashboard
+            demo.set_stage("stopped (run ./run.sh again to resume)")
     finally:
         if app and app.poll() is None:
             app.terminate()

@@ -32,7 +32,7 @@ import torch
 
 from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
-from cxr.uncertainty import UNCERTAIN_STD, mc_predict
+from cxr.uncertainty import UNCERTAIN_STD, mc_predict, passes_for
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
@@ -112,7 +112,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="a trained .pt")
     parser.add_argument("--out", type=Path, default=Path("predictions"),
                         help="output folder (default: predictions/)")
-    parser.add_argument("--passes", type=int, default=25, help="MC-dropout passes (default 25)")
+    parser.add_argument("--passes", type=int, default=None,
+                        help="MC-dropout passes (default: the run's mc_passes, 25)")
     parser.add_argument("--threshold", type=float, default=UNCERTAIN_STD,
                         help="std above which a finding is uncertain (default 0.1)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -128,9 +129,10 @@ def run(args) -> int:
     from cxr.checkpoint import load_model
     from cxr.evaluation.predictions import predictions_frame, write_csv
 
-    if args.passes < 2 or args.batch_size < 1 or args.top_k < 1:
+    if (args.passes is not None and args.passes < 2) or args.batch_size < 1 or args.top_k < 1:
         raise ValueError("--passes must be >= 2, --batch-size and --top-k >= 1")
-    model, _ = load_model(args.checkpoint, args.device)
+    model, meta = load_model(args.checkpoint, args.device)
+    args.passes = passes_for(meta, args.passes)
     files, errors = find_images(args.inputs)
     preds: list[Prediction] = []
     cam_names: set[str] = set()

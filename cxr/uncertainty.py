@@ -26,6 +26,15 @@ import torch
 from torch import nn
 
 UNCERTAIN_STD = 0.1  # the report's threshold on the MC standard deviation
+DEFAULT_PASSES = 25  # the report used 25-100 stochastic passes
+
+
+def passes_for(meta: dict, requested: int | None = None) -> int:
+    """MC passes for a checkpoint: what the caller asked for, else the run's `mc_passes`
+    (TrainConfig, saved in the checkpoint's meta), else DEFAULT_PASSES."""
+    if requested is not None:
+        return int(requested)
+    return int((meta.get("config") or {}).get("mc_passes") or DEFAULT_PASSES)
 
 
 def to_proba(logits: torch.Tensor) -> torch.Tensor:

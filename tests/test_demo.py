@@ -97,6 +97,7 @@ def test_run_command_from_a_fresh_copy(tmp_path):
         proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
         assert proc.wait(timeout=60) == 0
         assert not app_answers(port), "the dashboard still answers after Ctrl-C"
+        assert demo_stage(root) == "finished"  # Ctrl-C after the pipeline stops only the app
 
         # Again: everything exists, so nothing is retrained or re-evaluated.
         before = {m: (root / "checkpoints" / f"demo-{m}" / "best.pt").stat().st_mtime_ns

@@ -8,7 +8,8 @@ from torch import nn
 
 from cxr.models import create_model
 from cxr.models.base import CXRModel
-from cxr.uncertainty import flag_uncertain, mc_predict, mc_predict_naive, predict_proba
+from cxr.uncertainty import (DEFAULT_PASSES, flag_uncertain, mc_predict, mc_predict_naive, passes_for,
+                             predict_proba)
 
 torch.set_num_threads(1)
 
@@ -123,3 +124,10 @@ def test_backbone_is_deterministic_with_dropout_on(name):
         assert model(x).ne(model(x)).any()  # while the head does sample
     r = mc_predict(model, x, passes=8, seed=0)
     assert r.samples.shape == (8, 1, 14) and (r.std > 0).all()
+
+
+def test_passes_for_prefers_the_request_then_the_runs_config():
+    meta = {"config": {"mc_passes": 40}}
+    assert passes_for(meta, 7) == 7                 # --passes given
+    assert passes_for(meta) == 40                   # the run's TrainConfig.mc_passes
+    assert passes_for({"config": {}}) == passes_for({}) == DEFAULT_PASSES == 25

@@ -38,7 +38,8 @@ def add_arguments(parser) -> None:
     mode.add_argument("--predictions", help="a predictions CSV from any model (external mode)")
     parser.add_argument("--data", help="dataset folder (default: the run's config data_dir)")
     parser.add_argument("--split", default="test", help="split to score: test (default) or val")
-    parser.add_argument("--passes", type=int, default=25, help="MC-dropout passes (default 25)")
+    parser.add_argument("--passes", type=int, default=None,
+                        help="MC-dropout passes (default: the run's mc_passes, 25)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA, else MPS, else CPU), cpu, cuda, mps")
@@ -138,6 +139,7 @@ def evaluate_checkpoint(args) -> Path:
     from cxr.checkpoint import load_model
     from cxr.evaluation import inference
     from cxr.train.distributed import pick_device
+    from cxr.uncertainty import passes_for
 
     if args.split not in ("test", "val"):
         raise ValueError(f"--split {args.split!r}: only 'test' or 'val' can be scored; the "
@@ -145,6 +147,7 @@ def evaluate_checkpoint(args) -> Path:
     ckpt = Path(args.checkpoint)
     args.device = str(pick_device(args.device))
     model, meta = load_model(ckpt, args.device)
+    args.passes = passes_for(meta, args.passes)
     data = inference.RunData.open(ckpt.parent, meta, args.data)
     scored = data.rows(args.split)
     val = data.rows("val") if args.split == "test" else None
