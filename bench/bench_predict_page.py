@@ -32,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from _report import write_section  # noqa: E402  bench/_report.py (bench/ is on sys.path)
 
 NIH_DIR = Path(os.environ.get("CXR_NIH_DIR", REPO.parent / "shared" / "data" / "nih"))
 SECTION = "## Dashboard Predict path"
@@ -70,7 +71,6 @@ SESSION = r'''
 import json, sys, time
 from pathlib import Path
 from streamlit.testing.v1 import AppTest
-from _report import write_section  # bench/_report.py (bench/ is on sys.path)
 films = [Path(p) for p in sys.argv[1:]]
 at = AppTest.from_file("{app}", default_timeout=900).run()
 at.switch_page("pages/1_Predict.py").run()
