@@ -583,9 +583,9 @@ class Trainer:
         lr = optimizer.param_groups[0]["lr"]
         s.epoch, s.phase_epoch, s.step = s.epoch + 1, s.phase_epoch + 1, 0
         s.loss_sum, s.seen, s.epoch_seconds = 0.0, 0, 0.0
-        metrics = {"train_loss": loss_sum / max(seen, 1.0)}
+        metrics = {"train_loss": loss_sum / max(seen, 1.0), **(val or {})}
+        self.last_metrics = _json_metrics(metrics)  # best.pt and last.pt carry the same
         if val is not None:
-            metrics.update(val)
             score = val["val_macro_auc"] if math.isfinite(val["val_macro_auc"]) else -math.inf
             scheduler.step(score)
             improved_phase = s.phase_best is None or score > s.phase_best
@@ -595,7 +595,7 @@ class Trainer:
                 s.best, s.best_epoch = score, s.epoch
                 if self.info.is_main:
                     save_checkpoint(self.run_dir / "best.pt", self.model,
-                                    self.meta(phase, _json_metrics(metrics)))
+                                    self.meta(phase, self.last_metrics))
         seconds = train_seconds + (time.time() - t0)
         s.last_epoch_seconds = seconds
         row = {"phase": phase.name, "epoch": s.epoch, "phase_epoch": s.phase_epoch,
@@ -608,7 +608,6 @@ class Trainer:
                         for f, a in val["val_auc"].items()})
         self.history.append({k: ("" if isinstance(v, float) and not math.isfinite(v) else v)
                              for k, v in row.items()})
-        self.last_metrics = _json_metrics(metrics)
         self.save_last(phase, optimizer, scheduler, self.last_metrics)
         auc_text = (f"val loss {val['val_loss']:.4f} macro AUC {val['val_macro_auc']:.4f} "
                     f"({val['val_classes']}/{len(FINDINGS)} classes)" if val else "no validation")
