@@ -115,7 +115,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--passes", type=int, default=None,
                         help="MC-dropout passes (default: the run's mc_passes, 25)")
     parser.add_argument("--threshold", type=float, default=UNCERTAIN_STD,
-                        help="std above which a finding is uncertain (default 0.1)")
+                        help="std above which a finding is uncertain (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="seed of the dropout masks")
     parser.add_argument("--cam", action="store_true", help="write Grad-CAM overlays to OUT/cam/")

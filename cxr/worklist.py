@@ -32,12 +32,12 @@ from pathlib import Path
 import pandas as pd
 
 from cxr.labels import FINDINGS, finding_index
+from cxr.uncertainty import UNCERTAIN_STD
 
 # The dashboard reads the same variable (cxr/dashboard/state.py), so both find one database.
 DEFAULT_DB = Path(os.environ.get("CXR_WORKLIST", "data/worklist.sqlite"))
 DECISIONS = ("agree", "disagree", "second_read")
 STATUSES = ("pending", *DECISIONS)
-UNCERTAIN_STD = 0.1  # the report's threshold, used when a CSV has std columns but no flag
 BUSY_TIMEOUT_MS = 60_000
 PROB = [f"prob_{f}" for f in FINDINGS]
 STD = [f"std_{f}" for f in FINDINGS]

@@ -29,7 +29,7 @@ import pandas as pd
 
 from cxr.evaluation.predictions import Predictions, predictions_frame, read_predictions
 from cxr.evaluation.scoring import labels_for, score, thresholds_from_validation, write_outputs
-from cxr.evaluation.selective import STD_THRESHOLD
+from cxr.uncertainty import UNCERTAIN_STD
 
 
 def add_arguments(parser) -> None:
@@ -46,8 +46,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000,
                         help="patient-level bootstrap resamples for CIs (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of MC dropout and bootstrap")
-    parser.add_argument("--std-threshold", type=float, default=STD_THRESHOLD,
-                        help="MC std above which an image is flagged uncertain (default 0.1)")
+    parser.add_argument("--std-threshold", type=float, default=UNCERTAIN_STD,
+                        help="MC std above which an image is flagged uncertain (default %(default)s)")
     parser.add_argument("--pointing-game", action="store_true",
                         help="add Grad-CAM pointing-game hit rates (needs the bbox list)")
     parser.add_argument("--labels", help="external mode: Data_Entry_2017.csv[.gz] with the labels")

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from cxr.labels import FINDINGS
+from cxr.uncertainty import UNCERTAIN_STD, mc_predict
 
 
 @dataclass
@@ -119,13 +120,11 @@ def _loader(model, rows: pd.DataFrame, batch_size: int, seed: int):
 
 @torch.no_grad()
 def mc_predict_table(model, rows: pd.DataFrame, passes: int = 25, batch_size: int = 32,
-                     seed: int = 0, std_threshold: float = 0.1, device: str = "cpu"):
+                     seed: int = 0, std_threshold: float = UNCERTAIN_STD, device: str = "cpu"):
     """(mean (N, 14), std (N, 14), uncertain (N,)) over the table's images, in row order.
 
     Batch i uses seed + i for its dropout masks, so a rerun with the same seed and batch size
     reproduces the predictions exactly."""
-    from cxr.uncertainty import mc_predict
-
     means, stds, flags = [], [], []
     _, loader = _loader(model, rows, batch_size, seed)
     for i, (x, _) in enumerate(loader):

@@ -31,8 +31,9 @@ import pandas as pd
 from cxr.evaluation import metrics as m
 from cxr.evaluation.bootstrap import auc_confidence_intervals
 from cxr.evaluation.predictions import write_csv
-from cxr.evaluation.selective import STD_THRESHOLD, referral_rate, selective_macro_auc
+from cxr.evaluation.selective import referral_rate, selective_macro_auc
 from cxr.labels import FINDINGS
+from cxr.uncertainty import UNCERTAIN_STD
 
 
 def labels_for(images, table: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +58,7 @@ def thresholds_from_validation(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarr
 
 def score(y: np.ndarray, prob: np.ndarray, patients: np.ndarray, std: np.ndarray | None = None,
           thresholds: np.ndarray | None = None, n_bootstrap: int = 1000, seed: int = 0,
-          std_threshold: float = STD_THRESHOLD) -> dict:
+          std_threshold: float = UNCERTAIN_STD) -> dict:
     """The metric part of metrics.json (provenance is added by the caller).
 
     thresholds: from VALIDATION (thresholds_from_validation); None leaves threshold,
