@@ -20,7 +20,6 @@ SQL. Decisions are appended, never updated: a case's status is its latest decisi
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxr.hashing import file_sha256
 from cxr.labels import FINDINGS, finding_index
 from cxr.uncertainty import UNCERTAIN_STD
 
@@ -81,15 +81,6 @@ FROM cases c LEFT JOIN decisions d
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file (the checkpoint hash cases are keyed by)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Worklist:

@@ -9,7 +9,8 @@ import pytest
 
 from cxr.cli import main
 from cxr.labels import FINDINGS
-from cxr.worklist import Worklist, file_sha256
+from cxr.hashing import file_sha256
+from cxr.worklist import Worklist
 
 
 def _predictions(path, n=6, with_std=True, with_source=True, seed=0):

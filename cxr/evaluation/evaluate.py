@@ -21,7 +21,6 @@ images can be predicted, never scored). `--val-predictions` (optional) chooses t
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ import pandas as pd
 
 from cxr.evaluation.predictions import Predictions, predictions_frame, read_predictions
 from cxr.evaluation.scoring import labels_for, score, thresholds_from_validation, write_outputs
+from cxr.hashing import file_sha256
 from cxr.uncertainty import UNCERTAIN_STD
 
 
@@ -61,14 +61,6 @@ def run(args) -> int:
     out = evaluate_checkpoint(args) if args.checkpoint else evaluate_external(args)
     print(f"wrote {out}/metrics.json")
     return 0
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _summary(metrics: dict) -> str:
@@ -126,7 +118,7 @@ def evaluate_external(args) -> Path:
                     "data_version": data_version(args.labels),
                     "labels_file": str(Path(args.labels).resolve()),
                     "model": None, "predictions_file": str(Path(args.predictions).resolve()),
-                    "predictions_sha256": sha256_file(args.predictions), "passes": None})
+                    "predictions_sha256": file_sha256(args.predictions), "passes": None})
     out = write_outputs(args.out, metrics, y, preds.prob,
                         predictions_frame(preds.images, preds.prob, preds.std, None))
     print(f"{len(y)} images, {metrics['n_patients']} patients: {_summary(metrics)}")
@@ -163,7 +155,7 @@ def evaluate_checkpoint(args) -> Path:
                     n_bootstrap=args.bootstrap, seed=args.seed, std_threshold=args.std_threshold)
     metrics.update({"mode": "checkpoint", "split": args.split, "seed": args.seed,
                     **data.provenance(), "model": meta["model"],
-                    "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": sha256_file(ckpt),
+                    "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": file_sha256(ckpt),
                     "passes": args.passes})
     if args.pointing_game:
         metrics["pointing_game"] = inference.pointing_game_hook(model, scored, data)

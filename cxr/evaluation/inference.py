@@ -13,7 +13,6 @@ would report numbers nobody can reproduce.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cxr.hashing import file_sha256
 from cxr.labels import FINDINGS
 from cxr.uncertainty import UNCERTAIN_STD, mc_predict
 
@@ -96,7 +96,7 @@ def _run_split(run_dir: Path, meta: dict) -> tuple[pd.DataFrame, dict, Path]:
         df, split_meta = load_split(path)
     else:  # a run directory may keep the CSV alone: check it against the checkpoint instead
         df = pd.read_csv(path, dtype={"image": str, "split": str})
-        split_meta = {**info, "content_hash": hashlib.sha256(path.read_bytes()).hexdigest()}
+        split_meta = {**info, "content_hash": file_sha256(path)}
     expected = info.get("content_hash")
     if expected and split_meta.get("content_hash") != expected:
         raise ValueError(f"split {path} (sha256 {str(split_meta.get('content_hash'))[:12]}) is not "
