@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from cxr.atomic import write_text
+
 KINDS = ("train", "evaluate")
 PID_FILES = {kind: f"job-{kind}.pid" for kind in KINDS}
 STOP_FILE = "STOP"  # cxr.train polls for it once per step, stops cleanly and deletes it
@@ -241,9 +243,7 @@ def _main(argv: list[str]) -> int:
         traceback.print_exc()
         rc = 1
     finally:
-        tmp = exit_file.with_suffix(".tmp")
-        tmp.write_text(f"{rc}\n")
-        os.replace(tmp, exit_file)
+        write_text(exit_file, f"{rc}\n")
         sys.stdout.flush()
     return rc
 

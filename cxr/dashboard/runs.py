@@ -7,7 +7,6 @@ can poll it every couple of seconds while `cxr train` writes them from another p
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxr.dashboard import jobs
+from cxr.jsonsafe import finite_or_none
 
 # Files whose presence makes a folder a run (any one of them; a run that just started may only
 # have its job pid file or config).
@@ -81,18 +81,10 @@ def _first(d: dict, *keys, default=None):
     return default
 
 
-def _finite(x) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
 def best_val_auc(history: pd.DataFrame, progress: dict | None = None) -> float | None:
     if "val_macro_auc" in history.columns and history["val_macro_auc"].notna().any():
-        return _finite(history["val_macro_auc"].max())
-    return _finite((progress or {}).get("best_val_auc") or (progress or {}).get("best_metric"))
+        return finite_or_none(history["val_macro_auc"].max())
+    return finite_or_none((progress or {}).get("best_val_auc") or (progress or {}).get("best_metric"))
 
 
 def run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
@@ -110,12 +102,12 @@ def run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
     info.epoch = _first(progress, "epoch")
     info.epochs = _first(progress, "epochs", "total_epochs") or _first(config, "epochs")
     step, total = _first(progress, "global_step", "step"), _first(progress, "total_steps")
-    if _finite(_first(progress, "fraction")) is not None:
+    if finite_or_none(_first(progress, "fraction")) is not None:
         info.fraction = float(progress["fraction"])
-    elif _finite(step) is not None and _finite(total):
+    elif finite_or_none(step) is not None and finite_or_none(total):
         info.fraction = float(step) / float(total)
     info.fraction = min(max(info.fraction, 0.0), 1.0)
-    info.eta_s = _finite(_first(progress, "eta_s", "eta_seconds", "eta"))
+    info.eta_s = finite_or_none(_first(progress, "eta_s", "eta_seconds", "eta"))
     info.error = str(progress.get("error") or "")
     info.best_val_auc = best_val_auc(history, progress)
     info.has_best = (run_dir / "best.pt").is_file()

@@ -21,13 +21,12 @@ metrics.json (NaN written as null):
 """
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cxr.atomic import write_json
 from cxr.evaluation import metrics as m
 from cxr.evaluation.bootstrap import auc_confidence_intervals
 from cxr.evaluation.predictions import write_csv
@@ -91,19 +90,6 @@ def score(y: np.ndarray, prob: np.ndarray, patients: np.ndarray, std: np.ndarray
     return out
 
 
-def json_safe(obj):
-    """NaN/inf -> None and numpy scalars -> Python, recursively (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def write_outputs(out_dir: str | Path, metrics: dict, y: np.ndarray, prob: np.ndarray,
                   predictions: pd.DataFrame | None = None) -> Path:
     """Write metrics.json, roc.csv, calibration.csv (and predictions.csv if given) to out_dir."""
@@ -113,7 +99,5 @@ def write_outputs(out_dir: str | Path, metrics: dict, y: np.ndarray, prob: np.nd
         write_csv(predictions, out / "predictions.csv")
     write_csv(m.roc_table(y, prob, FINDINGS), out / "roc.csv")
     write_csv(m.calibration_table(y, prob, FINDINGS), out / "calibration.csv")
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
-    tmp.replace(out / "metrics.json")
+    write_json(out / "metrics.json", metrics)
     return out

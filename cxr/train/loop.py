@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from cxr.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from cxr.jsonsafe import finite_or_none, json_safe
 from cxr.labels import FINDINGS
 from cxr.train import distributed as ddp
 from cxr.train import phases as ph
@@ -137,10 +138,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _finite(x) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
 
 
 # -- run directory -----------------------------------------------------------------------
@@ -449,7 +446,7 @@ class Trainer:
         s.finished = True
         self.save_last(self.phases[-1], None, None, self.last_metrics)
         why = "time budget (max_minutes) reached" if time_up else "finished"
-        best = _finite(s.best)
+        best = finite_or_none(s.best)
         self.log(f"{why}: best val macro AUC {'n/a' if best is None else f'{best:.4f}'} at "
                  f"epoch {s.best_epoch}; {self.run_dir / 'best.pt'}")
         self.report(force=True, status="finished", message=why, eta_s=0.0)
@@ -569,7 +566,7 @@ class Trainer:
         macro, included = macro_auc(aucs)
         return {"val_loss": loss, "val_macro_auc": macro, "val_classes": int(included.sum()),
                 "val_images": int(len(targets)),
-                "val_auc": {f: _finite(a) for f, a in zip(FINDINGS, aucs)},
+                "val_auc": {f: finite_or_none(a) for f, a in zip(FINDINGS, aucs)},
                 "val_excluded": [f for f, ok in zip(FINDINGS, included) if not ok]}
 
     def end_epoch(self, phase: ph.Phase, optimizer, scheduler, limit: int,
@@ -584,7 +581,7 @@ class Trainer:
         s.epoch, s.phase_epoch, s.step = s.epoch + 1, s.phase_epoch + 1, 0
         s.loss_sum, s.seen, s.epoch_seconds = 0.0, 0, 0.0
         metrics = {"train_loss": loss_sum / max(seen, 1.0), **(val or {})}
-        self.last_metrics = _json_metrics(metrics)  # best.pt and last.pt carry the same
+        self.last_metrics = json_safe(metrics)  # best.pt and last.pt carry the same
         if val is not None:
             score = val["val_macro_auc"] if math.isfinite(val["val_macro_auc"]) else -math.inf
             scheduler.step(score)
@@ -615,8 +612,3 @@ class Trainer:
                  f"{metrics['train_loss']:.4f}, {auc_text}, lr {lr:g}, {seconds:.1f}s, "
                  f"{row['images_per_s']} img/s")
         self.report(force=True, message=f"epoch {s.epoch} done")
-
-
-def _json_metrics(metrics: dict) -> dict:
-    """NaN -> None so the checkpoint meta is strict JSON."""
-    return {k: (_finite(v) if isinstance(v, float) else v) for k, v in metrics.items()}
