@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
 import dashboard_env  # noqa: E402
 
 from cxr.dashboard import charts  # noqa: E402
-from cxr.dashboard.evaluations import (MACRO, Evaluation, auc_table, best_per_row,  # noqa: E402
-                                       table_with_cis)
+from cxr.dashboard.evaluations import Evaluation, best_per_row, table2, table_with_cis  # noqa: E402
+from cxr.evaluation.compare import MACRO_ROW as MACRO  # noqa: E402
 from cxr.labels import FINDINGS  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def fake_eval(tmp_path, name, aucs, macro, selective=None):
 def test_table2_best_per_finding_and_cis(tmp_path):
     a = fake_eval(tmp_path, "a", [0.7] * 13 + [None], 0.7)
     b = fake_eval(tmp_path, "b", [0.8] + [0.6] * 12 + [None], 0.62)
-    auc, cis = auc_table([a, b])
+    auc, cis = table2([a, b])
     assert list(auc.index) == [*FINDINGS, MACRO] and list(auc.columns) == ["a", "b"]
     best = best_per_row(auc)
     assert best["Atelectasis"] == "b" and best["Cardiomegaly"] == "a" and best[MACRO] == "a"
