@@ -110,11 +110,9 @@ def _numpy(x) -> np.ndarray:
 
 def _loader(model, rows: pd.DataFrame, batch_size: int, seed: int):
     from cxr.data.dataset import CXRDataset
-    from cxr.data.transforms import EvalTransform
+    from cxr.data.transforms import build_transform
 
-    pre = model.preprocess
-    dataset = CXRDataset(rows, EvalTransform(pre["input_size"], pre["mean"], pre["std"]),
-                         seed=seed)
+    dataset = CXRDataset(rows, build_transform(model.preprocess, train=False), seed=seed)
     return dataset, torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
 

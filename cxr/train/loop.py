@@ -51,6 +51,7 @@ from cxr.train.config import TrainConfig, dump_yaml, from_dict, read_yaml
 from cxr.train.data import (EpochDataset, EpochSampler, default_workers, find_cache, make_loader,
                             read_split, split_tables, targets_of, write_split)
 from cxr.train.progress import History, Progress, close_logger, progress_bar, setup_logger
+from cxr.uncertainty import to_proba
 
 RUN_FILES = ("config.yaml", "split.csv", "split.json", "history.csv", "progress.json", "best.pt",
              "last.pt", "train.log", "STOP")
@@ -263,7 +264,7 @@ class Trainer:
         from cxr.data.dataset import CXRDataset
         from cxr.data.layout import DatasetFiles, data_version
         from cxr.data.metadata import read_data_entry
-        from cxr.data.transforms import AugmentConfig, EvalTransform, TrainTransform
+        from cxr.data.transforms import AugmentConfig, build_transform
         from cxr.losses import make_loss, pos_weight_from_targets
 
         cfg, info = self.cfg, self.info
@@ -276,16 +277,16 @@ class Trainer:
         ddp.barrier(info)
         self.split = read_split(self.run_dir, str(cfg.split_path or "made"))
         tables = split_tables(table, self.split, self.log)
-        pre = self.model.preprocess
         augment = AugmentConfig(hflip=cfg.hflip, rotation=cfg.rotation, zoom=cfg.zoom,
                                 brightness=cfg.brightness)
         cache = find_cache(files.root, self.image_size)
         if cache is not None:
             self.log(f"image cache: {cache!r}")
-        self.train_ds = CXRDataset(tables["train"], TrainTransform(
-            self.image_size, pre["mean"], pre["std"], augment), seed=cfg.seed, cache=cache)
-        self.val_ds = CXRDataset(tables["val"], EvalTransform(
-            self.image_size, pre["mean"], pre["std"]), seed=cfg.seed, cache=cache)
+        pre = self.model.preprocess  # its input_size is self.image_size
+        self.train_ds = CXRDataset(tables["train"], build_transform(pre, train=True, augment=augment),
+                                   seed=cfg.seed, cache=cache)
+        self.val_ds = CXRDataset(tables["val"], build_transform(pre, train=False), seed=cfg.seed,
+                                 cache=cache)
         self.val_targets = targets_of(tables["val"])
 
         if cfg.batch_size % info.world_size:
@@ -562,7 +563,7 @@ class Trainer:
         logits, targets = ddp.gather_arrays(self.info, self.val_index, logits,
                                             self.val_targets[self.val_index])
         loss = float(self.loss_fn(torch.from_numpy(logits), torch.from_numpy(targets)))
-        aucs = per_finding_auc(targets, 1.0 / (1.0 + np.exp(-logits.astype(np.float64))))
+        aucs = per_finding_auc(targets, to_proba(torch.from_numpy(logits).double()).numpy())
         macro, included = macro_auc(aucs)
         return {"val_loss": loss, "val_macro_auc": macro, "val_classes": int(included.sum()),
                 "val_images": int(len(targets)),
