@@ -21,6 +21,7 @@ import torch
 
 from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
+from cxr.device import pick_device
 from cxr.explain import METHODS, cam_maps, overlay  # noqa: F401  (for the pages)
 from cxr.uncertainty import UNCERTAIN_STD, mc_predict
 
@@ -47,7 +48,8 @@ def read_upload(data: bytes, name: str = "upload") -> LoadedImage:
 
 
 def device_name() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """Where the pages run models: `cxr.device.pick_device("auto")`, as a string."""
+    return str(pick_device())
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

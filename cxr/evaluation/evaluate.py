@@ -130,7 +130,7 @@ def evaluate_external(args) -> Path:
 def evaluate_checkpoint(args) -> Path:
     from cxr.checkpoint import load_model
     from cxr.evaluation import inference
-    from cxr.train.distributed import pick_device
+    from cxr.device import pick_device
     from cxr.uncertainty import passes_for
 
     if args.split not in ("test", "val"):

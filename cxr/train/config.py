@@ -21,9 +21,10 @@ from pathlib import Path
 
 import yaml
 
+from cxr.device import DEVICES
+
 SCHEDULES = ("auto", "two_phase", "single_phase")
 EPOCH_BUDGETS = ("per_phase", "total")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 SPLIT_STRATEGIES = ("patient", "official")
 
 
