@@ -82,19 +82,26 @@ def _now() -> str:
 
 
 class Worklist:
-    """A worklist database file; created (with its folder) on first use."""
+    """A worklist database file; created (with its folder) on first use, unless create=False
+    (then it must exist, and nothing is written until a method writes)."""
 
-    def __init__(self, path: str | Path = DEFAULT_DB):
+    def __init__(self, path: str | Path = DEFAULT_DB, create: bool = True):
         self.path = Path(path)
+        if not create:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"worklist {self.path} does not exist")
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
             con.executescript(_SCHEMA)
 
     @contextmanager
-    def _connect(self):
+    def _connect(self, readonly: bool = False):
         # isolation_level=None: no implicit transactions; we say BEGIN IMMEDIATE ourselves.
-        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        target = f"file:{self.path}?mode=ro" if readonly else self.path
+        con = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                              uri=readonly)
         try:
             con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             con.execute("PRAGMA foreign_keys=ON")
@@ -168,6 +175,14 @@ class Worklist:
                f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY {order}")
         with self._connect() as con:
             return pd.read_sql_query(sql, con, params=params)
+
+    def counts(self) -> dict[str, int]:
+        """{"cases", "pending", "decided"}: how many cases, and how many have no decision yet or
+        at least one. Read-only: safe on a database this process may not write."""
+        with self._connect(readonly=True) as con:
+            cases = con.execute("SELECT COUNT(*) FROM cases").fetchone()[0]
+            decided = con.execute("SELECT COUNT(DISTINCT case_id) FROM decisions").fetchone()[0]
+        return {"cases": cases, "pending": cases - decided, "decided": decided}
 
     def history(self, case_id: int) -> pd.DataFrame:
         """Every decision on a case, oldest first."""
