@@ -18,11 +18,10 @@ import cv2
 import numpy as np
 import torch
 
-
 from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
 from cxr.device import pick_device
-from cxr.explain import METHODS, cam_maps, overlay  # noqa: F401  (for the pages)
+from cxr.explain import cam_maps, overlay  # noqa: F401  (overlay: the pages blend CAMs with it)
 from cxr.uncertainty import UNCERTAIN_STD, mc_predict
 
 SAFE_META = ("format", "mode", "bits", "frames", "view")

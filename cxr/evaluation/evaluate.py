@@ -9,7 +9,7 @@ Checkpoint mode (MC-dropout inference on the split the run was trained with; nev
 The validation split is predicted too, only to choose each finding's Youden threshold; the test
 split is never used to tune anything. Writes predictions.csv, metrics.json, roc.csv and
 calibration.csv (see cxr/evaluation/scoring.py). `--pointing-game` adds Grad-CAM localisation
-hit rates when the dataset has a bbox list and `cxr.explain` provides `pointing_game`.
+hit rates when the dataset has a bbox list.
 
 External mode (predictions from any model, `std_` columns optional):
 

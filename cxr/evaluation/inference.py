@@ -1,5 +1,5 @@
 """What `cxr evaluate --checkpoint` needs besides scoring: the run's split joined to the dataset's
-labels, MC-dropout predictions over a table, and the optional pointing-game hook.
+labels, MC-dropout predictions over a table, and the pointing game (`--pointing-game`).
 
     >>> from cxr.checkpoint import load_model
     >>> from cxr.evaluation.inference import RunData, mc_predict_table
@@ -136,21 +136,18 @@ def mc_predict_table(model, rows: pd.DataFrame, passes: int = 25, batch_size: in
     return np.concatenate(means), np.concatenate(stds), np.concatenate(flags)
 
 
-# -- optional hook: Grad-CAM pointing game, provided by cxr.explain ---------------------------
+# -- Grad-CAM pointing game (cxr.explain) ------------------------------------------------------
 
 def pointing_game_hook(model, rows: pd.DataFrame, run: RunData) -> dict:
     """finding -> {hits, n, hit_rate, random_baseline} from `cxr.explain.pointing_game`, over the
     scored images that have expert boxes, passed as (tensor 3xSxS, name, original (w, h)).
     {'skipped': reason} when the dataset has no bbox list or none of the scored images has a
-    box; an error when cxr.explain lacks the function (the flag asked for it)."""
+    box."""
     from cxr.data.metadata import boxes_by_image, read_bbox
+    from cxr.explain import pointing_game
 
     if run.files.bbox is None:
         return {"skipped": f"no BBox_List_2017.csv in {run.files.root}"}
-    try:
-        from cxr.explain import pointing_game
-    except ImportError as exc:
-        raise ValueError(f"--pointing-game needs cxr.explain.pointing_game ({exc})") from None
     boxes = boxes_by_image(read_bbox(run.files.bbox))
     with_boxes = rows[rows["image"].isin(boxes)].reset_index(drop=True)
     if with_boxes.empty:
