@@ -26,7 +26,6 @@ Interruptions:
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -49,6 +48,7 @@ from cxr.train import phases as ph
 from cxr.train.config import TrainConfig, dump_yaml, from_dict, read_yaml
 from cxr.train.data import (EpochDataset, EpochSampler, default_workers, find_cache, make_loader,
                             read_split, split_tables, targets_of, write_split)
+from cxr.train.precision import training_precision
 from cxr.train.progress import History, Progress, close_logger, progress_bar, setup_logger
 
 RUN_FILES = ("config.yaml", "split.csv", "split.json", "history.csv", "progress.json", "best.pt",
@@ -207,6 +207,7 @@ class Trainer:
         self.progress = Progress(run_dir, info.is_main, model=cfg.model, run_dir=str(run_dir),
                                  world_size=info.world_size, device=str(info.device))
         self.history = History(run_dir, info.is_main)
+        self.precision = training_precision(info.device, cfg.amp, cfg.channels_last)
         self.state = LoopState()
         self.resume_ckpt: dict | None = None
         self.last_metrics: dict | None = None
@@ -232,15 +233,16 @@ class Trainer:
         self.model.to(info.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        unused = cfg.amp and not self.precision.bf16 and info.device.type == "cpu"
+        self.log(f"precision: {self.precision.name}" + (
+            " (amp is on, but this CPU has no native bf16)" if unused else ""))
 
     @property
     def channels_last(self) -> bool:
-        return self.cfg.channels_last and self.info.device.type == "cuda"
+        return self.precision.channels_last
 
     def autocast(self):
-        if self.cfg.amp and self.info.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.precision.autocast()
 
     def build_model(self):
         from cxr.models import create_model
@@ -391,7 +393,8 @@ class Trainer:
     def meta(self, phase: ph.Phase, metrics: dict | None) -> dict:
         return {"config": self.cfg.to_dict(), "split": self.split.summary(),
                 "data_version": self.data_version, "epoch": self.state.epoch,
-                "phase": phase.name, "metrics": metrics or {}, "world_size": self.info.world_size}
+                "phase": phase.name, "metrics": metrics or {}, "world_size": self.info.world_size,
+                "precision": self.precision.to_dict()}
 
     def save_last(self, phase: ph.Phase, optimizer, scheduler, metrics: dict | None) -> None:
         rngs = ddp.gather_objects(self.info, rng_state())  # every rank takes part
@@ -559,8 +562,7 @@ class Trainer:
             x = x.to(self.info.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with self.autocast():
-                outputs.append(model(x).float().cpu())
+            outputs.append(model(x).float().cpu())  # fp32, as `cxr evaluate` scores best.pt
         logits = (torch.cat(outputs) if outputs else torch.zeros(0, len(FINDINGS))).numpy()
         logits, targets = ddp.gather_arrays(self.info, self.val_index, logits,
                                             self.val_targets[self.val_index])
