@@ -58,6 +58,12 @@ def test_outputs_exist_and_parse(reference_run, base_values):
     assert "epoch 3" in (run / "train.log").read_text()
 
 
+def test_a_finished_run_holds_exactly_the_run_files(reference_run):
+    """RUN_FILES is all a run writes: what makes a folder taken and what --force deletes."""
+    from cxr.rundir import RUN_FILES
+    assert sorted(p.name for p in reference_run.iterdir()) == sorted(RUN_FILES)
+
+
 def test_best_checkpoint_reloads_and_gives_the_same_predictions(reference_run, tiny_data):
     from cxr.data.dataset import CXRDataset
     from cxr.data.layout import DatasetFiles
