@@ -30,8 +30,10 @@ import time
 from pathlib import Path
 
 from cxr.atomic import write_text
+from cxr.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO_STATUS = "demo_status.json"  # in the runs root: the demo's stage, read by the Home page
 DEMO_MODELS = ("fusion", "simple_cnn", "densenet121", "efficientnet_b0")
 # Minutes of training on a 2-core CPU, so all four fit in 30 minutes with evaluation and a
 # fresh install (measured with 6/6 for the last two: 27.6 minutes after the install,
@@ -66,7 +68,7 @@ class Demo:
     def __init__(self, args):
         self.args = args
         self.child: subprocess.Popen | None = None
-        self.status_path = args.runs / "demo_status.json"
+        self.status_path = args.runs / DEMO_STATUS
         self.status = {"stage": "starting", "done": [], "failed": [], "started": time.time()}
 
     def set_stage(self, stage: str, done: str | None = None, failed: str | None = None) -> None:
@@ -123,37 +125,40 @@ class Demo:
         if self.call("prepare", "--data", self.args.data, "--size", size) != 0:
             raise RuntimeError("cxr prepare failed; see the messages above")
 
+    def run_dir(self, model: str) -> RunDir:
+        return RunDir(self.args.runs / f"demo-{model}")
+
     def train(self, model: str) -> bool:
-        run_dir = self.args.runs / f"demo-{model}"
-        status = run_status(run_dir)
+        run = self.run_dir(model)
+        status = run.status()
         if status == "finished" and not self.args.retrain:
             return True
-        self.set_stage(f"training {model} ({run_dir})")
-        if status in ("running", "stopped", "failed") and (run_dir / "last.pt").is_file() \
+        self.set_stage(f"training {model} ({run.path})")
+        if status in ("running", "stopped", "failed") and run.last.is_file() \
                 and not self.args.retrain:
-            rc = self.call("train", "--resume", run_dir)
+            rc = self.call("train", "--resume", run.path)
         else:
             budget = DEMO_BUDGET_MINUTES.get(model)  # None: the yaml's max_minutes
             sets = ([] if budget is None else [f"max_minutes={budget}"]) + self.args.overrides
             sets = [x for kv in sets for x in ("--set", kv)]
-            rc = self.call("train", "--data", self.args.data, "--model", model, "--out", run_dir,
+            rc = self.call("train", "--data", self.args.data, "--model", model, "--out", run.path,
                            "--config", self.args.config, *sets, "--force")
-        return rc == 0 and run_status(run_dir) == "finished"
+        return rc == 0 and run.status() == "finished"
 
     def evaluate(self, model: str) -> bool:
-        run_dir = self.args.runs / f"demo-{model}"
-        if (run_dir / "eval" / "metrics.json").is_file() and not self.args.retrain:
+        run = self.run_dir(model)
+        if run.eval.metrics.is_file() and not self.args.retrain:
             return True
         self.set_stage(f"evaluating {model}")
         passes = [] if self.args.passes is None else ["--passes", self.args.passes]
-        return self.call("evaluate", "--checkpoint", run_dir / "best.pt", "--out", run_dir / "eval",
+        return self.call("evaluate", "--checkpoint", run.best, "--out", run.eval.path,
                          *passes, "--bootstrap", self.args.bootstrap, "--pointing-game") == 0
 
     def fill_worklist(self, model: str) -> bool:
-        run_dir = self.args.runs / f"demo-{model}"
+        run = self.run_dir(model)
         self.set_stage(f"importing {model} test predictions into the worklist")
-        return self.call("worklist", "import", run_dir / "eval" / "predictions.csv",
-                         "--model", model, "--checkpoint", run_dir / "best.pt",
+        return self.call("worklist", "import", run.eval.predictions,
+                         "--model", model, "--checkpoint", run.best,
                          "--db", self.args.worklist, "--images-root", self.args.data) == 0
 
     def pipeline(self) -> None:
@@ -171,18 +176,10 @@ class Demo:
                 self.set_stage(f"evaluating {model} failed", failed=f"evaluate {model}")
         if len(evaluated) > 1:
             self.set_stage("comparing the models")
-            runs = [self.args.runs / f"demo-{m}" for m in evaluated]
+            runs = [self.run_dir(m).path for m in evaluated]
             if self.call("compare", *runs, "--out", self.args.runs / "demo-compare") == 0:
                 self.status["done"].append("compare")
         self.set_stage("finished" if not self.status["failed"] else "finished with failures")
-
-
-def run_status(run_dir: Path) -> str | None:
-    """The `status` of a run's progress.json, or None when there is no run yet."""
-    try:
-        return json.loads((run_dir / "progress.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
 
 
 def start_app(args) -> subprocess.Popen:

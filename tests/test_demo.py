@@ -163,7 +163,7 @@ def test_each_setting_has_one_source(tmp_path, monkeypatch):
     demo.add_arguments(parser)
     calls = []
     monkeypatch.setattr(demo.Demo, "call", lambda self, *args: calls.append(args) or 0)
-    monkeypatch.setattr(demo, "run_status", lambda run_dir: "finished" if calls else None)
+    monkeypatch.setattr(demo.RunDir, "status", lambda run: "finished" if calls else None)
 
     def commands(argv, step, model):
         calls.clear()

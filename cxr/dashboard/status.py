@@ -9,10 +9,10 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cxr.dashboard.runs import RunInfo, list_runs, read_json
+from cxr.dashboard.runs import RunInfo, list_runs
 from cxr.dashboard.state import Roots, find_datasets
-
-DEMO_STATUS = "demo_status.json"  # written by `cxr demo` into the runs root
+from cxr.demo import DEMO_STATUS
+from cxr.rundir import read_json
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Overview:
 
     @property
     def running(self) -> list[RunInfo]:
-        return [r for r in self.runs if r.status in ("starting", "running")]
+        return [r for r in self.runs if r.active]
 
     @property
     def trained(self) -> list[RunInfo]:

@@ -33,6 +33,7 @@ from cxr.evaluation.bootstrap import auc_confidence_intervals
 from cxr.evaluation.predictions import write_csv
 from cxr.evaluation.selective import STD_THRESHOLD, referral_rate, selective_macro_auc
 from cxr.labels import FINDINGS
+from cxr.rundir import EvalDir
 
 
 def labels_for(images, table: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -106,13 +107,13 @@ def json_safe(obj):
 def write_outputs(out_dir: str | Path, metrics: dict, y: np.ndarray, prob: np.ndarray,
                   predictions: pd.DataFrame | None = None) -> Path:
     """Write metrics.json, roc.csv, calibration.csv (and predictions.csv if given) to out_dir."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = EvalDir(out_dir)
+    out.path.mkdir(parents=True, exist_ok=True)
     if predictions is not None:
-        write_csv(predictions, out / "predictions.csv")
-    write_csv(m.roc_table(y, prob, FINDINGS), out / "roc.csv")
-    write_csv(m.calibration_table(y, prob, FINDINGS), out / "calibration.csv")
-    tmp = out / ".metrics.json.tmp"
+        write_csv(predictions, out.predictions)
+    write_csv(m.roc_table(y, prob, FINDINGS), out.roc)
+    write_csv(m.calibration_table(y, prob, FINDINGS), out.calibration)
+    tmp = out.path / ".metrics.json.tmp"
     tmp.write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
-    tmp.replace(out / "metrics.json")
-    return out
+    tmp.replace(out.metrics)
+    return out.path
