@@ -8,13 +8,14 @@ only the model is measured (the data pipeline is benchmarked separately; see the
 
 Two rows per model: "full" (every parameter trains: simple_cnn, random-init runs, phase 2)
 and "head" (backbone frozen and in eval mode: phase 1). Median of `--steps` timed steps after
-`--warmup` untimed ones. On CUDA: bf16 autocast and channels_last, like the trainer.
+`--warmup` untimed ones. At the trainer's precision (cxr/train/precision.py): bf16 autocast and
+channels_last on CUDA and on CPUs with native bf16, fp32 elsewhere; bench/bench_precision.py
+compares the four precisions side by side.
 `--write FILE` replaces (or appends) the "## Training throughput" section of FILE.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import statistics
@@ -27,33 +28,31 @@ from cxr.losses import make_loss
 from cxr.models import MODELS, create_model
 from cxr.train import phases as ph
 from cxr.train.config import TrainConfig
+from cxr.train.precision import Precision, training_precision
 from _report import write_section  # bench/_report.py (bench/ is on sys.path)
 
 SECTION = "## Training throughput"
 
 
 def step_times(name: str, mode: str, size: int, batch: int, steps: int, warmup: int,
-               device: torch.device) -> list[float]:
+               precision: Precision) -> list[float]:
     torch.manual_seed(0)
-    model = create_model(name, input_size=size).to(device)
+    device = torch.device(precision.device_type)
+    model = create_model(name, input_size=size).to(device, memory_format=precision.memory_format)
     cuda = device.type == "cuda"
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
     phase = ph.Phase(mode, 1e-3, freeze_backbone=mode == "head")
     optimizer = ph.make_optimizer(ph.apply_freeze(model, phase), phase, TrainConfig())
     ph.set_train_mode(model, phase)
     loss_fn = make_loss("focal", alpha=0.25, gamma=2.0)
-    x = torch.rand(batch, 3, size, size, device=device)
-    if cuda:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = torch.rand(batch, 3, size, size, device=device).contiguous(
+        memory_format=precision.memory_format)
     y = (torch.rand(batch, 14, device=device) < 0.1).float()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     times = []
     for i in range(warmup + steps):
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with autocast:
+        with precision.autocast():
             logits = model(x)
         loss = loss_fn(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
@@ -94,14 +93,16 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="update this markdown file's section")
     args = parser.parse_args()
     device = torch.device(args.device)
-    machine = machine_line(device, args.machine)
+    precision = training_precision(device, amp=True, channels_last=True)
+    machine = f"{machine_line(device, args.machine)}; {precision.name}"
     load_before = load_average()
     rows = []
     for name in args.models.split(","):
         for mode in ("full", "head"):
             if name == "simple_cnn" and mode == "head":
                 continue  # trained end to end only
-            times = step_times(name, mode, args.size, args.batch, args.steps, args.warmup, device)
+            times = step_times(name, mode, args.size, args.batch, args.steps, args.warmup,
+                               precision)
             med = statistics.median(times)
             rows.append(f"| {name} | {mode} | {med * 1000:.0f} | {args.batch / med:.1f} | "
                         f"{min(times) * 1000:.0f}-{max(times) * 1000:.0f} |")

@@ -210,20 +210,22 @@ class Worklist:
                 (int(case_id), decision, fixed, str(note), str(reviewer).strip(), _now()))
             return int(cur.lastrowid)
 
-    def export_csv(self, path: str | Path, history: bool = False) -> Path:
+    def export_table(self, history: bool = False) -> pd.DataFrame:
         """Cases with their current status (or, history=True, every decision with its case)."""
+        if not history:
+            return self.cases(sort="image", ascending=True)
+        with self._connect() as con:
+            return pd.read_sql_query(
+                "SELECT d.id AS decision_id, c.id AS case_id, c.image, c.path, c.model, "
+                "c.checkpoint_hash, d.decision, d.corrected, d.note, d.reviewer, "
+                "d.created_at FROM decisions d JOIN cases c ON c.id = d.case_id "
+                "ORDER BY d.id", con)
+
+    def export_csv(self, path: str | Path, history: bool = False) -> Path:
+        """export_table() as a CSV file (`cxr worklist export`)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if history:
-            with self._connect() as con:
-                table = pd.read_sql_query(
-                    "SELECT d.id AS decision_id, c.id AS case_id, c.image, c.path, c.model, "
-                    "c.checkpoint_hash, d.decision, d.corrected, d.note, d.reviewer, "
-                    "d.created_at FROM decisions d JOIN cases c ON c.id = d.case_id "
-                    "ORDER BY d.id", con)
-        else:
-            table = self.cases(sort="image", ascending=True)
-        table.to_csv(path, index=False)
+        self.export_table(history).to_csv(path, index=False)
         return path
 
 

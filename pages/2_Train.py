@@ -4,15 +4,14 @@ The job is a detached process (cxr/dashboard/jobs.py): it keeps going when the p
 the browser closes; its progress comes from RUN_DIR/progress.json and history.csv."""
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
 import app_ui
 from cxr.dashboard import charts, jobs
-from cxr.dashboard.runs import format_eta, list_runs, read_history, run_info, runs_table
+from cxr.dashboard.runs import format_eta, list_runs, run_info, run_to_watch, runs_table
 from cxr.dashboard.state import find_datasets
 from cxr.dashboard.status import overview
+from cxr.rundir import RunDir
 
 MODELS = ("fusion", "simple_cnn", "densenet121", "efficientnet_b0")
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
@@ -66,13 +65,8 @@ with st.expander("Launch a training run", expanded=not datasets or not launched)
                     "weights": weights.strip() or None, "device": device,
                     "max_steps_per_epoch": int(max_steps) or None,
                     "max_minutes": float(max_minutes) or None}
-        lines = [ln.strip() for ln in extra.splitlines() if ln.strip()]
-        run_name = name.strip() or f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
         try:
-            args = jobs.train_args(data_dir.strip(), model, r.runs / run_name, settings)
-            args += [x for ln in lines for x in ("--set", ln)]
-            jobs.check_train_args(data_dir.strip(), model, settings, lines)
-            pid = jobs.launch("train", args, r.runs / run_name)
+            run_name, pid = jobs.launch_train(r.runs, data_dir, model, name, settings, extra)
         except (jobs.JobError, ValueError, FileNotFoundError) as exc:
             st.error(str(exc))
         else:
@@ -87,14 +81,12 @@ if not runs:
     st.info(f"No runs under `{r.runs}` yet.")
     st.stop()
 names = [run.name for run in runs]
-if st.session_state.get("watch") not in names:  # default: a running run, else the newest
-    active = [run.name for run in runs if run.status in ("starting", "running")]
-    st.session_state["watch"] = active[0] if active else names[0]
+if st.session_state.get("watch") not in names:
+    st.session_state["watch"] = run_to_watch(runs).name
 st.subheader("Monitor")
 watch = st.selectbox("Run", names, key="watch")
 run_dir = next(run.path for run in runs if run.name == watch)
-ACTIVE = ("starting", "running")
-was_active = run_info(run_dir, r.runs).status in ACTIVE
+was_active = run_info(run_dir, r.runs).active
 
 
 # Refreshes itself every 2 s while the run is active; when it ends, one full rerun updates the
@@ -102,7 +94,7 @@ was_active = run_info(run_dir, r.runs).status in ACTIVE
 @st.fragment(run_every=2 if was_active else None)
 def monitor():
     info = run_info(run_dir, r.runs)
-    if (info.status in ACTIVE) != was_active:
+    if info.active != was_active:
         st.rerun()
     st.markdown(f"**{info.name}** · model `{info.model or '?'}` · status **{info.status}**")
     text = app_ui.progress_line(info)
@@ -118,13 +110,13 @@ def monitor():
     elif info.status == "finished":
         st.success(f"Finished. Best val macro AUC: "
                    f"{info.best_val_auc:.4f}" if info.best_val_auc is not None else "Finished.")
-    if info.status in ("starting", "running"):
+    if info.active:
         if jobs.stop_requested(run_dir):
             st.info("Stop requested; the trainer stops after its current step.")
         elif st.button("Stop this run", key=f"stop-{info.name}"):
             jobs.request_stop(run_dir)
             st.info("Stop requested; the trainer stops after its current step.")
-    elif info.status in ("stopped", "died", "failed") and (run_dir / "last.pt").is_file():
+    elif info.resumable:
         if st.button("Resume from last.pt", key=f"resume-{info.name}"):
             try:
                 pid = jobs.launch("train", jobs.resume_args(run_dir), run_dir)
@@ -133,7 +125,7 @@ def monitor():
             else:
                 st.toast(f"Resuming {info.name} (pid {pid})")
                 st.rerun()  # the whole page: the monitor starts refreshing again
-    history = read_history(run_dir)
+    history = RunDir(run_dir).read_history()
     if not history.empty:
         loss, auc = charts.progress_curves(history)
         c1, c2 = st.columns(2)
@@ -141,17 +133,10 @@ def monitor():
         c2.plotly_chart(auc, key=f"auc-{info.name}")
     else:
         st.caption("Curves appear after the first epoch.")
-    log = jobs.log_tail(run_dir, "train", 20) or _train_log(run_dir)
+    log = jobs.train_log_tail(run_dir, 20)
     if log:
         with st.expander("Log (last lines)"):
             st.code(log, language=None)
-
-
-def _train_log(run_dir):
-    try:
-        return "\n".join((run_dir / "train.log").read_text().splitlines()[-20:])
-    except OSError:
-        return ""
 
 
 monitor()

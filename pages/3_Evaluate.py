@@ -9,7 +9,7 @@ import streamlit as st
 import app_ui
 from cxr.dashboard import charts, jobs
 from cxr.dashboard.evaluations import Evaluation, best_per_row, table2, table_with_cis
-from cxr.dashboard.runs import list_runs, read_history
+from cxr.dashboard.runs import list_runs
 from cxr.dashboard.status import overview
 from cxr.labels import FINDINGS
 
@@ -42,8 +42,7 @@ def job_panel():
                      + jobs.log_tail(run.path, "evaluate", 8))
 
 
-candidates = [run for run in runs if run.has_best and not run.evaluated
-              and run.status not in ("starting", "running")]
+candidates = [run for run in runs if run.has_best and not run.evaluated and not run.active]
 with st.expander(f"Evaluate a trained run ({len(candidates)} not evaluated yet)",
                  expanded=not evaluated and bool(candidates)):
     if candidates:
@@ -129,7 +128,7 @@ else:
 
 # -- training curves, calibration --------------------------------------------------------------
 st.subheader("Training: train vs validation loss (the report's Figure 6)")
-histories = {e.name: read_history(e.path.parent) for e in evals}
+histories = {e.name: e.run.read_history() for e in evals}
 loss, val_auc = charts.history_figures(histories)
 c1, c2 = st.columns(2)
 c1.plotly_chart(loss, key="loss")

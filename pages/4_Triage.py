@@ -1,23 +1,20 @@
 """Triage: the review worklist (cxr/worklist.py, SQLite), most uncertain cases first; select a
-case to see its film, Grad-CAM and probabilities, then record a decision (kept with history)."""
+case to see its film, Grad-CAM and probabilities, then record a decision (kept with history).
+Logic: cxr/dashboard/triage.py."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 import app_ui
-from cxr.dashboard import analysis, charts
+from cxr.dashboard import analysis, charts, triage
 from cxr.dashboard.runs import list_runs
 from cxr.dashboard.status import overview, worklist_counts
 from cxr.labels import FINDINGS
-from cxr.worklist import DECISIONS, PROB, STATUSES, STD, Worklist, file_sha256
+from cxr.worklist import DECISIONS, STATUSES, Worklist
 
 DECISION_LABELS = {"agree": "Agree", "disagree": "Disagree", "second_read": "Needs second read"}
-SORTS = {"uncertainty (max std)": "uncertainty", "mean std": "mean_std", "image": "image",
-         "newest": "created_at", **{f"P({f})": f"prob_{f}" for f in FINDINGS}}
 
 r = app_ui.roots()
 st.title("Triage")
@@ -32,34 +29,23 @@ wl = Worklist(r.worklist)
 # -- filters -----------------------------------------------------------------------------------
 with st.container(border=True):
     c1, c2, c3, c4, c5 = st.columns([2, 1, 2, 2, 2])
-    finding = c1.selectbox("Finding", ["any", *FINDINGS], key="f_finding")
+    finding = c1.selectbox("Finding", [triage.ANY, *FINDINGS], key="f_finding")
     min_prob = c2.number_input("min P", 0.0, 1.0, 0.5, 0.05, key="f_min_prob",
-                               disabled=finding == "any")
-    status = c3.selectbox("Status", ["any", *STATUSES], key="f_status")
-    lo, hi = c4.slider("Uncertainty (max std)", 0.0, 0.5, (0.0, 0.5), 0.01, key="f_unc")
-    sort_label = c5.selectbox("Sort by", list(SORTS), key="f_sort")
+                               disabled=finding == triage.ANY)
+    status = c3.selectbox("Status", [triage.ANY, *STATUSES], key="f_status")
+    top = triage.MAX_UNCERTAINTY
+    uncertainty = c4.slider("Uncertainty (max std)", 0.0, top, (0.0, top), 0.01, key="f_unc")
+    sort = c5.selectbox("Sort by", list(triage.SORTS), key="f_sort")
     ascending = c5.toggle("ascending", key="f_asc")
 
-cases = wl.cases(finding=None if finding == "any" else finding, min_prob=min_prob,
-                 status=None if status == "any" else status,
-                 min_uncertainty=lo if lo > 0 else None, max_uncertainty=hi if hi < 0.5 else None,
-                 sort=SORTS[sort_label], ascending=ascending)
+cases = triage.find_cases(wl, finding, min_prob, status, uncertainty, sort, ascending)
 st.caption(f"{len(cases)} case(s) shown; {worklist_counts(r.worklist)['pending']} pending in all.")
 if cases.empty:
     st.info("No case matches these filters.")
     st.stop()
 
-probs = cases[PROB].to_numpy()
-top = probs.argmax(axis=1)
-table = cases[["id", "image", "model", "status", "uncertainty"]].copy()
-table["top finding"] = [FINDINGS[k] for k in top]
-table["top P"] = probs.max(axis=1)
-table["uncertain"] = cases["uncertain"].astype(bool)
-table["reviewer"] = cases["reviewer"].fillna("")
-for f in FINDINGS:
-    table[f] = cases[f"prob_{f}"]
 event = st.dataframe(
-    table, hide_index=True, width="stretch", height=360, key="cases",
+    triage.case_table(cases), hide_index=True, width="stretch", height=360, key="cases",
     on_select="rerun", selection_mode="single-row",
     selection_default={"selection": {"rows": [0]}},
     column_config={
@@ -80,14 +66,7 @@ st.subheader(f"Case {case_id}: {case['image']}")
 st.caption(f"model {case['model']} · status **{case['status']}** · uncertainty "
            f"{case['uncertainty']:.3f}" if case["uncertainty"] == case["uncertainty"]
            else f"model {case['model']} · status **{case['status']}**")
-mean = case[PROB].to_numpy(dtype=float)
-std = np.nan_to_num(case[STD].to_numpy(dtype=float))
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def checkpoint_hashes(paths_mtimes: tuple) -> dict:
-    """sha256 -> checkpoint path, for the runs we have (cached per file version)."""
-    return {file_sha256(p): p for p, _ in paths_mtimes}
+mean, std = triage.case_probabilities(case)
 
 
 @st.cache_data(max_entries=16, show_spinner="Loading the film…")
@@ -109,15 +88,13 @@ with left:
         except (analysis.UploadError, OSError) as exc:
             st.error(f"Cannot read the film: {exc}")
     if pixels is not None:
-        ckpts = tuple((str(run.checkpoint), run.checkpoint.stat().st_mtime)
-                      for run in list_runs(r.runs) if run.has_best)
-        ckpt = checkpoint_hashes(ckpts).get(case["checkpoint_hash"])
+        ckpt = triage.checkpoint_for(case["checkpoint_hash"], list_runs(r.runs))
         show = st.selectbox("Grad-CAM for", ["(film only)", *FINDINGS],
                             index=1 + int(mean.argmax()) if ckpt else 0, key=f"cam_{case_id}")
         if show != "(film only)" and ckpt:
             device = analysis.device_name()
-            model, _ = app_ui.model_for(Path(ckpt), device)
-            with app_ui.model_lock(Path(ckpt), device):
+            model, _ = app_ui.model_for(ckpt, device)
+            with app_ui.model_lock(ckpt, device):
                 heat = analysis.explain(model, film(path), [show])[show]
             st.image(analysis.overlay(pixels, heat, 0.4), width="stretch",
                      caption=f"Grad-CAM: {show}")
@@ -138,9 +115,7 @@ with st.form("decision", clear_on_submit=False):
     reviewer = st.text_input("Reviewer", key="d_reviewer")
     if st.form_submit_button("Record decision", type="primary"):
         try:
-            wl.record_decision(case_id, decision, reviewer=reviewer, note=note,
-                               corrected=corrected if (decision == "disagree" or corrected)
-                               else None)
+            triage.record_decision(wl, case_id, decision, reviewer, note, corrected)
         except ValueError as exc:
             st.error(str(exc))
         else:
@@ -157,17 +132,11 @@ if history.empty:
 else:
     st.table(history[["created_at", "reviewer", "decision", "corrected", "note"]])
 
-# -- export --------------------------------------------------------------------------------------
-def export(history: bool):
-    """CSV bytes made when the button is clicked (not on every rerun)."""
-    def make() -> bytes:
-        with tempfile.TemporaryDirectory() as tmp:
-            return wl.export_csv(Path(tmp) / "export.csv", history=history).read_bytes()
-    return make
-
-
+# -- export (the CSV is made when a button is clicked, not on every rerun) ------------------------
 c1, c2 = st.columns(2)
-c1.download_button("Export cases with status (CSV)", export(False), "worklist_cases.csv",
+c1.download_button("Export cases with status (CSV)",
+                   lambda: wl.export_table().to_csv(index=False).encode(), "worklist_cases.csv",
                    "text/csv", key="export_cases")
-c2.download_button("Export every decision (CSV)", export(True), "worklist_decisions.csv",
-                   "text/csv", key="export_history")
+c2.download_button("Export every decision (CSV)",
+                   lambda: wl.export_table(history=True).to_csv(index=False).encode(),
+                   "worklist_decisions.csv", "text/csv", key="export_history")

@@ -150,3 +150,33 @@ def test_ctrl_c_while_a_model_trains_stops_the_trainer_too(tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(state["pid"], 0)  # the trainer exited with the demo, it was not orphaned
     assert "stopped" in json.loads((runs / "demo_status.json").read_text())["stage"]
+
+
+def test_each_setting_has_one_source(tmp_path, monkeypatch):
+    """Fusion trains for the yaml's max_minutes and the baselines for DEMO_BUDGET_MINUTES;
+    evaluation uses each run's own mc_passes unless --passes is given."""
+    import argparse
+    from cxr import demo
+    from cxr.train.config import load_config
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    calls = []
+    monkeypatch.setattr(demo.Demo, "call", lambda self, *args: calls.append(args) or 0)
+    monkeypatch.setattr(demo.RunDir, "status", lambda run: "finished" if calls else None)
+
+    def commands(argv, step, model):
+        calls.clear()
+        step(demo.Demo(parser.parse_args(["--runs", str(tmp_path), *argv])), model)
+        return [str(a) for a in calls[0]]
+
+    yaml_budget = load_config(REPO / "configs" / "demo.yaml").max_minutes
+    assert "fusion" not in demo.DEMO_BUDGET_MINUTES and yaml_budget is not None
+    assert not any(a.startswith("max_minutes=") for a in commands([], demo.Demo.train, "fusion"))
+    budget = f"max_minutes={demo.DEMO_BUDGET_MINUTES['simple_cnn']}"
+    assert budget in commands([], demo.Demo.train, "simple_cnn")
+    user = commands(["--set", "max_minutes=1"], demo.Demo.train, "simple_cnn")
+    assert user.index("max_minutes=1") > user.index(budget)  # the user's comes later and wins
+    assert "--passes" not in commands([], demo.Demo.evaluate, "fusion")
+    given = commands(["--passes", "3"], demo.Demo.evaluate, "fusion")
+    assert given[given.index("--passes") + 1] == "3"

@@ -145,6 +145,21 @@ def test_cli_import_and_export(tmp_path, capsys):
     assert "missing.pt does not exist" in capsys.readouterr().err
 
 
+def test_export_table_is_the_exported_csv_without_a_file(tmp_path):
+    _predictions(tmp_path / "p.csv")
+    wl = Worklist(tmp_path / "wl.sqlite")
+    wl.import_predictions(tmp_path / "p.csv", "fusion", "abc")
+    case = int(wl.cases()["id"].iloc[0])
+    wl.record_decision(case, "second_read", reviewer="a", note="look again")
+    cases, decisions = wl.export_table(), wl.export_table(history=True)
+    assert cases["image"].tolist() == sorted(cases["image"]) and len(cases) == 6
+    assert decisions[["case_id", "decision", "note"]].values.tolist() == \
+        [[case, "second_read", "look again"]]
+    for history, table in ((False, cases), (True, decisions)):
+        written = pd.read_csv(wl.export_csv(tmp_path / f"{history}.csv", history=history))
+        assert written.columns.tolist() == table.columns.tolist() and len(written) == len(table)
+
+
 def _reviewer(db, case_ids, name, n, start):
     start.wait()  # both writers go at once
     wl = Worklist(db)

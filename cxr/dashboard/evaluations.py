@@ -12,36 +12,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr.dashboard.runs import read_json
 from cxr.evaluation.compare import auc_table
 from cxr.labels import FINDINGS
+from cxr.rundir import RunDir, read_json
 
 @dataclass
 class Evaluation:
     name: str           # the run's name, used as the model's column/legend label
-    path: Path          # RUN_DIR/eval
+    run: RunDir         # its eval/ holds what is shown
     metrics: dict
 
     @classmethod
     def load(cls, run_dir: Path, name: str | None = None) -> "Evaluation":
-        path = Path(run_dir) / "eval"
-        metrics = read_json(path / "metrics.json")
+        run = RunDir(run_dir)
+        metrics = read_json(run.eval.metrics)
         if not metrics:
-            raise FileNotFoundError(f"{path / 'metrics.json'} is missing or unreadable; "
-                                    f"run `cxr evaluate --checkpoint {Path(run_dir) / 'best.pt'}`")
-        return cls(name or Path(run_dir).name, path, metrics)
+            raise FileNotFoundError(f"{run.eval.metrics} is missing or unreadable; "
+                                    f"run `cxr evaluate --checkpoint {run.best}`")
+        return cls(name or run.path.name, run, metrics)
 
-    def _csv(self, name: str) -> pd.DataFrame:
+    def _csv(self, path: Path) -> pd.DataFrame:
         try:
-            return pd.read_csv(self.path / name)
+            return pd.read_csv(path)
         except (OSError, ValueError, pd.errors.EmptyDataError):
             return pd.DataFrame()
 
     def roc(self) -> pd.DataFrame:
-        return self._csv("roc.csv")
+        return self._csv(self.run.eval.roc)
 
     def calibration(self) -> pd.DataFrame:
-        return self._csv("calibration.csv")
+        return self._csv(self.run.eval.calibration)
 
     def auc(self, finding: str) -> float:
         return _num(self.metrics.get("per_finding", {}).get(finding, {}).get("auc"))

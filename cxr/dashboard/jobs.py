@@ -22,14 +22,9 @@ import time
 from pathlib import Path
 
 from cxr.atomic import write_text
+from cxr.rundir import RunDir
 
 KINDS = ("train", "evaluate")
-PID_FILES = {kind: f"job-{kind}.pid" for kind in KINDS}
-STOP_FILE = "STOP"  # cxr.train polls for it once per step, stops cleanly and deletes it
-# A run dir holding any of these already has a run (cxr.train.loop.RUN_FILES): a new training
-# run there is refused (`--resume` continues one).
-RUN_FILES = ("config.yaml", "split.csv", "history.csv", "progress.json", "best.pt", "last.pt",
-             "train.log")
 _STARTING_GRACE_S = 30.0
 
 
@@ -37,21 +32,9 @@ class JobError(RuntimeError):
     """A launch that was refused (already running, run dir taken, bad arguments)."""
 
 
-def pid_path(run_dir: Path, kind: str) -> Path:
-    return Path(run_dir) / PID_FILES[kind]
-
-
-def log_path(run_dir: Path, kind: str) -> Path:
-    return Path(run_dir) / f"job-{kind}.log"
-
-
-def exit_path(run_dir: Path, kind: str) -> Path:
-    return Path(run_dir) / f"job-{kind}.exit"
-
-
 def read_job(run_dir: Path, kind: str) -> dict | None:
     """The pid file's content, {} while it is being written, None when there is none."""
-    path = pid_path(run_dir, kind)
+    path = RunDir(run_dir).job(kind, "pid")
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -96,7 +79,7 @@ def job_state(run_dir: Path, kind: str) -> str:
     if job is None:
         return "none"
     if not job.get("pid"):  # created but the pid not written yet, or a launch that crashed
-        age = time.time() - pid_path(run_dir, kind).stat().st_mtime
+        age = time.time() - RunDir(run_dir).job(kind, "pid").stat().st_mtime
         return "running" if age < _STARTING_GRACE_S else "exited"
     return "running" if pid_alive(int(job["pid"])) else "exited"
 
@@ -104,14 +87,25 @@ def job_state(run_dir: Path, kind: str) -> str:
 def exit_code(run_dir: Path, kind: str) -> int | None:
     """The job's exit status once it finished (None while running or if it was killed)."""
     try:
-        return int(exit_path(run_dir, kind).read_text().strip())
+        return int(RunDir(run_dir).job(kind, "exit").read_text().strip())
     except (OSError, ValueError):
         return None
 
 
 def log_tail(run_dir: Path, kind: str, lines: int = 30) -> str:
+    return _tail(RunDir(run_dir).job(kind, "log"), lines)
+
+
+def train_log_tail(run_dir: Path, lines: int = 20) -> str:
+    """The last lines a training run printed: its dashboard job's log, else the trainer's
+    train.log (a run started by `cxr demo` or in a terminal has no job log)."""
+    return log_tail(run_dir, "train", lines) or _tail(RunDir(run_dir).log, lines)
+
+
+def _tail(path: Path, lines: int) -> str:
+    """The file's last `lines` lines ("" when absent), reading at most its last 64 KiB."""
     try:
-        with open(log_path(run_dir, kind), "rb") as f:
+        with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 64 * 1024))
             text = f.read().decode("utf-8", "replace")
@@ -122,9 +116,9 @@ def log_tail(run_dir: Path, kind: str, lines: int = 30) -> str:
 
 def _claim(run_dir: Path, kind: str, new_run: bool) -> int:
     """Create the pid file exclusively: the lock against a second launch."""
-    path = pid_path(run_dir, kind)
+    path = RunDir(run_dir).job(kind, "pid")
     if new_run:
-        taken = [name for name in RUN_FILES + (PID_FILES["train"],) if (run_dir / name).exists()]
+        taken = RunDir(run_dir).taken()
         if taken:
             state = job_state(run_dir, kind)
             detail = "a training job is running there" if state == "running" else \
@@ -146,18 +140,18 @@ def launch(kind: str, cxr_args: list[str], run_dir: Path, env: dict | None = Non
 
     new_run (default: a train job without --resume) also refuses a run dir that already holds
     a run; otherwise only a job of the same kind still running there is refused."""
-    if kind not in PID_FILES:
-        raise JobError(f"unknown job kind {kind!r}; expected one of {sorted(PID_FILES)}")
+    if kind not in KINDS:
+        raise JobError(f"unknown job kind {kind!r}; expected one of {sorted(KINDS)}")
     if new_run is None:
         new_run = kind == "train" and "--resume" not in cxr_args
-    run_dir = Path(run_dir)
+    run_dir, run = Path(run_dir), RunDir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = _claim(run_dir, kind, new_run)
     try:
-        exit_path(run_dir, kind).unlink(missing_ok=True)
+        run.job(kind, "exit").unlink(missing_ok=True)
         argv = [sys.executable, "-m", "cxr.dashboard.jobs",
-                "--exit-file", str(exit_path(run_dir, kind)), "--", *map(str, cxr_args)]
-        with open(log_path(run_dir, kind), "ab") as log:
+                "--exit-file", str(run.job(kind, "exit")), "--", *map(str, cxr_args)]
+        with open(run.job(kind, "log"), "ab") as log:
             log.write(f"$ cxr {' '.join(map(str, cxr_args))}\n".encode())
             log.flush()
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
@@ -167,7 +161,7 @@ def launch(kind: str, cxr_args: list[str], run_dir: Path, env: dict | None = Non
         os.write(fd, json.dumps(record).encode())
     except BaseException:
         os.close(fd)
-        pid_path(run_dir, kind).unlink(missing_ok=True)  # release the lock
+        run.job(kind, "pid").unlink(missing_ok=True)  # release the lock
         raise
     os.close(fd)
     return proc.pid
@@ -175,13 +169,26 @@ def launch(kind: str, cxr_args: list[str], run_dir: Path, env: dict | None = Non
 
 def request_stop(run_dir: Path) -> Path:
     """Ask a training run to stop after its current step (the trainer polls for this file)."""
-    path = Path(run_dir) / STOP_FILE
+    path = RunDir(run_dir).stop
     path.write_text(f"stop requested from the dashboard at {time.ctime()}\n")
     return path
 
 
 def stop_requested(run_dir: Path) -> bool:
-    return (Path(run_dir) / STOP_FILE).exists()
+    return RunDir(run_dir).stop.exists()
+
+
+def launch_train(runs_root: Path, data: str, model: str, name: str, settings: dict,
+                 extra: str = "") -> tuple[str, int]:
+    """The Train page's Launch: check the form, then start `cxr train` into RUNS_ROOT/NAME (NAME
+    blank: MODEL-YYYYmmdd-HHMMSS). `extra` holds more key=value settings, one per line. Returns
+    (run name, pid); raises check_train_args' and launch's errors, before anything starts."""
+    data, lines = data.strip(), [ln.strip() for ln in extra.splitlines() if ln.strip()]
+    run_name = name.strip() or f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    args = train_args(data, model, Path(runs_root) / run_name, settings)
+    args += [x for ln in lines for x in ("--set", ln)]
+    check_train_args(data, model, settings, lines)
+    return run_name, launch("train", args, Path(runs_root) / run_name)
 
 
 def train_args(data: Path, model: str, out: Path, settings: dict | None = None) -> list[str]:
@@ -222,7 +229,7 @@ def resume_args(run_dir: Path) -> list[str]:
 
 
 def evaluate_args(run_dir: Path) -> list[str]:
-    return ["evaluate", "--checkpoint", str(Path(run_dir) / "best.pt")]
+    return ["evaluate", "--checkpoint", str(RunDir(run_dir).best)]
 
 
 def _main(argv: list[str]) -> int:

@@ -1,12 +1,11 @@
 """Training runs as the dashboard sees them: found by walking the runs root, read from their files.
 
-A run directory is whatever `cxr train --out DIR` wrote (`config.yaml`, `progress.json`,
-`history.csv`, `best.pt`, ...; see ARCHITECTURE.md). Everything here only reads files, so a page
-can poll it every couple of seconds while `cxr train` writes them from another process.
+A run directory is whatever `cxr train --out DIR` wrote (cxr/rundir.py names its files). Everything
+here only reads files, so a page can poll it every couple of seconds while `cxr train` writes them
+from another process.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +14,11 @@ import pandas as pd
 
 from cxr.dashboard import jobs
 from cxr.jsonsafe import finite_or_none
+from cxr.rundir import EVAL, RunDir
 
-# Files whose presence makes a folder a run (any one of them; a run that just started may only
-# have its job pid file or config).
-MARKERS = ("progress.json", "config.yaml", "best.pt", "history.csv", jobs.PID_FILES["train"])
-SKIP_DIRS = {"eval", "cache", "splits", "__pycache__"}
+SKIP_DIRS = {EVAL, "cache", "splits", "__pycache__"}
 HEARTBEAT_S = 120  # a running trainer rewrites progress.json far more often than this
+ACTIVE = ("starting", "running")
 
 
 @dataclass
@@ -43,35 +41,17 @@ class RunInfo:
 
     @property
     def checkpoint(self) -> Path:
-        return self.path / "best.pt"
+        return RunDir(self.path).best
 
+    @property
+    def active(self) -> bool:
+        """Training now, or about to: it can be stopped."""
+        return self.status in ACTIVE
 
-def read_json(path: Path) -> dict:
-    """A JSON file written by another process, or {} while it is absent or half-written."""
-    try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def read_history(run_dir: Path) -> pd.DataFrame:
-    """history.csv (one row per epoch) or an empty frame; a half-written last line is dropped."""
-    path = Path(run_dir) / "history.csv"
-    try:
-        frame = pd.read_csv(path, on_bad_lines="skip")
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
-    return frame
-
-
-def read_config(run_dir: Path) -> dict:
-    import yaml  # only here: listing runs must not fail on a config we cannot parse
-    try:
-        value = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    @property
+    def resumable(self) -> bool:
+        """Ended before finishing, with a last.pt to continue from."""
+        return self.status in ("stopped", "died", "failed") and RunDir(self.path).last.is_file()
 
 
 def _first(d: dict, *keys, default=None):
@@ -84,15 +64,13 @@ def _first(d: dict, *keys, default=None):
 def best_val_auc(history: pd.DataFrame, progress: dict | None = None) -> float | None:
     if "val_macro_auc" in history.columns and history["val_macro_auc"].notna().any():
         return finite_or_none(history["val_macro_auc"].max())
-    return finite_or_none((progress or {}).get("best_val_auc") or (progress or {}).get("best_metric"))
+    return finite_or_none((progress or {}).get("best_val_auc"))
 
 
 def run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
     """Everything the pages show about one run, read from its files now."""
-    run_dir = Path(run_dir)
-    progress = read_json(run_dir / "progress.json")
-    config = read_config(run_dir)
-    history = read_history(run_dir)
+    run_dir, run = Path(run_dir), RunDir(run_dir)
+    progress, config, history = run.read_progress(), run.read_config(), run.read_history()
     name = str(run_dir.relative_to(root)) if root and run_dir.is_relative_to(root) else run_dir.name
     model = _first(progress, "model") or _first(config, "model", default="")
     if isinstance(model, dict):
@@ -100,20 +78,19 @@ def run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
     info = RunInfo(path=run_dir, name=name, model=str(model or ""), progress=progress)
     info.phase = str(progress.get("phase") or "")
     info.epoch = _first(progress, "epoch")
-    info.epochs = _first(progress, "epochs", "total_epochs") or _first(config, "epochs")
+    info.epochs = _first(progress, "epochs") or _first(config, "epochs")
     step, total = _first(progress, "global_step", "step"), _first(progress, "total_steps")
     if finite_or_none(_first(progress, "fraction")) is not None:
         info.fraction = float(progress["fraction"])
     elif finite_or_none(step) is not None and finite_or_none(total):
         info.fraction = float(step) / float(total)
     info.fraction = min(max(info.fraction, 0.0), 1.0)
-    info.eta_s = finite_or_none(_first(progress, "eta_s", "eta_seconds", "eta"))
+    info.eta_s = finite_or_none(progress.get("eta_s"))
     info.error = str(progress.get("error") or "")
     info.best_val_auc = best_val_auc(history, progress)
-    info.has_best = (run_dir / "best.pt").is_file()
-    info.evaluated = (run_dir / "eval" / "metrics.json").is_file()
-    stamps = [p.stat().st_mtime for p in (run_dir / "progress.json", run_dir / "history.csv")
-              if p.exists()]
+    info.has_best = run.best.is_file()
+    info.evaluated = run.eval.metrics.is_file()
+    stamps = [p.stat().st_mtime for p in (run.progress, run.history) if p.exists()]
     info.updated = max(stamps, default=0.0)
     info.status = _status(run_dir, progress, info)
     if info.status in ("failed", "died") and not info.error:
@@ -153,7 +130,7 @@ def find_runs(root: Path, max_depth: int = 3) -> list[Path]:
     found: list[Path] = []
 
     def walk(folder: Path, depth: int) -> None:
-        if any((folder / m).exists() for m in MARKERS):
+        if RunDir(folder).taken():  # a run that just started may only have its job's pid file
             found.append(folder)
             return
         if depth >= max_depth:
@@ -176,6 +153,11 @@ def find_runs(root: Path, max_depth: int = 3) -> list[Path]:
 def list_runs(root: Path) -> list[RunInfo]:
     runs = [run_info(path, root) for path in find_runs(root)]
     return sorted(runs, key=lambda r: (-r.updated, r.name))
+
+
+def run_to_watch(runs: list[RunInfo]) -> RunInfo | None:
+    """What the Train page monitors first: a run in progress, else the newest."""
+    return next((r for r in runs if r.active), runs[0] if runs else None)
 
 
 def runs_table(runs: list[RunInfo]) -> pd.DataFrame:

@@ -9,11 +9,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cxr.dashboard.runs import RunInfo, list_runs, read_json
+from cxr.dashboard.runs import RunInfo, list_runs
 from cxr.dashboard.state import Roots, find_datasets
+from cxr.demo import DEMO_STATUS
+from cxr.rundir import read_json
 from cxr.worklist import Worklist
-
-DEMO_STATUS = "demo_status.json"  # written by `cxr demo` into the runs root
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Overview:
 
     @property
     def running(self) -> list[RunInfo]:
-        return [r for r in self.runs if r.status in ("starting", "running")]
+        return [r for r in self.runs if r.active]
 
     @property
     def trained(self) -> list[RunInfo]:

@@ -28,6 +28,7 @@ from cxr.evaluation.metrics import macro_auc, per_finding_auc
 from cxr.evaluation.predictions import Predictions, read_predictions, write_csv
 from cxr.evaluation.scoring import labels_for
 from cxr.labels import FINDINGS
+from cxr.rundir import EVAL, EvalDir, RunDir
 
 MACRO_ROW = "Macro AUC"
 
@@ -50,23 +51,27 @@ def add_arguments(parser) -> None:
 
 
 def load_evaluated(path: str | Path) -> Evaluated:
-    path = Path(path)
-    eval_dir = path / "eval" if (path / "eval" / "metrics.json").is_file() else path
-    if not (eval_dir / "metrics.json").is_file():
+    folder = RunDir(path).eval
+    if not folder.metrics.is_file():
+        folder = EvalDir(path)
+    if not folder.metrics.is_file():
         raise FileNotFoundError(f"{path} has no eval/metrics.json: run `cxr evaluate` on it first")
-    metrics = json.loads((eval_dir / "metrics.json").read_text())
-    preds = read_predictions(eval_dir / "predictions.csv")
-    run_dir = eval_dir.parent if eval_dir.name == "eval" else eval_dir
+    metrics = json.loads(folder.metrics.read_text())
+    preds = read_predictions(folder.predictions)
     model = (metrics.get("model") or {}).get("name")
-    return Evaluated(model or run_dir.name, eval_dir, metrics, preds)
+    return Evaluated(model or _run_name(folder.path), folder.path, metrics, preds)
+
+
+def _run_name(eval_dir: Path) -> str:
+    """The run's folder name for RUN_DIR/eval, else the eval folder's own name."""
+    return (eval_dir.parent if eval_dir.name == EVAL else eval_dir).name
 
 
 def _unique_names(evals: list[Evaluated]) -> None:
     names = [e.name for e in evals]
     for e in evals:  # two runs of one architecture: tell them apart by their folder
         if names.count(e.name) > 1:
-            run_dir = e.eval_dir.parent if e.eval_dir.name == "eval" else e.eval_dir
-            e.name = f"{e.name} ({run_dir.name})"
+            e.name = f"{e.name} ({_run_name(e.eval_dir)})"
 
 
 def check_same_images(evals: list[Evaluated]) -> None:
@@ -161,7 +166,8 @@ def _labels(evals: list[Evaluated], override: str | None):
 
     path = override or evals[0].metrics.get("labels_file")
     if not path:
-        raise ValueError(f"{evals[0].eval_dir}/metrics.json names no labels_file: pass --labels")
+        raise ValueError(f"{EvalDir(evals[0].eval_dir).metrics} names no labels_file: "
+                         "pass --labels")
     recorded = evals[0].metrics.get("data_version")
     if recorded and data_version(path) != recorded:
         raise ValueError(f"labels file {path} is {data_version(path)!r}, but the runs were scored "

@@ -29,6 +29,7 @@ import pandas as pd
 from cxr.evaluation.predictions import Predictions, predictions_frame, read_predictions
 from cxr.evaluation.scoring import labels_for, score, thresholds_from_validation, write_outputs
 from cxr.hashing import file_sha256
+from cxr.rundir import EvalDir, RunDir
 from cxr.uncertainty import UNCERTAIN_STD
 
 
@@ -59,7 +60,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     out = evaluate_checkpoint(args) if args.checkpoint else evaluate_external(args)
-    print(f"wrote {out}/metrics.json")
+    print(f"wrote {EvalDir(out).metrics}")
     return 0
 
 
@@ -159,7 +160,7 @@ def evaluate_checkpoint(args) -> Path:
                     "passes": args.passes})
     if args.pointing_game:
         metrics["pointing_game"] = inference.pointing_game_hook(model, scored, data)
-    out = Path(args.out) if args.out else ckpt.parent / "eval"
+    out = Path(args.out) if args.out else RunDir(ckpt.parent).eval.path
     frame = predictions_frame(scored["image"], mean, std, uncertain)
     write_outputs(out, metrics, y, mean, frame)
     print(f"{args.split}: {len(y)} images, {metrics['n_patients']} patients: {_summary(metrics)}")

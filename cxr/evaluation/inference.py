@@ -85,9 +85,10 @@ def _run_split(run_dir: Path, meta: dict) -> tuple[pd.DataFrame, dict, Path]:
 
     Whichever file is used, its sha256 must equal the checkpoint's split content_hash."""
     from cxr.data.splits import load_split
+    from cxr.rundir import RunDir
 
     info = meta.get("split") or {}
-    path = run_dir / "split.csv"
+    path = RunDir(run_dir).split
     if not path.is_file():
         if not info.get("path"):
             raise FileNotFoundError(f"{run_dir} has no split.csv and the checkpoint names no split")

@@ -32,6 +32,7 @@ from cxr.evaluation.bootstrap import auc_confidence_intervals
 from cxr.evaluation.predictions import write_csv
 from cxr.evaluation.selective import referral_rate, selective_macro_auc
 from cxr.labels import FINDINGS
+from cxr.rundir import EvalDir
 from cxr.uncertainty import UNCERTAIN_STD
 
 
@@ -93,11 +94,11 @@ def score(y: np.ndarray, prob: np.ndarray, patients: np.ndarray, std: np.ndarray
 def write_outputs(out_dir: str | Path, metrics: dict, y: np.ndarray, prob: np.ndarray,
                   predictions: pd.DataFrame | None = None) -> Path:
     """Write metrics.json, roc.csv, calibration.csv (and predictions.csv if given) to out_dir."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = EvalDir(out_dir)
+    out.path.mkdir(parents=True, exist_ok=True)
     if predictions is not None:
-        write_csv(predictions, out / "predictions.csv")
-    write_csv(m.roc_table(y, prob, FINDINGS), out / "roc.csv")
-    write_csv(m.calibration_table(y, prob, FINDINGS), out / "calibration.csv")
-    write_json(out / "metrics.json", metrics)
-    return out
+        write_csv(predictions, out.predictions)
+    write_csv(m.roc_table(y, prob, FINDINGS), out.roc)
+    write_csv(m.calibration_table(y, prob, FINDINGS), out.calibration)
+    write_json(out.metrics, metrics)
+    return out.path

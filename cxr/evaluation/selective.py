@@ -1,8 +1,9 @@
 """Selective prediction: how macro AUC changes when the most uncertain images go to a human.
 
 An image's uncertainty is its largest MC-dropout std over the 14 findings (the same rule that
-flags it `uncertain` when that std exceeds `cxr.uncertainty.UNCERTAIN_STD`). Referring the most uncertain 10/20/30% and
-scoring the rest shows whether the uncertainty is useful: if it is, AUC on the kept images rises.
+flags it `uncertain` when that std exceeds `cxr.uncertainty.UNCERTAIN_STD`). Referring the most
+uncertain 10/20/30% and scoring the rest shows whether the uncertainty is useful: if it is, AUC
+on the kept images rises.
 
     >>> from cxr.evaluation.selective import selective_macro_auc, referral_rate
     >>> selective_macro_auc(y, p, std)   # {'0.0': {...}, '0.1': {...}, ...}

@@ -4,10 +4,10 @@
     rc = train(TrainConfig(data_dir="data/demo", model="simple_cnn", image_size=128,
                            pretrained=False, epochs=3), "checkpoints/cnn")
 
-Modules: config.py (TrainConfig, YAML + --set), data.py (split, datasets, loaders),
+Modules: config.py (TrainConfig: pydantic, YAML + --set), data.py (split, datasets, loaders),
 phases.py (what each phase freezes and optimises), loop.py (epochs, validation, checkpoints,
-resume, stop), distributed.py (torchrun / DDP), progress.py (progress.json, history.csv,
-train.log), cli.py (`cxr train`).
+resume, stop), precision.py (bf16 autocast / channels_last where native), distributed.py
+(torchrun / DDP), progress.py (progress.json, history.csv, train.log), cli.py (`cxr train`).
 """
 from cxr.train.config import TrainConfig, load_config
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cxr.rundir import RunDir
+
 # Keys that do not change what is trained, only where/how fast or how long.
 RESUME_OVERRIDES = ("workers", "device", "amp", "max_minutes")
 
@@ -50,7 +52,7 @@ def build_config(args):
             if key not in RESUME_OVERRIDES:
                 raise ValueError(f"--set {key}=... cannot change a run being resumed (only "
                                  f"{', '.join(RESUME_OVERRIDES)} can)")
-        config_path = Path(args.resume) / "config.yaml"
+        config_path = RunDir(args.resume).config
         if not config_path.is_file():
             raise FileNotFoundError(f"cannot resume {args.resume}: it has no config.yaml")
         return from_dict(apply_overrides(read_yaml(config_path), args.overrides)), Path(args.resume)

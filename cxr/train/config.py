@@ -1,10 +1,13 @@
-"""TrainConfig: every setting of a training run in one dataclass, with the report's defaults.
+"""TrainConfig: every setting of a training run in one pydantic model, with the report's defaults.
 
-Read from YAML (`--config FILE.yaml`), then `--set key=value` overrides, typed by the field
-(`--set image_size=128 --set lr_head=3e-4 --set pretrained=false --set weights=none`,
-`--set model_kwargs.drop_rate=0.3`, `--set split_fractions=[0.8,0.1,0.1]`). Unknown keys are an
-error naming the key. The resolved config is written to RUN_DIR/config.yaml and into every
-checkpoint's meta, so a run can be repeated from either.
+Read from YAML (`--config FILE.yaml`), then `--set key=value` overrides. pydantic types each
+value by its field and checks its range or choices (`--set image_size=128 --set lr_head=3e-4
+--set pretrained=false --set weights=none`, `--set model_kwargs.drop_rate=0.3`,
+`--set split_fractions=[0.8,0.1,0.1]`); `model` and `loss` must be registered names
+(cxr.models.MODELS, cxr.losses.LOSSES). Every error names the key, the value and what was
+expected, e.g. `config epochs='2.5': expected a valid integer, unable to parse string as an
+integer`. The resolved config (`cfg.to_dict()`, JSON-safe) is written to RUN_DIR/config.yaml and
+into every checkpoint's meta, so a run can be repeated from either.
 
 Defaults are the report's Table 1: Adam, batch 32, 25 epochs, lr 1e-3 (head phase) then 1e-5
 (fine-tuning), focal loss alpha 0.25 gamma 2, early stopping on validation macro AUC. What the
@@ -12,197 +15,167 @@ report leaves open is chosen here and documented next to the field.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
+import difflib
+import re
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cxr.device import DEVICES
 
-SCHEDULES = ("auto", "two_phase", "single_phase")
-EPOCH_BUDGETS = ("per_phase", "total")
-SPLIT_STRATEGIES = ("patient", "official")
+AtLeast1 = Annotated[int, Field(ge=1)]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+NONE_WORDS = ("none", "null", "~", "")  # `--set KEY=none` clears an optional field
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
+
     # -- data ---------------------------------------------------------------------------
     data_dir: str = ""                       # dataset folder in the ChestX-ray14 layout
-    split_strategy: str = "patient"          # "patient" (iterative stratification) | "official"
+    split_strategy: Literal["patient", "official"] = "patient"  # patient: iterative stratification
     split_seed: int = 0
-    split_fractions: list = field(default_factory=lambda: [0.7, 0.1, 0.2])  # train, val, test
-    patient_fraction: float = 1.0            # the report trained on a fraction of the patients
+    split_fractions: list[NonNegative] = Field(  # train, val, test
+        default_factory=lambda: [0.7, 0.1, 0.2], min_length=3, max_length=3)
+    patient_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0  # the report used a fraction
     split_path: str | None = None            # an existing split CSV (with its JSON sidecar)
-    image_size: int | None = None            # None: the model's own input size
+    image_size: Annotated[int, Field(ge=16)] | None = None  # None: the model's own input size
     # augmentation (training only), the report's Keras layers (cxr/data/transforms.py); 0 = off
-    hflip: float = 0.5                       # probability of a horizontal flip
-    rotation: float = 0.1                    # Keras factor: fraction of a full turn (0.1 = 36 deg)
-    zoom: float = 0.1                        # scale in [1 - z, 1 + z]
-    brightness: float = 0.1                  # additive, uniform in [-b, b]
+    hflip: Probability = 0.5                 # probability of a horizontal flip
+    rotation: NonNegative = 0.1              # Keras factor: fraction of a full turn (0.1 = 36 deg)
+    zoom: Annotated[float, Field(ge=0, lt=1)] = 0.1  # scale in [1 - z, 1 + z]
+    brightness: NonNegative = 0.1            # additive, uniform in [-b, b]
     # -- model --------------------------------------------------------------------------
-    model: str = "fusion"
-    model_kwargs: dict = field(default_factory=dict)
+    model: str = "fusion"                    # a cxr.models.MODELS name
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
     pretrained: bool = True                  # ImageNet weights via timm (needs the hub or cache)
-    weights: str | dict | None = None        # a local weights file instead of the hub (fusion:
-    #                                          {densenet121: PATH, efficientnet_b3: PATH})
+    weights: str | dict[str, str] | None = None  # a local weights file instead of the hub
+    #                                          (fusion: {densenet121: PATH, efficientnet_b3: PATH})
     # -- loss ---------------------------------------------------------------------------
-    loss: str = "focal"                      # focal | bce | weighted_bce
-    focal_alpha: float = 0.25
-    focal_gamma: float = 2.0
+    loss: str = "focal"                      # a cxr.losses.LOSSES name: focal | bce | weighted_bce
+    focal_alpha: Probability = 0.25
+    focal_gamma: NonNegative = 2.0
+    # How focal_alpha weighs each term. "balanced": torchvision's alpha_t (alpha for positives,
+    # 1 - alpha for negatives). "constant": the report's printed formula
+    # -alpha (1 - p_t)^gamma log(p_t), every term times alpha.
+    focal_alpha_mode: Literal["balanced", "constant"] = "balanced"
     # -- optimisation -------------------------------------------------------------------
-    batch_size: int = 32                     # global batch (split over DDP processes)
-    epochs: int = 25
-    epochs_budget: str = "per_phase"         # per_phase: each phase up to `epochs`;
-    #                                          total: both phases share `epochs`
-    lr_head: float = 1e-3                    # phase 1 (and a single-phase run)
-    lr_finetune: float = 1e-5                # phase 2, everything unfrozen, fresh Adam
-    weight_decay: float = 0.0                # Adam's L2 (the report uses none)
-    min_lr: float = 1e-5                     # ReduceLROnPlateau floor
-    plateau_patience: int = 2                # epochs without val AUC gain before lr *= factor
-    plateau_factor: float = 0.5
-    patience: int = 5                        # early stopping: epochs without val AUC gain
-    schedule: str = "auto"                   # auto | two_phase | single_phase (see loop.py)
+    batch_size: AtLeast1 = 32                # global batch (split over DDP processes)
+    epochs: AtLeast1 = 25
+    epochs_budget: Literal["per_phase", "total"] = "per_phase"  # per_phase: each phase up to
+    #                                          `epochs`; total: both phases share `epochs`
+    lr_head: Positive = 1e-3                 # phase 1 (and a single-phase run)
+    lr_finetune: Positive = 1e-5             # phase 2, everything unfrozen, fresh Adam
+    weight_decay: NonNegative = 0.0          # Adam's L2 (the report uses none)
+    min_lr: Positive = 1e-5                  # ReduceLROnPlateau floor
+    plateau_patience: AtLeast1 = 2           # epochs without val AUC gain before lr *= factor
+    plateau_factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    patience: AtLeast1 = 5                   # early stopping: epochs without val AUC gain
+    schedule: Literal["auto", "two_phase", "single_phase"] = "auto"  # see phases.py
     # -- runtime ------------------------------------------------------------------------
-    workers: int | None = None               # DataLoader workers; None: from the CPU count
-    device: str = "auto"                     # auto: cuda, else mps, else cpu
-    amp: bool = True                         # bf16 autocast on CUDA (ignored elsewhere)
-    channels_last: bool = True               # on CUDA
-    mc_passes: int = 25                      # MC-dropout passes for evaluation / prediction
+    workers: Annotated[int, Field(ge=0)] | None = None  # DataLoader workers; None: from CPUs
+    device: Literal[DEVICES] = "auto"  # cxr/device.py: auto = cuda, else mps, else cpu
+    amp: bool = True                         # bf16 autocast on CUDA and on CPUs with native
+    channels_last: bool = True               # bf16; fp32 elsewhere (cxr/train/precision.py)
+    mc_passes: AtLeast1 = 25                 # MC-dropout passes for evaluation / prediction
     seed: int = 0
-    max_steps_per_epoch: int | None = None   # cap (tests, the demo); None: the whole train split
-    val_every: int = 1                       # validate every N epochs (and always the last)
-    max_minutes: float | None = None         # wall-clock budget; stops before an epoch that
+    max_steps_per_epoch: AtLeast1 | None = None  # cap (tests, the demo); None: whole split
+    val_every: AtLeast1 = 1                  # validate every N epochs (and always the last)
+    max_minutes: Positive | None = None      # wall-clock budget; stops before an epoch that
     #                                          would not fit and finishes the run normally
 
-    def __post_init__(self):
-        check(self)
+    def __init__(self, **values):
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:  # one line per key instead of pydantic's report
+            raise ValueError(describe(exc, values)) from None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _from_text(cls, value, info):
+        """`--set` gives strings: `none` clears an optional field, a list or mapping is YAML."""
+        kinds = field_kinds(cls.model_fields[info.field_name].annotation)
+        if isinstance(value, str):
+            if type(None) in kinds and value.strip().lower() in NONE_WORDS:
+                return None
+            if kinds & {list, dict}:
+                parsed = yaml_value(value)
+                value = parsed if isinstance(parsed, (list, dict)) or str not in kinds else value
+        if isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
+            raise ValueError("expected a number, not true/false")
+        return {} if value is None and kinds == {dict} else value
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from cxr.models import MODELS  # here: importing timm is slow, and rarely needed
+        if name not in MODELS:
+            raise ValueError(f"unknown model; expected one of {', '.join(MODELS)}")
+        return name
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, name: str) -> str:
+        from cxr.losses import LOSSES
+        if name not in LOSSES:
+            raise ValueError(f"unknown loss; expected one of {', '.join(LOSSES)}")
+        return name
 
 
-def _choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"config {name}={value!r}: expected one of {', '.join(allowed)}")
+def field_kinds(annotation) -> set:
+    """int | None -> {int, NoneType}; list[float] -> {list}; constraints (Annotated) dropped."""
+    kinds = set()
+    for kind in typing.get_args(annotation) if typing.get_origin(annotation) in (
+            typing.Union, types.UnionType) else (annotation,):
+        if typing.get_origin(kind) is Annotated:
+            kind = typing.get_args(kind)[0]
+        kinds.add(typing.get_origin(kind) or kind)
+    return kinds
 
 
-def check(cfg: TrainConfig) -> None:
-    """Values the loop would otherwise trip over much later; each error names the key."""
-    _choice("schedule", cfg.schedule, SCHEDULES)
-    _choice("epochs_budget", cfg.epochs_budget, EPOCH_BUDGETS)
-    _choice("device", cfg.device, DEVICES)
-    _choice("split_strategy", cfg.split_strategy, SPLIT_STRATEGIES)
-    for name in ("batch_size", "epochs", "val_every", "patience", "plateau_patience"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"config {name}={getattr(cfg, name)!r}: must be at least 1")
-    for name in ("lr_head", "lr_finetune", "min_lr", "plateau_factor"):
-        value = getattr(cfg, name)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"config {name}={value!r}: must be a positive number")
-    if not 0 < cfg.plateau_factor < 1:
-        raise ValueError(f"config plateau_factor={cfg.plateau_factor!r}: must be in (0, 1)")
-    if cfg.image_size is not None and cfg.image_size < 16:
-        raise ValueError(f"config image_size={cfg.image_size!r}: must be at least 16 pixels")
-    if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:
-        raise ValueError(f"config max_steps_per_epoch={cfg.max_steps_per_epoch!r}: must be >= 1")
-    if cfg.workers is not None and cfg.workers < 0:
-        raise ValueError(f"config workers={cfg.workers!r}: must be >= 0")
-    if cfg.max_minutes is not None and not cfg.max_minutes > 0:
-        raise ValueError(f"config max_minutes={cfg.max_minutes!r}: must be positive")
-    if len(cfg.split_fractions) != 3:
-        raise ValueError(f"config split_fractions={cfg.split_fractions!r}: need train, val, test")
-    if not isinstance(cfg.model_kwargs, dict):
-        raise ValueError(f"config model_kwargs={cfg.model_kwargs!r}: must be a mapping")
+def yaml_value(text: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
 
 
-# -- typing of values from YAML and --set ------------------------------------------------
-_HINTS: dict | None = None
+def unknown_key(key: str) -> str:
+    close = difflib.get_close_matches(key, TrainConfig.model_fields, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else \
+        f"known keys: {', '.join(TrainConfig.model_fields)}"
+    return f"unknown config key {key!r}; {hint}"
 
 
-def field_types() -> dict:
-    global _HINTS
-    if _HINTS is None:
-        _HINTS = typing.get_type_hints(TrainConfig)
-    return _HINTS
+def describe(exc: ValidationError, values: dict) -> str:
+    """pydantic's errors as `config KEY=VALUE: expected ...`, one line per key."""
+    found: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False):
+        key = str(error["loc"][0])
+        if error["type"] == "extra_forbidden":
+            found[key] = [unknown_key(key)]
+            continue
+        text = error["msg"].removeprefix("Value error, ")
+        text = re.sub(r"^(Input|List) should (be|have) ", "expected ", text)
+        items = [str(part) for part in error["loc"][1:] if isinstance(part, int)]
+        text += f" (item {items[0]})" if items else ""
+        found.setdefault(key, [f"config {key}={values.get(key)!r}:"]).append(text)
+    return "\n".join(parts[0] if len(parts) == 1 else f"{parts[0]} {'; or '.join(parts[1:])}"
+                     for parts in found.values())
 
 
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-
-
-def _coerce_one(name: str, kind, value):
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE or text in _FALSE:
-            return text in _TRUE
-        raise ValueError(f"config {name}={value!r}: expected true or false")
-    if kind is int:
-        if isinstance(value, bool):
-            raise ValueError(f"config {name}={value!r}: expected an integer")
-        try:
-            as_float = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"config {name}={value!r}: expected an integer") from None
-        if not as_float.is_integer():
-            raise ValueError(f"config {name}={value!r}: expected an integer")
-        return int(as_float)
-    if kind is float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"config {name}={value!r}: expected a number") from None
-    if kind is str:
-        if isinstance(value, (dict, list)):
-            raise ValueError(f"config {name}={value!r}: expected a string")
-        return str(value)
-    if kind is dict:
-        value = yaml.safe_load(value) if isinstance(value, str) else value
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise ValueError(f"config {name}={value!r}: expected a mapping like {{key: value}}")
-        return dict(value)
-    if kind is list:
-        value = yaml.safe_load(value) if isinstance(value, str) else value
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"config {name}={value!r}: expected a list like [0.7, 0.1, 0.2]")
-        try:
-            return [float(v) for v in value]
-        except (TypeError, ValueError):
-            raise ValueError(f"config {name}={value!r}: expected a list of numbers") from None
-    raise TypeError(f"config {name}: unsupported field type {kind}")
-
-
-def coerce(name: str, value):
-    """`value` (from YAML or a --set string) as the type of field `name`."""
-    hints = field_types()
-    if name not in hints:
-        known = ", ".join(f.name for f in dataclasses.fields(TrainConfig))
-        raise ValueError(f"unknown config key {name!r}; known keys: {known}")
-    kind = hints[name]
-    args = typing.get_args(kind)
-    optional = isinstance(kind, types.UnionType) and type(None) in args
-    if optional:
-        if value is None or (isinstance(value, str) and value.strip().lower() in
-                             ("none", "null", "~", "")):
-            return None
-        args = tuple(a for a in args if a is not type(None))
-        kind = args[0]
-    if dict in args and kind is not dict:  # `weights`: a path, or a mapping for fusion
-        parsed = yaml.safe_load(value) if isinstance(value, str) else value
-        if isinstance(parsed, dict):
-            return dict(parsed)
-    return _coerce_one(name, typing.get_origin(kind) or kind, value)
-
-
-def parse_override(text: str) -> tuple[str, object]:
-    """'lr_head=3e-4' -> ('lr_head', 0.0003); 'model_kwargs.drop_rate=0.3' -> a kwargs entry."""
+def parse_override(text: str) -> tuple[str, str]:
+    """'lr_head=3e-4' -> ('lr_head', '3e-4'): the key and the value's text (TrainConfig types
+    it); 'model_kwargs.drop_rate=0.3' -> ('model_kwargs.drop_rate', '0.3')."""
     if "=" not in text:
         raise ValueError(f"--set {text!r}: expected key=value")
     key, value = (part.strip() for part in text.split("=", 1))
@@ -215,14 +188,18 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
         key, value = parse_override(text)
         if key.startswith("model_kwargs."):
             sub = key.split(".", 1)[1]
-            values["model_kwargs"] = {**values.get("model_kwargs", {}), sub: yaml.safe_load(value)}
+            try:
+                parsed = yaml_value(value)
+            except ValueError as exc:
+                raise ValueError(f"config {key}={value!r}: {exc}") from None
+            values["model_kwargs"] = {**(values.get("model_kwargs") or {}), sub: parsed}
         else:
             values[key] = value
     return values
 
 
 def from_dict(values: dict) -> TrainConfig:
-    return TrainConfig(**{k: coerce(k, v) for k, v in values.items()})
+    return TrainConfig(**values)
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -236,8 +213,8 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(values, dict):
         raise ValueError(f"config file {path}: expected a mapping of key: value")
     for key in values:
-        if key not in field_types():
-            raise ValueError(f"config file {path}: unknown key {key!r}")
+        if key not in TrainConfig.model_fields:
+            raise ValueError(f"config file {path}: {unknown_key(str(key))}")
     return values
 
 

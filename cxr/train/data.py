@@ -25,8 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from cxr.labels import FINDINGS
-
-SPLIT_FILE = "split.csv"
+from cxr.rundir import RunDir
 
 
 @dataclass
@@ -51,7 +50,7 @@ def write_split(cfg, files, table: pd.DataFrame, run_dir: Path) -> str:
     from cxr.data.layout import data_version
     from cxr.data.splits import load_split, make_split, save_split, split_report
 
-    target = run_dir / SPLIT_FILE
+    target = RunDir(run_dir).split
     if cfg.split_path:
         source = Path(cfg.split_path)
         load_split(source)  # checks the hash before we copy it
@@ -70,8 +69,9 @@ def write_split(cfg, files, table: pd.DataFrame, run_dir: Path) -> str:
 
 def read_split(run_dir: Path, source: str) -> SplitInfo:
     from cxr.data.splits import load_split
-    frame, meta = load_split(run_dir / SPLIT_FILE)
-    return SplitInfo(frame, meta, run_dir / SPLIT_FILE, source)
+    path = RunDir(run_dir).split
+    frame, meta = load_split(path)
+    return SplitInfo(frame, meta, path, source)
 
 
 def split_tables(table: pd.DataFrame, split: SplitInfo, log) -> dict[str, pd.DataFrame]:

@@ -26,13 +26,10 @@ Interruptions:
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
 import os
 import random
-import shutil
 import signal
 import threading
 import time
@@ -45,17 +42,16 @@ import torch
 from cxr.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from cxr.jsonsafe import finite_or_none, json_safe
 from cxr.labels import FINDINGS
+from cxr.rundir import STOP, RunDir
 from cxr.train import distributed as ddp
 from cxr.train import phases as ph
 from cxr.train.config import TrainConfig, dump_yaml, from_dict, read_yaml
 from cxr.train.data import (EpochDataset, EpochSampler, default_workers, find_cache, make_loader,
                             read_split, split_tables, targets_of, write_split)
+from cxr.train.precision import training_precision
 from cxr.train.progress import History, Progress, close_logger, progress_bar, setup_logger
 from cxr.uncertainty import to_proba
 
-RUN_FILES = ("config.yaml", "split.csv", "split.json", "history.csv", "progress.json", "best.pt",
-             "last.pt", "train.log", "STOP")
-STOP_FILE = "STOP"
 FROM_SCRATCH_ONLY = ("simple_cnn",)  # registry models that have no ImageNet weights at all
 
 
@@ -88,7 +84,7 @@ class StopRequest:
     """SIGTERM / SIGINT (first one) or a STOP file in the run dir; checked once per step."""
 
     def __init__(self, run_dir: Path, is_main: bool):
-        self.path, self.is_main, self.flag, self.reason = run_dir / STOP_FILE, is_main, False, ""
+        self.path, self.is_main, self.flag, self.reason = RunDir(run_dir).stop, is_main, False, ""
         self._old = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -100,7 +96,7 @@ class StopRequest:
 
     def requested(self) -> bool:
         if not self.flag and self.is_main and self.path.exists():
-            self.flag, self.reason = True, f"{STOP_FILE} file"
+            self.flag, self.reason = True, f"{STOP} file"
         return self.flag
 
     def consume(self) -> None:
@@ -144,12 +140,13 @@ def seed_everything(seed: int) -> None:
 # -- run directory -----------------------------------------------------------------------
 def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     """A second run into a used directory is refused (it would mix two runs' files)."""
+    run = RunDir(run_dir)
     if resume:
-        if not (run_dir / "config.yaml").is_file():
+        if not run.config.is_file():
             raise FileNotFoundError(f"cannot resume {run_dir}: it has no config.yaml "
                                     "(not a run directory, or the run never started)")
         return
-    used = [name for name in RUN_FILES if name != STOP_FILE and (run_dir / name).exists()]
+    used = run.used()
     if used and not force and not _failed_before_training(run_dir):
         raise ValueError(f"{run_dir} already holds a run ({', '.join(used)}); use --resume "
                          f"{run_dir} to continue it, --force to start over (deletes its "
@@ -159,27 +156,17 @@ def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
 def _failed_before_training(run_dir: Path) -> bool:
     """A run that failed before its first epoch (bad option, weights unreachable) left only
     its config and log: starting again in that directory loses nothing."""
-    try:
-        status = json.loads((run_dir / "progress.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return False
-    return status == "failed" and not any(
-        (run_dir / name).exists() for name in ("last.pt", "best.pt", "history.csv"))
-
-
-def clear_run_dir(run_dir: Path) -> None:
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    if (run_dir / "eval").is_dir():  # evaluation of the checkpoints being deleted
-        shutil.rmtree(run_dir / "eval")
+    run = RunDir(run_dir)
+    return run.status() == "failed" and not any(
+        p.exists() for p in (run.last, run.best, run.history))
 
 
 def train(cfg: TrainConfig | None, run_dir, resume: bool = False, force: bool = False) -> int:
     """Run (or resume) a training run into `run_dir`; returns the process exit code."""
-    run_dir = Path(run_dir)
+    run_dir, run = Path(run_dir), RunDir(run_dir)
     if resume and cfg is None:
         check_run_dir(run_dir, resume, force)
-        cfg = from_dict(read_yaml(run_dir / "config.yaml"))
+        cfg = from_dict(read_yaml(run.config))
     if cfg is None:
         raise ValueError("train() needs a TrainConfig unless resume=True")
     info = ddp.setup(cfg.device)
@@ -189,9 +176,9 @@ def train(cfg: TrainConfig | None, run_dir, resume: bool = False, force: bool = 
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             if not resume and (force or _failed_before_training(run_dir)):
-                clear_run_dir(run_dir)
+                run.clear()  # eval/ too: it scored the checkpoints deleted here
             if not resume:
-                dump_yaml(cfg, run_dir / "config.yaml")
+                dump_yaml(cfg, run.config)
         ddp.barrier(info)
         return Trainer(cfg, run_dir, info, resume).run()
     finally:
@@ -201,10 +188,12 @@ def train(cfg: TrainConfig | None, run_dir, resume: bool = False, force: bool = 
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, info: ddp.DistInfo, resume: bool):
         self.cfg, self.run_dir, self.info, self.resume = cfg, run_dir, info, resume
+        self.rundir = RunDir(run_dir)
         self.log_ = setup_logger(run_dir, info.is_main)
         self.progress = Progress(run_dir, info.is_main, model=cfg.model, run_dir=str(run_dir),
                                  world_size=info.world_size, device=str(info.device))
         self.history = History(run_dir, info.is_main)
+        self.precision = training_precision(info.device, cfg.amp, cfg.channels_last)
         self.state = LoopState()
         self.resume_ckpt: dict | None = None
         self.last_metrics: dict | None = None
@@ -230,15 +219,16 @@ class Trainer:
         self.model.to(info.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        unused = cfg.amp and not self.precision.bf16 and info.device.type == "cpu"
+        self.log(f"precision: {self.precision.name}" + (
+            " (amp is on, but this CPU has no native bf16)" if unused else ""))
 
     @property
     def channels_last(self) -> bool:
-        return self.cfg.channels_last and self.info.device.type == "cuda"
+        return self.precision.channels_last
 
     def autocast(self):
-        if self.cfg.amp and self.info.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.precision.autocast()
 
     def build_model(self):
         from cxr.models import create_model
@@ -272,7 +262,7 @@ class Trainer:
         self.data_version = data_version(files.data_entry)
         table = read_data_entry(files.data_entry, images_root=files.images_root, missing="keep")
         # (a resumed run killed before its split was written makes it now, from the same config)
-        if info.is_main and not (self.resume and (self.run_dir / "split.csv").is_file()):
+        if info.is_main and not (self.resume and self.rundir.split.is_file()):
             write_split(cfg, files, table, self.run_dir)
         ddp.barrier(info)
         self.split = read_split(self.run_dir, str(cfg.split_path or "made"))
@@ -321,7 +311,7 @@ class Trainer:
     def load_resume_state(self) -> None:
         if not self.resume:
             return
-        last = self.run_dir / "last.pt"
+        last = self.rundir.last
         if not last.is_file():
             self.log(f"resume: {last} does not exist yet (killed before the first epoch ended): "
                      "starting from the beginning")
@@ -333,7 +323,7 @@ class Trainer:
             raise ValueError(f"{last} has no train_state: cannot resume from it")
         saved_hash = ckpt["meta"].get("split", {}).get("content_hash")
         if saved_hash != self.split.meta.get("content_hash"):
-            raise ValueError(f"{self.run_dir / 'split.csv'} is not the split {last} was trained "
+            raise ValueError(f"{self.rundir.split} is not the split {last} was trained "
                              f"on (sha256 {saved_hash} vs {self.split.meta.get('content_hash')})")
         self.model.load_state_dict(ckpt["state_dict"])
         self.state = LoopState(**ts["loop"])
@@ -389,7 +379,8 @@ class Trainer:
     def meta(self, phase: ph.Phase, metrics: dict | None) -> dict:
         return {"config": self.cfg.to_dict(), "split": self.split.summary(),
                 "data_version": self.data_version, "epoch": self.state.epoch,
-                "phase": phase.name, "metrics": metrics or {}, "world_size": self.info.world_size}
+                "phase": phase.name, "metrics": metrics or {}, "world_size": self.info.world_size,
+                "precision": self.precision.to_dict()}
 
     def save_last(self, phase: ph.Phase, optimizer, scheduler, metrics: dict | None) -> None:
         rngs = ddp.gather_objects(self.info, rng_state())  # every rank takes part
@@ -399,7 +390,7 @@ class Trainer:
         train_state = {"loop": dataclasses.asdict(self.state), "rng": rngs,
                        "optimizer": optimizer.state_dict() if optimizer else None,
                        "scheduler": scheduler.state_dict() if scheduler else None}
-        save_checkpoint(self.run_dir / "last.pt", self.model, self.meta(phase, metrics),
+        save_checkpoint(self.rundir.last, self.model, self.meta(phase, metrics),
                         train_state)
 
     # -- the run -----------------------------------------------------------------------------
@@ -449,7 +440,7 @@ class Trainer:
         why = "time budget (max_minutes) reached" if time_up else "finished"
         best = finite_or_none(s.best)
         self.log(f"{why}: best val macro AUC {'n/a' if best is None else f'{best:.4f}'} at "
-                 f"epoch {s.best_epoch}; {self.run_dir / 'best.pt'}")
+                 f"epoch {s.best_epoch}; {self.rundir.best}")
         self.report(force=True, status="finished", message=why, eta_s=0.0)
         return "finished"
 
@@ -457,7 +448,7 @@ class Trainer:
         s = self.state
         fresh = s.phase_epoch == 0 and s.step == 0
         if fresh and s.phase_index > 0:  # the report: fine-tuning starts from the best head
-            best = load_checkpoint(self.run_dir / "best.pt", map_location=self.info.device)
+            best = load_checkpoint(self.rundir.best, map_location=self.info.device)
             unwrap(self.model).load_state_dict(best["state_dict"])
             self.log(f"phase {phase.name}: starting from best.pt (epoch {best['meta']['epoch']}, "
                      f"val macro AUC {best['meta']['metrics'].get('val_macro_auc')})")
@@ -557,8 +548,7 @@ class Trainer:
             x = x.to(self.info.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with self.autocast():
-                outputs.append(model(x).float().cpu())
+            outputs.append(model(x).float().cpu())  # fp32, as `cxr evaluate` scores best.pt
         logits = (torch.cat(outputs) if outputs else torch.zeros(0, len(FINDINGS))).numpy()
         logits, targets = ddp.gather_arrays(self.info, self.val_index, logits,
                                             self.val_targets[self.val_index])
@@ -592,7 +582,7 @@ class Trainer:
             if s.best is None or score > s.best:
                 s.best, s.best_epoch = score, s.epoch
                 if self.info.is_main:
-                    save_checkpoint(self.run_dir / "best.pt", self.model,
+                    save_checkpoint(self.rundir.best, self.model,
                                     self.meta(phase, self.last_metrics))
         seconds = train_seconds + (time.time() - t0)
         s.last_epoch_seconds = seconds

@@ -1,14 +1,14 @@
 """What a run tells the outside world while it trains: progress.json, history.csv, train.log.
 
-Only rank 0 writes. The dashboard (`cxr/dashboard/runs.py`) polls these files from another
-process, so each is safe to read at any moment:
+Only rank 0 writes, at the paths `cxr.rundir.RunDir` names. The dashboard polls these files from
+another process (RunDir.read_progress, read_history), so each is safe to read at any moment:
 
 - `progress.json` is rewritten atomically (temp file + os.replace), at most every
   `interval` seconds during an epoch and always on phase/epoch/status changes:
   `{"status": "running"|"finished"|"failed"|"stopped", "model", "phase", "phase_index",
   "phases", "epoch", "epochs", "step", "steps", "global_step", "total_steps", "fraction",
-  "eta_s", "elapsed_s", "images_per_s", "best_val_auc", "world_size", "message", "error",
-  "pid", "updated"}`. `epoch` is counted over the whole run (1-based), `epochs` is the
+  "eta_s", "elapsed_s", "best_val_auc", "world_size", "message", "error", "pid", "updated",
+  "run_dir", "device"}`. `epoch` is counted over the whole run (1-based), `epochs` is the
   most it can reach; `total_steps` and `eta_s` are upper bounds (early stopping may end sooner).
 - `history.csv`: one row per epoch, appended and flushed (columns: HISTORY_COLUMNS):
   phase (head | finetune | full), epoch (over the run, 1-based), phase_epoch, train_loss
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from cxr.atomic import write_json, write_text
 from cxr.labels import FINDINGS
+from cxr.rundir import RunDir
 
 HISTORY_COLUMNS = ["phase", "epoch", "phase_epoch", "train_loss", "val_loss", "val_macro_auc",
                    "val_classes", "val_images", *[f"val_auc_{f}" for f in FINDINGS], "lr",
@@ -41,7 +42,7 @@ class Progress:
     """progress.json writer; a no-op object on ranks other than 0."""
 
     def __init__(self, folder: Path, enabled: bool = True, interval: float = 2.0, **static):
-        self.path = Path(folder) / "progress.json"
+        self.path = RunDir(folder).progress
         self.enabled = enabled
         self.interval = interval
         self.state: dict = {"status": "running", "pid": os.getpid(), **static}
@@ -63,7 +64,7 @@ class History:
     """history.csv: header once, then one flushed row per epoch."""
 
     def __init__(self, run_dir: Path, enabled: bool = True):
-        self.path = Path(run_dir) / "history.csv"
+        self.path = RunDir(run_dir).history
         self.enabled = enabled
 
     def append(self, row: dict) -> None:
@@ -109,7 +110,7 @@ def setup_logger(run_dir: Path, enabled: bool) -> logging.Logger:
     if enabled:
         fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
         for handler in (logging.StreamHandler(sys.stderr),
-                        logging.FileHandler(Path(run_dir) / "train.log")):
+                        logging.FileHandler(RunDir(run_dir).log)):
             handler.setFormatter(fmt)
             logger.addHandler(handler)
     else:

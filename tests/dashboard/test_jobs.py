@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
 
 from cxr.dashboard import jobs
+from cxr.rundir import RunDir
 
 
 def wait_exit(run_dir: Path, kind: str, timeout: float = 120) -> int:
@@ -34,7 +36,7 @@ def succeeding(tmp_path) -> list[str]:
 def test_launch_records_pid_log_and_exit_status(tmp_path):
     run = tmp_path / "run"
     pid = jobs.launch("evaluate", failing(tmp_path), run)
-    record = json.loads((run / jobs.PID_FILES["evaluate"]).read_text())
+    record = json.loads(RunDir(run).job("evaluate", "pid").read_text())
     assert record["pid"] == pid and record["argv"][:2] == ["worklist", "export"]
     assert wait_exit(run, "evaluate") == 1
     log = jobs.log_tail(run, "evaluate")
@@ -53,7 +55,7 @@ def test_second_launch_while_running_is_refused(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     # Pretend a job is starting: the pid file exists but has no pid yet (fresh mtime).
-    (run / jobs.PID_FILES["evaluate"]).write_text("")
+    RunDir(run).job("evaluate", "pid").write_text("")
     with pytest.raises(jobs.JobError, match="already running"):
         jobs.launch("evaluate", failing(tmp_path), run)
 
@@ -75,7 +77,7 @@ def test_training_into_a_taken_run_dir_is_refused(tmp_path, existing):
     with pytest.raises(jobs.JobError, match="taken"):
         jobs.launch("train", ["train", "--out", str(run)], run)
     assert (run / existing).read_text() == "{}"  # nothing overwritten
-    assert not jobs.log_path(run, "train").exists()
+    assert not RunDir(run).job("train", "log").exists()
 
 
 def test_concurrent_claims_start_one_job(tmp_path):
@@ -111,7 +113,7 @@ def test_pid_alive_rejects_dead_and_foreign_processes(tmp_path):
 def test_stop_request_writes_the_stop_file(tmp_path):
     assert not jobs.stop_requested(tmp_path)
     path = jobs.request_stop(tmp_path)
-    assert path == tmp_path / jobs.STOP_FILE and jobs.stop_requested(tmp_path)
+    assert path == RunDir(tmp_path).stop and jobs.stop_requested(tmp_path)
 
 
 def test_evaluate_args(tmp_path):
@@ -125,3 +127,35 @@ def test_train_args_and_checks(tmp_path):
                     str(tmp_path / "r"), "--set", "image_size=64", "--set", "pretrained=false"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         jobs.check_train_args(tmp_path / "nope", "fusion", {})
+
+
+def test_launch_train_names_the_run_and_passes_the_extra_settings(tmp_path, monkeypatch):
+    launched, checked = [], []
+    monkeypatch.setattr(jobs, "check_train_args", lambda *a: checked.append(a))
+    monkeypatch.setattr(jobs, "launch", lambda kind, args, run_dir: launched.append(
+        (kind, args, run_dir)) or 4321)
+    name, pid = jobs.launch_train(tmp_path, " data/demo ", "fusion", "  ", {"epochs": 2},
+                                  "lr_head=3e-4\n\n  patience=3 \n")
+    assert pid == 4321 and re.fullmatch(r"fusion-\d{8}-\d{6}", name)
+    kind, args, run_dir = launched[0]
+    assert kind == "train" and run_dir == tmp_path / name
+    assert args == ["train", "--data", "data/demo", "--model", "fusion", "--out",
+                    str(tmp_path / name), "--set", "epochs=2", "--set", "lr_head=3e-4",
+                    "--set", "patience=3"]
+    assert checked == [("data/demo", "fusion", {"epochs": 2}, ["lr_head=3e-4", "patience=3"])]
+    assert jobs.launch_train(tmp_path, "d", "fusion", " mine ", {})[0] == "mine"
+
+
+def test_launch_train_checks_before_it_starts_anything(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        jobs.launch_train(tmp_path / "runs", str(tmp_path / "nope"), "fusion", "r", {})
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_log_tail_prefers_the_jobs_log_then_the_trainers(tmp_path):
+    run = RunDir(tmp_path)
+    assert jobs.train_log_tail(tmp_path) == ""
+    run.log.write_text("".join(f"line {i}\n" for i in range(30)))  # `cxr demo` or a terminal
+    assert jobs.train_log_tail(tmp_path, 3) == "line 27\nline 28\nline 29"
+    run.job("train", "log").write_text("$ cxr train ...\nepoch 1\n")
+    assert jobs.train_log_tail(tmp_path) == "$ cxr train ...\nepoch 1"

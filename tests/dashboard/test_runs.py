@@ -6,6 +6,7 @@ import os
 import time
 
 from cxr.dashboard import jobs, runs
+from cxr.rundir import RunDir, read_json
 
 
 def write_progress(run_dir, **fields):
@@ -64,10 +65,11 @@ def test_running_without_a_live_process_or_heartbeat_is_died(tmp_path):
 def test_job_that_exited_before_writing_progress_is_failed_with_its_log(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
-    jobs.pid_path(run, "train").write_text(json.dumps({"pid": 2 ** 22 + 12345}))
-    jobs.log_path(run, "train").write_text("$ cxr train ...\n"
-                                           "cxr train: error: dataset folder x does not exist\n")
-    jobs.exit_path(run, "train").write_text("1\n")
+    job = RunDir(run).job
+    job("train", "pid").write_text(json.dumps({"pid": 2 ** 22 + 12345}))
+    job("train", "log").write_text("$ cxr train ...\n"
+                                   "cxr train: error: dataset folder x does not exist\n")
+    job("train", "exit").write_text("1\n")
     info = runs.run_info(run)
     assert info.status == "failed"
     assert "exit status 1" in info.error and "does not exist" in info.error
@@ -93,7 +95,7 @@ def test_best_run_prefers_the_model_then_val_auc(tmp_path):
 
 def test_half_written_progress_reads_as_empty(tmp_path):
     (tmp_path / "progress.json").write_text('{"status": "runn')
-    assert runs.read_json(tmp_path / "progress.json") == {}
+    assert read_json(tmp_path / "progress.json") == {}
 
 
 def test_format_eta():
@@ -106,6 +108,23 @@ def test_format_eta():
 def test_a_live_dashboard_job_is_starting_before_progress_exists(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
-    jobs.pid_path(run, "train").write_text("")  # just claimed
+    RunDir(run).job("train", "pid").write_text("")  # just claimed
     assert runs.run_info(run).status == "starting"
     assert jobs.job_state(run, "train") == "running"
+
+
+def test_active_runs_can_stop_and_ended_ones_with_last_pt_can_resume(tmp_path):
+    def info(name, status, last=False):
+        (tmp_path / name).mkdir()
+        if last:
+            RunDir(tmp_path / name).last.write_bytes(b"")
+        return runs.RunInfo(path=tmp_path / name, name=name, status=status)
+    starting, running = info("s", "starting"), info("r", "running", last=True)
+    assert starting.active and running.active and not running.resumable
+    for status in ("stopped", "died", "failed"):
+        assert info(status, status, last=True).resumable
+        assert not info(status + "-early", status).resumable  # nothing to resume from
+    finished = info("f", "finished", last=True)
+    assert not finished.active and not finished.resumable
+    assert runs.run_to_watch([finished, running, starting]) is running
+    assert runs.run_to_watch([finished]) is finished and runs.run_to_watch([]) is None

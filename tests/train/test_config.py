@@ -67,3 +67,84 @@ def test_demo_config_is_valid():
     path = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
     cfg = load_config(path, data_dir="/d")
     assert cfg.pretrained is False and cfg.image_size == 128 and cfg.max_minutes is not None
+
+
+# One test per kind of message: each names the key, the value and what was expected.
+@pytest.mark.parametrize("override, message", [
+    ("image_sise=128", "unknown config key 'image_sise'; did you mean 'image_size'?"),
+    ("learning_rate=0.1", "unknown config key 'learning_rate'; known keys: data_dir, "),
+    ("epochs=2.5", "config epochs='2.5': expected a valid integer"),
+    ("lr_head=fast", "config lr_head='fast': expected a valid number"),
+    ("pretrained=maybe", "config pretrained='maybe': expected a valid boolean"),
+    ("split_fractions=0.7", "config split_fractions='0.7': expected a valid list"),
+    ("split_fractions=[0.8,x,0.1]", "config split_fractions='[0.8,x,0.1]': expected a valid "
+                                    "number, unable to parse string as a number (item 1)"),
+    ("model_kwargs=[1,2]", "config model_kwargs='[1,2]': expected a valid dictionary"),
+    ("weights=[a.pt]", "config weights='[a.pt]': expected a valid string; or expected a valid "
+                       "dictionary"),
+    ("batch_size=0", "config batch_size='0': expected greater than or equal to 1"),
+    ("plateau_factor=1.5", "config plateau_factor='1.5': expected less than 1"),
+    ("image_size=8", "config image_size='8': expected greater than or equal to 16"),
+    ("lr_head=nan", "config lr_head='nan': expected a finite number"),
+    ("schedule=three_phase", "config schedule='three_phase': expected 'auto', 'two_phase' or "
+                             "'single_phase'"),
+    ("focal_alpha_mode=alpha_t", "config focal_alpha_mode='alpha_t': expected 'balanced' or "
+                                 "'constant'"),
+    ("model=resnet50", "config model='resnet50': unknown model; expected one of "),
+    ("loss=dice", "config loss='dice': unknown loss; expected one of focal, bce, weighted_bce"),
+    ("split_fractions=[0.8,", "config split_fractions='[0.8,': not valid YAML: "),
+    ("model_kwargs.dim=[128", "config model_kwargs.dim='[128': not valid YAML: "),
+    ("epochs", "--set 'epochs': expected key=value"),
+])
+def test_each_message_names_key_value_and_expectation(override, message):
+    with pytest.raises(ValueError) as caught:
+        load_config(None, [override])
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_keyword_construction_is_validated_too():
+    with pytest.raises(ValueError, match=r"^config epochs=True: expected a number, not true/false"):
+        TrainConfig(epochs=True)  # a YAML `epochs: yes` would otherwise train for 1 epoch
+    with pytest.raises(ValueError, match=r"^config split_fractions=\[0.5, 0.5\]: expected at "
+                                         r"least 3 items"):
+        TrainConfig(split_fractions=[0.5, 0.5])
+    assert TrainConfig(image_size="96", pretrained="no").image_size == 96
+
+
+def test_yaml_syntax_error_names_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: [3\n")
+    with pytest.raises(ValueError, match=f"config file {path} is not valid YAML"):
+        read_yaml(path)
+
+
+def test_focal_alpha_mode_defaults_to_balanced_and_accepts_constant():
+    assert TrainConfig().focal_alpha_mode == "balanced"
+    assert load_config(None, ["focal_alpha_mode=constant"]).focal_alpha_mode == "constant"
+
+
+def test_to_dict_is_json_safe_and_rebuilds_the_config():
+    import json
+    cfg = load_config(None, ["weights={densenet121: a.pt, efficientnet_b3: b.pt}",
+                             "model_kwargs.drop_rate=0.3", "max_minutes=2"])
+    values = json.loads(json.dumps(cfg.to_dict()))
+    assert TrainConfig(**values) == cfg and values["focal_alpha_mode"] == "balanced"
+
+
+def test_empty_model_kwargs_in_yaml_is_an_empty_mapping(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model_kwargs:\nsplit_path: null\n")
+    cfg = load_config(path)
+    assert cfg.model_kwargs == {} and cfg.split_path is None
+
+
+def test_model_and_loss_choices_come_from_the_registries():
+    from cxr.losses import LOSSES
+    from cxr.models import MODELS
+    for name in MODELS:
+        assert load_config(None, [f"model={name}"]).model == name
+    for name in LOSSES:
+        assert load_config(None, [f"loss={name}"]).loss == name
+    with pytest.raises(ValueError) as caught:
+        load_config(None, ["model=resnet50"])
+    assert all(name in str(caught.value) for name in MODELS)

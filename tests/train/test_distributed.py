@@ -55,7 +55,9 @@ def test_two_process_ddp_matches_one_process(base_values, tmp_path, cxr_command,
     from cxr.models import create_model
     from cxr.train.loop import seed_everything
 
-    values = {**base_values, "epochs": 2, "model_kwargs": {"drop_rate": 0.0}}
+    # fp32: on a CPU with native bf16 the trainer autocasts, and bf16 rounding, which differs
+    # with the per-rank batch, moves this tiny val set's AUC more than the DDP check allows
+    values = {**base_values, "epochs": 2, "model_kwargs": {"drop_rate": 0.0}, "amp": False}
     single = tmp_path / "single"
     assert train(TrainConfig(**values), single) == 0
 

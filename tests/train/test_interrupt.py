@@ -3,7 +3,6 @@ progress, and `--resume` ends with the same history as an uninterrupted run."""
 import json
 import os
 import signal
-import threading
 import time
 
 import numpy as np
@@ -34,27 +33,27 @@ def _wait(proc, condition, what, timeout=240):
 
 
 def test_sigterm_then_kill_9_then_resume_finishes_like_an_uninterrupted_run(
-        base_values, reference_run, tmp_path, cxr_command):
+        base_values, reference_run, tmp_path, cxr_command, monkeypatch):
     from cxr.train import TrainConfig
+    from cxr.train.loop import Trainer
 
     run = tmp_path / "run"
     # 1. SIGTERM (to this process, in-process run) once the first epoch is saved: the step
     #    finishes, last.pt is saved, status "stopped", return 0. A no-op handler underneath,
     #    so a signal that arrives after the run returned cannot end pytest.
     old = signal.signal(signal.SIGTERM, lambda *a: None)
+    save_last = Trainer.save_last
 
-    def terminate_after_first_epoch():
-        deadline = time.time() + 120
-        while time.time() < deadline and not (run / "last.pt").exists():
-            time.sleep(0.005)
-        os.kill(os.getpid(), signal.SIGTERM)
-    watcher = threading.Thread(target=terminate_after_first_epoch)
-    watcher.start()
+    def terminate_after_first_epoch(trainer, *args):
+        save_last(trainer, *args)
+        if (trainer.state.epoch, trainer.state.step) == (1, 0):  # epoch 1's last.pt is saved
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(Trainer, "save_last", terminate_after_first_epoch)
     try:
         assert train(TrainConfig(**base_values), run) == 0
     finally:
-        watcher.join()
         signal.signal(signal.SIGTERM, old)
+        monkeypatch.undo()
     assert _status(run)["status"] == "stopped" and "SIGTERM" in _status(run)["message"]
 
     # 2. `cxr train --resume` as a process, killed -9 as soon as it trains again: it has no

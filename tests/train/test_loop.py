@@ -1,8 +1,6 @@
 """In-process training runs on the tiny synthetic set (CPU, 32 px, 4 steps per epoch)."""
 import json
 import shutil
-import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -13,7 +11,7 @@ import yaml
 from cxr.checkpoint import load_checkpoint, load_model
 from cxr.labels import FINDINGS
 from cxr.train import TrainConfig, train
-from cxr.train.progress import HISTORY_COLUMNS
+from cxr.train.progress import HISTORY_COLUMNS, History
 
 
 def _progress(run_dir):
@@ -56,6 +54,12 @@ def test_outputs_exist_and_parse(reference_run, base_values):
     assert best["metrics"]["val_macro_auc"] == pytest.approx(best_row["val_macro_auc"])
     assert best["config"]["model"] == "simple_cnn" and best["data_version"].startswith("Data_Entry")
     assert "epoch 3" in (run / "train.log").read_text()
+
+
+def test_a_finished_run_holds_exactly_the_run_files(reference_run):
+    """RUN_FILES is all a run writes: what makes a folder taken and what --force deletes."""
+    from cxr.rundir import RUN_FILES
+    assert sorted(p.name for p in reference_run.iterdir()) == sorted(RUN_FILES)
 
 
 def test_best_checkpoint_reloads_and_gives_the_same_predictions(reference_run, tiny_data):
@@ -119,7 +123,7 @@ def test_two_phases_freeze_what_they_should(base_values, tmp_path, monkeypatch):
 
 
 def test_stop_file_stops_cleanly_and_resume_matches_uninterrupted(base_values, reference_run,
-                                                                   tmp_path):
+                                                                   tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     (run / "STOP").touch()  # a stop request before the first step: stops after it
@@ -130,18 +134,15 @@ def test_stop_file_stops_cleanly_and_resume_matches_uninterrupted(base_values, r
     state = load_checkpoint(run / "last.pt")["train_state"]["loop"]
     assert (state["epoch"], state["step"]) == (0, 1)
 
-    def stop_in_second_epoch():  # a request at whatever step epoch 2 has reached
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if (run / "history.csv").exists() and len(_history(run)) >= 1:
-                (run / "STOP").touch()
-                return
-            time.sleep(0.005)
-    watcher = threading.Thread(target=stop_in_second_epoch)
-    watcher.start()
+    append = History.append
+
+    def stop_in_second_epoch(history, row):  # a request as soon as epoch 1 is recorded
+        append(history, row)
+        if row["epoch"] == 1:
+            (run / "STOP").touch()
+    monkeypatch.setattr(History, "append", stop_in_second_epoch)
     assert train(None, run, resume=True) == 0
-    watcher.join()
-    assert _progress(run)["status"] == "stopped"
+    assert _progress(run)["status"] == "stopped" and _progress(run)["epoch"] == 2
     assert train(None, run, resume=True) == 0
     assert _progress(run)["status"] == "finished"
     _assert_same_history(_history(run), _history(reference_run))
