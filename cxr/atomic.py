@@ -5,13 +5,17 @@ file, and a crash mid-write leaves the old file intact.
 
     with atomic_open(path, "w") as f:
         f.write(text)
+    write_json(path, {"auc": float("nan")})     # NaN/inf as null (cxr.jsonsafe)
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from cxr.jsonsafe import json_safe
 
 
 @contextmanager
@@ -43,3 +47,8 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_open(path, "wb") as f:
         f.write(data)
     return Path(path)
+
+
+def write_json(path: str | Path, obj) -> Path:
+    """Indented JSON with NaN/inf written as null (JSON has neither) and numpy scalars as numbers."""
+    return write_text(path, json.dumps(json_safe(obj), indent=2) + "\n")

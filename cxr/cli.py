@@ -10,7 +10,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "synth": ("cxr.data.synth", "generate the synthetic demo dataset (ChestX-ray14 layout)"),
+    "synth": ("cxr.synth.generate", "generate the synthetic demo dataset (ChestX-ray14 layout)"),
     "split": ("cxr.data.splits", "make a leak-free patient or official split"),
     "prepare": ("cxr.data.cache", "decode and resize images once into a memory-mapped cache"),
     "train": ("cxr.train.cli", "train a model (two-phase schedule, resumable, torchrun-ready)"),

@@ -32,6 +32,7 @@ import torch
 
 from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
+from cxr.device import DEVICES, pick_device
 from cxr.uncertainty import UNCERTAIN_STD, mc_predict, passes_for
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
@@ -115,14 +116,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--passes", type=int, default=None,
                         help="MC-dropout passes (default: the run's mc_passes, 25)")
     parser.add_argument("--threshold", type=float, default=UNCERTAIN_STD,
-                        help="std above which a finding is uncertain (default 0.1)")
+                        help="std above which a finding is uncertain (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="seed of the dropout masks")
     parser.add_argument("--cam", action="store_true", help="write Grad-CAM overlays to OUT/cam/")
     parser.add_argument("--top-k", type=int, default=3, help="findings explained per image")
     parser.add_argument("--cam-method", choices=("gradcam", "gradcam++"), default="gradcam")
     parser.add_argument("--opacity", type=float, default=0.4, help="heatmap opacity in overlays")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", choices=DEVICES,
+                        help="auto (CUDA, else MPS, else CPU; the default), cpu, cuda, mps")
 
 
 def run(args) -> int:
@@ -131,7 +133,7 @@ def run(args) -> int:
 
     if (args.passes is not None and args.passes < 2) or args.batch_size < 1 or args.top_k < 1:
         raise ValueError("--passes must be >= 2, --batch-size and --top-k >= 1")
-    model, meta = load_model(args.checkpoint, args.device)
+    model, meta = load_model(args.checkpoint, pick_device(args.device))
     args.passes = passes_for(meta, args.passes)
     files, errors = find_images(args.inputs)
     preds: list[Prediction] = []

@@ -20,9 +20,7 @@ SQL. Decisions are appended, never updated: a case's status is its latest decisi
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -31,16 +29,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxr.evaluation.predictions import PROB_COLUMNS, STD_COLUMNS, read_predictions
+from cxr.hashing import file_sha256
 from cxr.labels import FINDINGS, finding_index
 
 # The dashboard reads the same variable (cxr/dashboard/state.py), so both find one database.
 DEFAULT_DB = Path(os.environ.get("CXR_WORKLIST", "data/worklist.sqlite"))
 DECISIONS = ("agree", "disagree", "second_read")
 STATUSES = ("pending", *DECISIONS)
-UNCERTAIN_STD = 0.1  # the report's threshold, used when a CSV has std columns but no flag
 BUSY_TIMEOUT_MS = 60_000
-PROB = [f"prob_{f}" for f in FINDINGS]
-STD = [f"std_{f}" for f in FINDINGS]
+PROB, STD = PROB_COLUMNS, STD_COLUMNS  # the cases table has one column per finding of each
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS cases (
@@ -83,29 +81,27 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file (the checkpoint hash cases are keyed by)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Worklist:
-    """A worklist database file; created (with its folder) on first use."""
+    """A worklist database file; created (with its folder) on first use, unless create=False
+    (then it must exist, and nothing is written until a method writes)."""
 
-    def __init__(self, path: str | Path = DEFAULT_DB):
+    def __init__(self, path: str | Path = DEFAULT_DB, create: bool = True):
         self.path = Path(path)
+        if not create:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"worklist {self.path} does not exist")
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
             con.executescript(_SCHEMA)
 
     @contextmanager
-    def _connect(self):
+    def _connect(self, readonly: bool = False):
         # isolation_level=None: no implicit transactions; we say BEGIN IMMEDIATE ourselves.
-        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        target = f"file:{self.path}?mode=ro" if readonly else self.path
+        con = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                              uri=readonly)
         try:
             con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             con.execute("PRAGMA foreign_keys=ON")
@@ -180,6 +176,14 @@ class Worklist:
         with self._connect() as con:
             return pd.read_sql_query(sql, con, params=params)
 
+    def counts(self) -> dict[str, int]:
+        """{"cases", "pending", "decided"}: how many cases, and how many have no decision yet or
+        at least one. Read-only: safe on a database this process may not write."""
+        with self._connect(readonly=True) as con:
+            cases = con.execute("SELECT COUNT(*) FROM cases").fetchone()[0]
+            decided = con.execute("SELECT COUNT(DISTINCT case_id) FROM decisions").fetchone()[0]
+        return {"cases": cases, "pending": cases - decided, "decided": decided}
+
     def history(self, case_id: int) -> pd.DataFrame:
         """Every decision on a case, oldest first."""
         with self._connect() as con:
@@ -226,54 +230,27 @@ class Worklist:
 
 
 def _read_predictions(csv_path: Path, images_root) -> list[dict]:
-    """Validate a predictions CSV; errors name the file, row and column."""
-    df = pd.read_csv(csv_path, keep_default_na=False, dtype={"Image Index": str, "source": str})
-    missing = [c for c in ["Image Index", *PROB] if c not in df.columns]
-    if missing:
-        raise ValueError(f"{csv_path}: missing column(s) {missing}; a predictions CSV has "
-                         "'Image Index', prob_<Finding> x14, optional std_<Finding>, uncertain")
-    dup = df["Image Index"].duplicated()
-    if dup.any():
-        raise ValueError(f"{csv_path} line {int(dup.to_numpy().argmax()) + 2}: image "
-                         f"{df['Image Index'][dup].iloc[0]!r} is listed twice")
-    has_std = all(c in df.columns for c in STD)
-    if not has_std and any(c in df.columns for c in STD):
-        raise ValueError(f"{csv_path}: has some std_<Finding> columns but not "
-                         f"{[c for c in STD if c not in df.columns]}")
-    paths = _film_paths(df, images_root)
+    """The cases of a predictions CSV, validated by `read_predictions` (errors name the file,
+    line and column)."""
+    preds = read_predictions(csv_path)
+    paths = list(preds.source) if preds.source is not None else _film_paths(preds.images,
+                                                                              images_root)
     rows = []
-    for i, rec in enumerate(df.to_dict("records")):
-        line = f"{csv_path} line {i + 2} ({rec['Image Index']})"
-        prob = [_number(rec[c], c, line, 0.0, 1.0) for c in PROB]
-        std = [_number(rec[c], c, line, 0.0, 1.0) for c in STD] if has_std else [None] * 14
-        flag = rec.get("uncertain", "")
-        uncertain = (str(flag).strip().lower() in ("1", "true", "1.0") if flag != ""
-                     else has_std and max(std) > UNCERTAIN_STD)
-        rows.append({"image": rec["Image Index"], "path": paths[i], "prob": prob, "std": std,
-                     "uncertainty": max(std) if has_std else None,
-                     "mean_std": sum(std) / len(std) if has_std else None,
-                     "uncertain": int(uncertain)})
+    for i, image in enumerate(preds.images):
+        std = preds.std[i].tolist() if preds.std is not None else [None] * len(STD)
+        rows.append({"image": image, "path": paths[i], "prob": preds.prob[i].tolist(),
+                     "std": std, "uncertain": int(preds.uncertain[i]),
+                     "uncertainty": max(std) if preds.std is not None else None,
+                     "mean_std": sum(std) / len(std) if preds.std is not None else None})
     return rows
 
 
-def _film_paths(df: pd.DataFrame, images_root) -> list[str | None]:
-    if "source" in df.columns:
-        return [str(s) if s else None for s in df["source"]]
+def _film_paths(images, images_root) -> list[str | None]:
     if images_root is None:
-        return [None] * len(df)
+        return [None] * len(images)
     from cxr.data.metadata import index_images
     index = index_images(images_root)
-    return [index.get(name) for name in df["Image Index"]]
-
-
-def _number(value, column: str, line: str, low: float, high: float) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{line}: {column} {value!r} is not a number") from None
-    if not (math.isfinite(x) and low <= x <= high):
-        raise ValueError(f"{line}: {column} {value!r} is outside [{low}, {high}]")
-    return x
+    return [index.get(name) for name in images]
 
 
 # -- `cxr worklist` -------------------------------------------------------------------------

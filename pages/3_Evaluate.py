@@ -8,7 +8,7 @@ import streamlit as st
 
 import app_ui
 from cxr.dashboard import charts, jobs
-from cxr.dashboard.evaluations import Evaluation, auc_table, best_per_row, table_with_cis
+from cxr.dashboard.evaluations import Evaluation, best_per_row, table2, table_with_cis
 from cxr.dashboard.runs import list_runs
 from cxr.dashboard.status import overview
 from cxr.labels import FINDINGS
@@ -88,7 +88,7 @@ with st.expander("Provenance (split, seed, data version) of each evaluation"):
 
 # -- Table 2 -----------------------------------------------------------------------------------
 st.subheader("Table 2: AUC per finding (95% CI by patient bootstrap)")
-auc, cis = auc_table(evals)
+auc, cis = table2(evals)
 best = best_per_row(auc)
 text = table_with_cis(auc, cis)
 

@@ -9,7 +9,8 @@ import pytest
 
 from cxr.cli import main
 from cxr.labels import FINDINGS
-from cxr.worklist import Worklist, file_sha256
+from cxr.hashing import file_sha256
+from cxr.worklist import Worklist
 
 
 def _predictions(path, n=6, with_std=True, with_source=True, seed=0):
@@ -185,3 +186,17 @@ def test_two_processes_lose_no_decisions(tmp_path):
     notes = pd.concat([wl.history(i) for i in ids])["note"]
     assert len(notes) == 400
     assert set(notes) == {f"r{k}-{i}" for k in (1, 2) for i in range(200)}
+
+
+def test_counts_read_without_creating_or_writing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="none.sqlite does not exist"):
+        Worklist(tmp_path / "sub" / "none.sqlite", create=False)
+    assert not (tmp_path / "sub").exists()
+    _predictions(tmp_path / "p.csv")
+    Worklist(tmp_path / "wl.sqlite").import_predictions(tmp_path / "p.csv", "fusion", "abc")
+    wl = Worklist(tmp_path / "wl.sqlite", create=False)
+    assert wl.counts() == {"cases": 6, "pending": 6, "decided": 0}
+    case = int(wl.cases()["id"].iloc[0])
+    wl.record_decision(case, "agree", reviewer="a")
+    wl.record_decision(case, "disagree", reviewer="b")  # two decisions, one decided case
+    assert wl.counts() == {"cases": 6, "pending": 5, "decided": 1}

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import torch
 
-
 from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
-from cxr.explain import METHODS, cam_maps, overlay  # noqa: F401  (for the pages)
+from cxr.device import pick_device
+from cxr.explain import cam_maps, overlay  # noqa: F401  (overlay: the pages blend CAMs with it)
 from cxr.uncertainty import UNCERTAIN_STD, mc_predict
 
 SAFE_META = ("format", "mode", "bits", "frames", "view")
@@ -47,7 +47,8 @@ def read_upload(data: bytes, name: str = "upload") -> LoadedImage:
 
 
 def device_name() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """Where the pages run models: `cxr.device.pick_device("auto")`, as a string."""
+    return str(pick_device())
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

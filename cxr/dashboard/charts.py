@@ -6,10 +6,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from cxr.uncertainty import UNCERTAIN_STD
+
 UNCERTAIN_COLOR, CONFIDENT_COLOR = "#d62728", "#1f77b4"
 
 
-def probability_bars(labels, mean, std, threshold: float = 0.1) -> go.Figure:
+def probability_bars(labels, mean, std, threshold: float = UNCERTAIN_STD) -> go.Figure:
     """Horizontal bars of mean probability, highest on top, std as error bars; bars whose std
     exceeds `threshold` are drawn in red."""
     order = np.argsort(np.asarray(mean))  # plotly draws the first bar at the bottom

@@ -12,11 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxr.evaluation.compare import auc_table
 from cxr.labels import FINDINGS
 from cxr.rundir import RunDir, read_json
-
-MACRO = "Macro AUC"
-
 
 @dataclass
 class Evaluation:
@@ -93,13 +91,12 @@ def _ci(ci) -> tuple[float, float]:
     return float("nan"), float("nan")
 
 
-def auc_table(evals: list[Evaluation]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Table 2: (AUC findings x models with a macro row, the same shape of '[lo, hi]' CI text)."""
-    index = [*FINDINGS, MACRO]
-    auc = pd.DataFrame({e.name: [*(e.auc(f) for f in FINDINGS), e.macro] for e in evals},
-                       index=index)
+def table2(evals: list[Evaluation]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 2 (`cxr.evaluation.compare.auc_table`: findings x models, macro row last) and the
+    same shape of '[lo, hi]' CI text."""
+    auc = auc_table({e.name: e.metrics for e in evals})
     cis = pd.DataFrame({e.name: [_ci_text(*e.auc_ci(f)) for f in FINDINGS] + [_ci_text(*e.macro_ci)]
-                        for e in evals}, index=index)
+                        for e in evals}, index=auc.index)
     return auc, cis
 
 

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from cxr.atomic import write_text
 from cxr.rundir import RunDir
 
 KINDS = ("train", "evaluate")
@@ -249,9 +250,7 @@ def _main(argv: list[str]) -> int:
         traceback.print_exc()
         rc = 1
     finally:
-        tmp = exit_file.with_suffix(".tmp")
-        tmp.write_text(f"{rc}\n")
-        os.replace(tmp, exit_file)
+        write_text(exit_file, f"{rc}\n")
         sys.stdout.flush()
     return rc
 

@@ -6,7 +6,6 @@ from another process.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxr.dashboard import jobs
+from cxr.jsonsafe import finite_or_none
 from cxr.rundir import EVAL, RunDir
 
 SKIP_DIRS = {EVAL, "cache", "splits", "__pycache__"}
@@ -61,18 +61,10 @@ def _first(d: dict, *keys, default=None):
     return default
 
 
-def _finite(x) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
 def best_val_auc(history: pd.DataFrame, progress: dict | None = None) -> float | None:
     if "val_macro_auc" in history.columns and history["val_macro_auc"].notna().any():
-        return _finite(history["val_macro_auc"].max())
-    return _finite((progress or {}).get("best_val_auc"))
+        return finite_or_none(history["val_macro_auc"].max())
+    return finite_or_none((progress or {}).get("best_val_auc"))
 
 
 def run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
@@ -88,12 +80,12 @@ def run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
     info.epoch = _first(progress, "epoch")
     info.epochs = _first(progress, "epochs") or _first(config, "epochs")
     step, total = _first(progress, "global_step", "step"), _first(progress, "total_steps")
-    if _finite(_first(progress, "fraction")) is not None:
+    if finite_or_none(_first(progress, "fraction")) is not None:
         info.fraction = float(progress["fraction"])
-    elif _finite(step) is not None and _finite(total):
+    elif finite_or_none(step) is not None and finite_or_none(total):
         info.fraction = float(step) / float(total)
     info.fraction = min(max(info.fraction, 0.0), 1.0)
-    info.eta_s = _finite(progress.get("eta_s"))
+    info.eta_s = finite_or_none(progress.get("eta_s"))
     info.error = str(progress.get("error") or "")
     info.best_val_auc = best_val_auc(history, progress)
     info.has_best = run.best.is_file()

@@ -13,6 +13,7 @@ from cxr.dashboard.runs import RunInfo, list_runs
 from cxr.dashboard.state import Roots, find_datasets
 from cxr.demo import DEMO_STATUS
 from cxr.rundir import read_json
+from cxr.worklist import Worklist
 
 
 @dataclass
@@ -59,19 +60,12 @@ def count_images(dataset: Path) -> int:
 
 def worklist_counts(path: Path) -> dict | None:
     """Case counts of an existing worklist, read-only (None when there is no database yet)."""
-    path = Path(path)
-    if not path.is_file():
-        return None
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            cases = con.execute("SELECT COUNT(*) FROM cases").fetchone()[0]
-            decided = con.execute("SELECT COUNT(DISTINCT case_id) FROM decisions").fetchone()[0]
-        finally:
-            con.close()
+        return Worklist(path, create=False).counts()
+    except FileNotFoundError:
+        return None
     except sqlite3.Error:
         return {"cases": 0, "pending": 0, "decided": 0, "error": "unreadable"}
-    return {"cases": cases, "pending": cases - decided, "decided": decided}
 
 
 def overview(roots: Roots) -> Overview:

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxr.hashing import file_sha256
 from cxr.labels import FINDINGS
-from cxr.worklist import PROB, STD, Worklist, file_sha256
+from cxr.worklist import PROB, STD, Worklist
 
 ANY = "any"               # the finding and status choices that filter nothing
 MAX_UNCERTAINTY = 0.5     # the uncertainty slider's top (a probability's std is at most 0.5)

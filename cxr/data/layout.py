@@ -15,11 +15,12 @@ The layout is NIH's download as users unpack it, which `cxr synth` also writes:
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from cxr.hashing import file_sha256
 
 # Exact names first, then NIH's 2020 revision (the one most published figures use); any other
 # Data_Entry_2017*.csv[.gz] after those, alphabetically: the choice never depends on listing
@@ -107,8 +108,4 @@ def _cached_version(path: Path, size: int, mtime_ns: int) -> str:
 
 
 def _hash_version(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return f"{path.name} sha256:{digest.hexdigest()[:12]}"
+    return f"{path.name} sha256:{file_sha256(path)[:12]}"

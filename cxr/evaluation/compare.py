@@ -94,18 +94,22 @@ def check_same_images(evals: list[Evaluated]) -> None:
                          f"{sorted(map(str, versions))}")
 
 
-def auc_table(evals: list[Evaluated]) -> pd.DataFrame:
-    """Rows: the 14 findings then macro AUC; a column per model; `best` names the row's best."""
-    cols = {}
-    for e in evals:
-        per = e.metrics["per_finding"]
-        cols[e.name] = [per[f]["auc"] for f in FINDINGS] + [e.metrics["macro_auc"]]
+def auc_table(metrics: dict[str, dict]) -> pd.DataFrame:
+    """The report's Table 2 from metrics.json contents by model name: rows the 14 findings then
+    MACRO_ROW, one float column per model, NaN where a model has no AUC (the Evaluate page and
+    `cxr compare` both build it here)."""
+    cols = {name: [(m.get("per_finding", {}).get(f) or {}).get("auc") for f in FINDINGS]
+            + [m.get("macro_auc")] for name, m in metrics.items()}
     table = pd.DataFrame(cols, index=[*FINDINGS, MACRO_ROW], dtype=float)
     table.index.name = "finding"
-    best = table.max(axis=1)
-    table["best"] = [("|".join(c for c in cols if table.at[row, c] == best[row])
-                      if np.isfinite(best[row]) else "") for row in table.index]
     return table
+
+
+def best_models(table: pd.DataFrame) -> list[str]:
+    """Per row, every model with the row's highest AUC, joined by '|' ('' when none has one)."""
+    best = table.max(axis=1)
+    return [("|".join(c for c in table.columns if table.at[row, c] == best[row])
+             if np.isfinite(best[row]) else "") for row in table.index]
 
 
 def _md_row(cells) -> str:
@@ -184,7 +188,8 @@ def run(args) -> int:
             f"{m.get('split')} ({m.get('strategy')}, split seed {m.get('split_seed')}); data "
             f"{m.get('data_version')}. Research tool, not for diagnosis.")
     out = Path(args.out)
-    table = auc_table(evals)
+    table = auc_table({e.name: e.metrics for e in evals})
+    table["best"] = best_models(table)
     write_csv(table.reset_index(), out / "table.csv")
     (out / "table.md").write_text(table_markdown(table, "AUC per finding; best per row in bold. "
                                                  + note))

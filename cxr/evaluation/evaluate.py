@@ -9,7 +9,7 @@ Checkpoint mode (MC-dropout inference on the split the run was trained with; nev
 The validation split is predicted too, only to choose each finding's Youden threshold; the test
 split is never used to tune anything. Writes predictions.csv, metrics.json, roc.csv and
 calibration.csv (see cxr/evaluation/scoring.py). `--pointing-game` adds Grad-CAM localisation
-hit rates when the dataset has a bbox list and `cxr.explain` provides `pointing_game`.
+hit rates when the dataset has a bbox list.
 
 External mode (predictions from any model, `std_` columns optional):
 
@@ -21,7 +21,6 @@ images can be predicted, never scored). `--val-predictions` (optional) chooses t
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +28,9 @@ import pandas as pd
 
 from cxr.evaluation.predictions import Predictions, predictions_frame, read_predictions
 from cxr.evaluation.scoring import labels_for, score, thresholds_from_validation, write_outputs
-from cxr.evaluation.selective import STD_THRESHOLD
+from cxr.hashing import file_sha256
 from cxr.rundir import EvalDir, RunDir
+from cxr.uncertainty import UNCERTAIN_STD
 
 
 def add_arguments(parser) -> None:
@@ -47,8 +47,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000,
                         help="patient-level bootstrap resamples for CIs (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of MC dropout and bootstrap")
-    parser.add_argument("--std-threshold", type=float, default=STD_THRESHOLD,
-                        help="MC std above which an image is flagged uncertain (default 0.1)")
+    parser.add_argument("--std-threshold", type=float, default=UNCERTAIN_STD,
+                        help="MC std above which an image is flagged uncertain (default %(default)s)")
     parser.add_argument("--pointing-game", action="store_true",
                         help="add Grad-CAM pointing-game hit rates (needs the bbox list)")
     parser.add_argument("--labels", help="external mode: Data_Entry_2017.csv[.gz] with the labels")
@@ -62,14 +62,6 @@ def run(args) -> int:
     out = evaluate_checkpoint(args) if args.checkpoint else evaluate_external(args)
     print(f"wrote {EvalDir(out).metrics}")
     return 0
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _summary(metrics: dict) -> str:
@@ -127,7 +119,7 @@ def evaluate_external(args) -> Path:
                     "data_version": data_version(args.labels),
                     "labels_file": str(Path(args.labels).resolve()),
                     "model": None, "predictions_file": str(Path(args.predictions).resolve()),
-                    "predictions_sha256": sha256_file(args.predictions), "passes": None})
+                    "predictions_sha256": file_sha256(args.predictions), "passes": None})
     out = write_outputs(args.out, metrics, y, preds.prob,
                         predictions_frame(preds.images, preds.prob, preds.std, None))
     print(f"{len(y)} images, {metrics['n_patients']} patients: {_summary(metrics)}")
@@ -139,7 +131,7 @@ def evaluate_external(args) -> Path:
 def evaluate_checkpoint(args) -> Path:
     from cxr.checkpoint import load_model
     from cxr.evaluation import inference
-    from cxr.train.distributed import pick_device
+    from cxr.device import pick_device
     from cxr.uncertainty import passes_for
 
     if args.split not in ("test", "val"):
@@ -164,7 +156,7 @@ def evaluate_checkpoint(args) -> Path:
                     n_bootstrap=args.bootstrap, seed=args.seed, std_threshold=args.std_threshold)
     metrics.update({"mode": "checkpoint", "split": args.split, "seed": args.seed,
                     **data.provenance(), "model": meta["model"],
-                    "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": sha256_file(ckpt),
+                    "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": file_sha256(ckpt),
                     "passes": args.passes})
     if args.pointing_game:
         metrics["pointing_game"] = inference.pointing_game_hook(model, scored, data)

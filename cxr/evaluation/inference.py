@@ -1,5 +1,5 @@
 """What `cxr evaluate --checkpoint` needs besides scoring: the run's split joined to the dataset's
-labels, MC-dropout predictions over a table, and the optional pointing-game hook.
+labels, MC-dropout predictions over a table, and the pointing game (`--pointing-game`).
 
     >>> from cxr.checkpoint import load_model
     >>> from cxr.evaluation.inference import RunData, mc_predict_table
@@ -13,7 +13,6 @@ would report numbers nobody can reproduce.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cxr.hashing import file_sha256
 from cxr.labels import FINDINGS
+from cxr.uncertainty import UNCERTAIN_STD, mc_predict
 
 
 @dataclass
@@ -96,7 +97,7 @@ def _run_split(run_dir: Path, meta: dict) -> tuple[pd.DataFrame, dict, Path]:
         df, split_meta = load_split(path)
     else:  # a run directory may keep the CSV alone: check it against the checkpoint instead
         df = pd.read_csv(path, dtype={"image": str, "split": str})
-        split_meta = {**info, "content_hash": hashlib.sha256(path.read_bytes()).hexdigest()}
+        split_meta = {**info, "content_hash": file_sha256(path)}
     expected = info.get("content_hash")
     if expected and split_meta.get("content_hash") != expected:
         raise ValueError(f"split {path} (sha256 {str(split_meta.get('content_hash'))[:12]}) is not "
@@ -110,23 +111,19 @@ def _numpy(x) -> np.ndarray:
 
 def _loader(model, rows: pd.DataFrame, batch_size: int, seed: int):
     from cxr.data.dataset import CXRDataset
-    from cxr.data.transforms import EvalTransform
+    from cxr.data.transforms import build_transform
 
-    pre = model.preprocess
-    dataset = CXRDataset(rows, EvalTransform(pre["input_size"], pre["mean"], pre["std"]),
-                         seed=seed)
+    dataset = CXRDataset(rows, build_transform(model.preprocess, train=False), seed=seed)
     return dataset, torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
 
 @torch.no_grad()
 def mc_predict_table(model, rows: pd.DataFrame, passes: int = 25, batch_size: int = 32,
-                     seed: int = 0, std_threshold: float = 0.1, device: str = "cpu"):
+                     seed: int = 0, std_threshold: float = UNCERTAIN_STD, device: str = "cpu"):
     """(mean (N, 14), std (N, 14), uncertain (N,)) over the table's images, in row order.
 
     Batch i uses seed + i for its dropout masks, so a rerun with the same seed and batch size
     reproduces the predictions exactly."""
-    from cxr.uncertainty import mc_predict
-
     means, stds, flags = [], [], []
     _, loader = _loader(model, rows, batch_size, seed)
     for i, (x, _) in enumerate(loader):
@@ -140,21 +137,18 @@ def mc_predict_table(model, rows: pd.DataFrame, passes: int = 25, batch_size: in
     return np.concatenate(means), np.concatenate(stds), np.concatenate(flags)
 
 
-# -- optional hook: Grad-CAM pointing game, provided by cxr.explain ---------------------------
+# -- Grad-CAM pointing game (cxr.explain) ------------------------------------------------------
 
 def pointing_game_hook(model, rows: pd.DataFrame, run: RunData) -> dict:
     """finding -> {hits, n, hit_rate, random_baseline} from `cxr.explain.pointing_game`, over the
     scored images that have expert boxes, passed as (tensor 3xSxS, name, original (w, h)).
     {'skipped': reason} when the dataset has no bbox list or none of the scored images has a
-    box; an error when cxr.explain lacks the function (the flag asked for it)."""
+    box."""
     from cxr.data.metadata import boxes_by_image, read_bbox
+    from cxr.explain import pointing_game
 
     if run.files.bbox is None:
         return {"skipped": f"no BBox_List_2017.csv in {run.files.root}"}
-    try:
-        from cxr.explain import pointing_game
-    except ImportError as exc:
-        raise ValueError(f"--pointing-game needs cxr.explain.pointing_game ({exc})") from None
     boxes = boxes_by_image(read_bbox(run.files.bbox))
     with_boxes = rows[rows["image"].isin(boxes)].reset_index(drop=True)
     if with_boxes.empty:

@@ -3,6 +3,7 @@
 Columns: `Image Index`, `prob_<Finding>` x14 (MC mean), `std_<Finding>` x14 (optional for
 external models: all or none), `uncertain`; `cxr predict` adds `source`. Reading checks every
 column and value and names the problem (file, column, line, value): a scorer must never guess.
+`cxr evaluate`, `cxr compare` and the worklist import all read through `read_predictions`.
 
     >>> from cxr.evaluation.predictions import read_predictions
     >>> preds = read_predictions("runs/fusion/eval/predictions.csv")
@@ -18,10 +19,12 @@ import pandas as pd
 
 from cxr.atomic import atomic_open
 from cxr.labels import FINDINGS
+from cxr.uncertainty import UNCERTAIN_STD
 
 IMAGE_COLUMN = "Image Index"
 PROB_COLUMNS = [f"prob_{f}" for f in FINDINGS]
 STD_COLUMNS = [f"std_{f}" for f in FINDINGS]
+TRUE, FALSE = ("1", "1.0", "true"), ("0", "0.0", "false")
 
 
 @dataclass
@@ -29,6 +32,8 @@ class Predictions:
     images: np.ndarray  # (N,) object, file names
     prob: np.ndarray  # (N, 14) float
     std: np.ndarray | None  # (N, 14) float, or None when the file has no std_ columns
+    uncertain: np.ndarray | None = None  # (N,) bool: the file's flag, else any std > UNCERTAIN_STD
+    source: np.ndarray | None = None  # (N,) object: each film's path (None: not given)
 
 
 def predictions_frame(images, prob: np.ndarray, std: np.ndarray | None,
@@ -56,9 +61,24 @@ def _numeric(df: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
     if bad.any():
         row, col = (int(v[0]) for v in np.nonzero(bad))
         raise ValueError(f"{path} line {row + 2} ({df[IMAGE_COLUMN].iloc[row]}): "
-                         f"{columns[col]} = {df[columns[col]].iloc[row]!r} is not a number in "
-                         "[0, 1]")
+                         f"{columns[col]} {df[columns[col]].iloc[row] or '(empty)'} is not a "
+                         "number in [0, 1]")
     return values
+
+
+def _flags(df: pd.DataFrame, std: np.ndarray | None, path: Path) -> np.ndarray:
+    """The `uncertain` column (true/false/1/0); an empty cell or no column: any std above
+    UNCERTAIN_STD (never uncertain without std)."""
+    rule = (std > UNCERTAIN_STD).any(axis=1) if std is not None else np.zeros(len(df), bool)
+    if "uncertain" not in df.columns:
+        return rule
+    text = df["uncertain"].str.strip().str.lower()
+    bad = ~text.isin(["", *TRUE, *FALSE])
+    if bad.any():
+        row = int(np.argmax(bad.to_numpy()))
+        raise ValueError(f"{path} line {row + 2} ({df[IMAGE_COLUMN].iloc[row]}): uncertain "
+                         f"{df['uncertain'].iloc[row]!r} is not true/false")
+    return np.where(text == "", rule, text.isin(TRUE))
 
 
 def read_predictions(path: str | Path) -> Predictions:
@@ -66,7 +86,7 @@ def read_predictions(path: str | Path) -> Predictions:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions file {path} does not exist")
-    df = pd.read_csv(path, dtype={IMAGE_COLUMN: str}, keep_default_na=False)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)  # text: errors quote the file
     df.columns = [str(c).strip() for c in df.columns]
     absent = [c for c in [IMAGE_COLUMN, *PROB_COLUMNS] if c not in df.columns]
     if absent:
@@ -80,10 +100,14 @@ def read_predictions(path: str | Path) -> Predictions:
     if (images == "").any():
         raise ValueError(f"{path} line {int(np.argmax((images == '').to_numpy())) + 2}: "
                          f"empty '{IMAGE_COLUMN}'")
-    dup = images[images.duplicated()]
-    if len(dup):
-        raise ValueError(f"{path}: {len(dup)} image(s) predicted more than once "
-                         f"(first: {', '.join(dup.iloc[:5])})")
-    return Predictions(images=images.to_numpy(dtype=object),
-                       prob=_numeric(df, PROB_COLUMNS, path),
-                       std=_numeric(df, STD_COLUMNS, path) if present_std else None)
+    dup = images.duplicated()
+    if dup.any():
+        row = int(np.argmax(dup.to_numpy()))
+        raise ValueError(f"{path} line {row + 2}: image {images.iloc[row]!r} is predicted more "
+                         f"than once ({int(dup.sum())} repeated row(s) in all)")
+    std = _numeric(df, STD_COLUMNS, path) if present_std else None
+    source = None
+    if "source" in df.columns:
+        source = np.array([s or None for s in df["source"].str.strip()], dtype=object)
+    return Predictions(images=images.to_numpy(dtype=object), prob=_numeric(df, PROB_COLUMNS, path),
+                       std=std, uncertain=_flags(df, std, path), source=source)

@@ -21,19 +21,19 @@ metrics.json (NaN written as null):
 """
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cxr.atomic import write_json
 from cxr.evaluation import metrics as m
 from cxr.evaluation.bootstrap import auc_confidence_intervals
 from cxr.evaluation.predictions import write_csv
-from cxr.evaluation.selective import STD_THRESHOLD, referral_rate, selective_macro_auc
+from cxr.evaluation.selective import referral_rate, selective_macro_auc
 from cxr.labels import FINDINGS
 from cxr.rundir import EvalDir
+from cxr.uncertainty import UNCERTAIN_STD
 
 
 def labels_for(images, table: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +58,7 @@ def thresholds_from_validation(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarr
 
 def score(y: np.ndarray, prob: np.ndarray, patients: np.ndarray, std: np.ndarray | None = None,
           thresholds: np.ndarray | None = None, n_bootstrap: int = 1000, seed: int = 0,
-          std_threshold: float = STD_THRESHOLD) -> dict:
+          std_threshold: float = UNCERTAIN_STD) -> dict:
     """The metric part of metrics.json (provenance is added by the caller).
 
     thresholds: from VALIDATION (thresholds_from_validation); None leaves threshold,
@@ -91,19 +91,6 @@ def score(y: np.ndarray, prob: np.ndarray, patients: np.ndarray, std: np.ndarray
     return out
 
 
-def json_safe(obj):
-    """NaN/inf -> None and numpy scalars -> Python, recursively (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def write_outputs(out_dir: str | Path, metrics: dict, y: np.ndarray, prob: np.ndarray,
                   predictions: pd.DataFrame | None = None) -> Path:
     """Write metrics.json, roc.csv, calibration.csv (and predictions.csv if given) to out_dir."""
@@ -113,7 +100,5 @@ def write_outputs(out_dir: str | Path, metrics: dict, y: np.ndarray, prob: np.nd
         write_csv(predictions, out.predictions)
     write_csv(m.roc_table(y, prob, FINDINGS), out.roc)
     write_csv(m.calibration_table(y, prob, FINDINGS), out.calibration)
-    tmp = out.path / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
-    tmp.replace(out.metrics)
+    write_json(out.metrics, metrics)
     return out.path

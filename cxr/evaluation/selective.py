@@ -1,8 +1,9 @@
 """Selective prediction: how macro AUC changes when the most uncertain images go to a human.
 
 An image's uncertainty is its largest MC-dropout std over the 14 findings (the same rule that
-flags it `uncertain` when that std exceeds 0.1). Referring the most uncertain 10/20/30% and
-scoring the rest shows whether the uncertainty is useful: if it is, AUC on the kept images rises.
+flags it `uncertain` when that std exceeds `cxr.uncertainty.UNCERTAIN_STD`). Referring the most
+uncertain 10/20/30% and scoring the rest shows whether the uncertainty is useful: if it is, AUC
+on the kept images rises.
 
     >>> from cxr.evaluation.selective import selective_macro_auc, referral_rate
     >>> selective_macro_auc(y, p, std)   # {'0.0': {...}, '0.1': {...}, ...}
@@ -12,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from cxr.evaluation.metrics import macro_auc, per_finding_auc
+from cxr.uncertainty import UNCERTAIN_STD
 
 REFERRAL_FRACTIONS = (0.0, 0.1, 0.2, 0.3)
-STD_THRESHOLD = 0.1
 
 
 def image_uncertainty(std: np.ndarray) -> np.ndarray:
@@ -44,6 +45,6 @@ def selective_macro_auc(y: np.ndarray, p: np.ndarray, uncertainty: np.ndarray,
     return out
 
 
-def referral_rate(std: np.ndarray, threshold: float = STD_THRESHOLD) -> float:
+def referral_rate(std: np.ndarray, threshold: float = UNCERTAIN_STD) -> float:
     """Fraction of images with any finding's std above the threshold (flagged uncertain)."""
     return float((image_uncertainty(std) > threshold).mean())

@@ -25,6 +25,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cxr.device import DEVICES
+
 AtLeast1 = Annotated[int, Field(ge=1)]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -78,7 +80,7 @@ class TrainConfig(BaseModel):
     schedule: Literal["auto", "two_phase", "single_phase"] = "auto"  # see phases.py
     # -- runtime ------------------------------------------------------------------------
     workers: Annotated[int, Field(ge=0)] | None = None  # DataLoader workers; None: from CPUs
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: cuda, else mps, else cpu
+    device: Literal[DEVICES] = "auto"  # cxr/device.py: auto = cuda, else mps, else cpu
     amp: bool = True                         # bf16 autocast on CUDA and on CPUs with native
     channels_last: bool = True               # bf16; fp32 elsewhere (cxr/train/precision.py)
     mc_passes: AtLeast1 = 25                 # MC-dropout passes for evaluation / prediction

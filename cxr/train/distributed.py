@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from cxr.device import pick_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -46,26 +48,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
-    """auto: CUDA if available, else Apple MPS, else CPU. An unavailable explicit choice is an
-    error (never a silent CPU fallback for a run that asked for a GPU)."""
-    if preference == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if preference == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device=cuda requested but CUDA is not available")
-        return torch.device("cuda", local_rank)
-    if preference == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ValueError("device=mps requested but MPS is not available")
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def setup(preference: str = "auto") -> DistInfo:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from cxr.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from cxr.jsonsafe import finite_or_none, json_safe
 from cxr.labels import FINDINGS
 from cxr.rundir import STOP, RunDir
 from cxr.train import distributed as ddp
@@ -49,6 +50,7 @@ from cxr.train.data import (EpochDataset, EpochSampler, default_workers, find_ca
                             read_split, split_tables, targets_of, write_split)
 from cxr.train.precision import training_precision
 from cxr.train.progress import History, Progress, close_logger, progress_bar, setup_logger
+from cxr.uncertainty import to_proba
 
 FROM_SCRATCH_ONLY = ("simple_cnn",)  # registry models that have no ImageNet weights at all
 
@@ -133,10 +135,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _finite(x) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
 
 
 # -- run directory -----------------------------------------------------------------------
@@ -256,7 +254,7 @@ class Trainer:
         from cxr.data.dataset import CXRDataset
         from cxr.data.layout import DatasetFiles, data_version
         from cxr.data.metadata import read_data_entry
-        from cxr.data.transforms import AugmentConfig, EvalTransform, TrainTransform
+        from cxr.data.transforms import AugmentConfig, build_transform
         from cxr.losses import make_loss, pos_weight_from_targets
 
         cfg, info = self.cfg, self.info
@@ -269,16 +267,16 @@ class Trainer:
         ddp.barrier(info)
         self.split = read_split(self.run_dir, str(cfg.split_path or "made"))
         tables = split_tables(table, self.split, self.log)
-        pre = self.model.preprocess
         augment = AugmentConfig(hflip=cfg.hflip, rotation=cfg.rotation, zoom=cfg.zoom,
                                 brightness=cfg.brightness)
         cache = find_cache(files.root, self.image_size)
         if cache is not None:
             self.log(f"image cache: {cache!r}")
-        self.train_ds = CXRDataset(tables["train"], TrainTransform(
-            self.image_size, pre["mean"], pre["std"], augment), seed=cfg.seed, cache=cache)
-        self.val_ds = CXRDataset(tables["val"], EvalTransform(
-            self.image_size, pre["mean"], pre["std"]), seed=cfg.seed, cache=cache)
+        pre = self.model.preprocess  # its input_size is self.image_size
+        self.train_ds = CXRDataset(tables["train"], build_transform(pre, train=True, augment=augment),
+                                   seed=cfg.seed, cache=cache)
+        self.val_ds = CXRDataset(tables["val"], build_transform(pre, train=False), seed=cfg.seed,
+                                 cache=cache)
         self.val_targets = targets_of(tables["val"])
 
         if cfg.batch_size % info.world_size:
@@ -440,7 +438,7 @@ class Trainer:
         s.finished = True
         self.save_last(self.phases[-1], None, None, self.last_metrics)
         why = "time budget (max_minutes) reached" if time_up else "finished"
-        best = _finite(s.best)
+        best = finite_or_none(s.best)
         self.log(f"{why}: best val macro AUC {'n/a' if best is None else f'{best:.4f}'} at "
                  f"epoch {s.best_epoch}; {self.rundir.best}")
         self.report(force=True, status="finished", message=why, eta_s=0.0)
@@ -555,11 +553,11 @@ class Trainer:
         logits, targets = ddp.gather_arrays(self.info, self.val_index, logits,
                                             self.val_targets[self.val_index])
         loss = float(self.loss_fn(torch.from_numpy(logits), torch.from_numpy(targets)))
-        aucs = per_finding_auc(targets, 1.0 / (1.0 + np.exp(-logits.astype(np.float64))))
+        aucs = per_finding_auc(targets, to_proba(torch.from_numpy(logits).double()).numpy())
         macro, included = macro_auc(aucs)
         return {"val_loss": loss, "val_macro_auc": macro, "val_classes": int(included.sum()),
                 "val_images": int(len(targets)),
-                "val_auc": {f: _finite(a) for f, a in zip(FINDINGS, aucs)},
+                "val_auc": {f: finite_or_none(a) for f, a in zip(FINDINGS, aucs)},
                 "val_excluded": [f for f, ok in zip(FINDINGS, included) if not ok]}
 
     def end_epoch(self, phase: ph.Phase, optimizer, scheduler, limit: int,
@@ -574,7 +572,7 @@ class Trainer:
         s.epoch, s.phase_epoch, s.step = s.epoch + 1, s.phase_epoch + 1, 0
         s.loss_sum, s.seen, s.epoch_seconds = 0.0, 0, 0.0
         metrics = {"train_loss": loss_sum / max(seen, 1.0), **(val or {})}
-        self.last_metrics = _json_metrics(metrics)  # best.pt and last.pt carry the same
+        self.last_metrics = json_safe(metrics)  # best.pt and last.pt carry the same
         if val is not None:
             score = val["val_macro_auc"] if math.isfinite(val["val_macro_auc"]) else -math.inf
             scheduler.step(score)
@@ -605,8 +603,3 @@ class Trainer:
                  f"{metrics['train_loss']:.4f}, {auc_text}, lr {lr:g}, {seconds:.1f}s, "
                  f"{row['images_per_s']} img/s")
         self.report(force=True, message=f"epoch {s.epoch} done")
-
-
-def _json_metrics(metrics: dict) -> dict:
-    """NaN -> None so the checkpoint meta is strict JSON."""
-    return {k: (_finite(v) if isinstance(v, float) else v) for k, v in metrics.items()}

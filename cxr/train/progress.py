@@ -23,28 +23,19 @@ another process (RunDir.read_progress, read_history), so each is safe to read at
 from __future__ import annotations
 
 import csv
-import json
 import logging
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
-from cxr.atomic import write_text
+from cxr.atomic import write_json, write_text
 from cxr.labels import FINDINGS
 from cxr.rundir import RunDir
 
 HISTORY_COLUMNS = ["phase", "epoch", "phase_epoch", "train_loss", "val_loss", "val_macro_auc",
                    "val_classes", "val_images", *[f"val_auc_{f}" for f in FINDINGS], "lr",
                    "seconds", "images_per_s"]
-
-
-def _json_value(x):
-    """NaN/inf are not JSON: write null."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 class Progress:
@@ -66,8 +57,7 @@ class Progress:
             return
         self._last = now
         self.state["updated"] = now
-        clean = {k: _json_value(v) for k, v in self.state.items()}
-        write_text(self.path, json.dumps(clean, indent=2) + "\n")
+        write_json(self.path, self.state)
 
 
 class History:

@@ -121,7 +121,8 @@ def build(root: Path) -> DashboardEnv:
     """The whole tiny world under `root`: one finished, evaluated fusion run and a worklist of
     its predictions on six synthetic films."""
     from cxr.evaluation.predictions import predictions_frame
-    from cxr.worklist import Worklist, file_sha256
+    from cxr.hashing import file_sha256
+    from cxr.worklist import Worklist
 
     runs, data = root / "runs", root / "data"
     run_dir = write_run(runs / "tiny-fusion")

@@ -42,10 +42,10 @@ def test_table2_and_plots_for_two_models(app, fresh_world):
 
 def test_best_per_finding_is_highlighted(fresh_world):
     import dashboard_env
-    from cxr.dashboard.evaluations import Evaluation, auc_table, best_per_row
+    from cxr.dashboard.evaluations import Evaluation, best_per_row, table2
     dashboard_env.write_run(fresh_world.runs / "tiny-cnn", "simple_cnn")
     evals = [Evaluation.load(fresh_world.runs / n, n) for n in ("tiny-fusion", "tiny-cnn")]
-    auc, cis = auc_table(evals)
+    auc, cis = table2(evals)
     best = best_per_row(auc)
     for finding in FINDINGS:
         assert auc.loc[finding, best[finding]] == auc.loc[finding].max()

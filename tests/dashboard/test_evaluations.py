@@ -1,4 +1,5 @@
-"""cxr/dashboard/evaluations.py and charts.py: Table 2 and the comparison figures."""
+"""cxr/dashboard/evaluations.py: Table 2 and an eval folder feeding the comparison figures
+(the figures themselves: test_charts.py)."""
 from __future__ import annotations
 
 import json
@@ -6,15 +7,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
 import dashboard_env  # noqa: E402
 
 from cxr.dashboard import charts  # noqa: E402
-from cxr.dashboard.evaluations import (MACRO, Evaluation, auc_table, best_per_row,  # noqa: E402
-                                       table_with_cis)
+from cxr.dashboard.evaluations import Evaluation, best_per_row, table2, table_with_cis  # noqa: E402
+from cxr.evaluation.compare import MACRO_ROW as MACRO  # noqa: E402
 from cxr.labels import FINDINGS  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def fake_eval(tmp_path, name, aucs, macro, selective=None):
 def test_table2_best_per_finding_and_cis(tmp_path):
     a = fake_eval(tmp_path, "a", [0.7] * 13 + [None], 0.7)
     b = fake_eval(tmp_path, "b", [0.8] + [0.6] * 12 + [None], 0.62)
-    auc, cis = auc_table([a, b])
+    auc, cis = table2([a, b])
     assert list(auc.index) == [*FINDINGS, MACRO] and list(auc.columns) == ["a", "b"]
     best = best_per_row(auc)
     assert best["Atelectasis"] == "b" and best["Cardiomegaly"] == "a" and best[MACRO] == "a"
@@ -71,21 +71,3 @@ def test_real_eval_outputs_feed_every_figure(tmp_path):
     assert len(charts.selective_figure({"run": e.selective()}).data) == 1
     bars = charts.macro_auc_bars(["run"], [e.macro], [e.macro_ci[0]], [e.macro_ci[1]])
     assert bars.data[0].error_y.array[0] == pytest.approx(e.macro_ci[1] - e.macro)
-
-
-def test_probability_bars_sorted_and_uncertain_in_red():
-    mean = np.linspace(0.1, 0.9, 14)
-    std = np.where(np.arange(14) == 3, 0.2, 0.01)
-    fig = charts.probability_bars(list(FINDINGS), mean, std)
-    bar = fig.data[0]
-    assert list(bar.y)[-1] == FINDINGS[13]  # the most likely on top
-    assert bar.marker.color[list(bar.y).index(FINDINGS[3])] == charts.UNCERTAIN_COLOR
-    assert sum(c == charts.UNCERTAIN_COLOR for c in bar.marker.color) == 1
-
-
-def test_history_figures_one_trace_per_curve():
-    h = pd.DataFrame({"phase": ["head", "finetune"], "epoch": [1, 2], "train_loss": [0.3, 0.2],
-                      "val_loss": [0.35, 0.3], "val_macro_auc": [0.6, 0.7]})
-    loss, auc = charts.history_figures({"a": h, "b": h, "empty": pd.DataFrame()})
-    assert [t.name for t in loss.data] == ["a train", "a val", "b train", "b val"]
-    assert [t.name for t in auc.data] == ["a", "b"]

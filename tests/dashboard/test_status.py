@@ -1,32 +1,11 @@
-"""cxr/dashboard/status.py and state.py: what exists, what to do next; nothing is created."""
+"""cxr/dashboard/status.py: what exists, what to do next; nothing is created."""
 from __future__ import annotations
 
 import json
 import sqlite3
 
 from cxr.dashboard import status
-from cxr.dashboard.state import Roots, find_datasets
-
-
-def test_roots_from_env_and_defaults(tmp_path):
-    r = Roots.from_env({}, cwd=tmp_path)
-    assert (r.runs, r.data, r.worklist) == (tmp_path / "checkpoints", tmp_path / "data",
-                                            tmp_path / "data" / "worklist.sqlite")
-    r = Roots.from_env({"CXR_RUNS_DIR": str(tmp_path / "r"), "CXR_DATA_DIR": str(tmp_path / "d"),
-                        "CXR_WORKLIST": str(tmp_path / "w.db")}, cwd=tmp_path)
-    assert (r.runs, r.data, r.worklist) == (tmp_path / "r", tmp_path / "d", tmp_path / "w.db")
-
-
-def test_find_datasets_and_count_images(tmp_path):
-    for name, rows in (("demo", 3), ("nih/release", 2)):
-        d = tmp_path / name
-        (d / "images").mkdir(parents=True)
-        rows_text = "".join(f"{i}.png,No Finding\n" for i in range(rows))
-        (d / "Data_Entry_2017.csv").write_text("Image Index,Finding Labels\n" + rows_text)
-    (tmp_path / "demo" / "cache").mkdir()
-    found = find_datasets(tmp_path)
-    assert found == [tmp_path / "demo", tmp_path / "nih" / "release"]
-    assert [status.count_images(d) for d in found] == [3, 2]
+from cxr.dashboard.state import Roots
 
 
 def test_empty_world_suggests_first_steps_and_creates_nothing(tmp_path):

@@ -11,7 +11,7 @@ from cxr.cli import main
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    from cxr.data.synth import generate_dataset
+    from cxr.synth.generate import generate_dataset
     from cxr.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("e2e")

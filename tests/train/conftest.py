@@ -26,7 +26,7 @@ def _base_values(data_dir: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    from cxr.data.synth import generate_dataset
+    from cxr.synth.generate import generate_dataset
     out = tmp_path_factory.mktemp("train_data") / "tiny"
     generate_dataset(out, workers=1, **TINY)
     return out

@@ -1,7 +1,7 @@
 """The synthetic sign of each of the 14 findings: where it sits, how big and dense it is
 (`sample_*`, once per patient, so follow-ups show the same lesion) and what it does to a film
 (`draw_*`: opacity filling lung air, extra lucency, lost markings, added density; see
-`synth_anatomy.Fields`). Four findings also change the anatomy itself (`reshape`): an enlarged
+`anatomy.Fields`). Four findings also change the anatomy itself (`reshape`): an enlarged
 heart, flat low diaphragms, a raised hemidiaphragm, small fibrotic lungs.
 
 Some signs are deliberately alike so the task is not trivial: Consolidation (dense, one sharp
@@ -21,9 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from cxr.data.synth_anatomy import (EDGE, SIDES, Anatomy, BaseLayers, Grid, bump, diaphragm_y,
-                                    line_noise, lung_inside, segment_distance, smoothstep,
-                                    value_noise)
+from cxr.synth.anatomy import (EDGE, SIDES, Anatomy, BaseLayers, Grid, bump, diaphragm_y,
+                               line_noise, lung_inside, segment_distance, smoothstep, value_noise)
 from cxr.labels import FINDINGS
 
 

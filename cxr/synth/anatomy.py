@@ -7,7 +7,7 @@ on the film's pixel grid. The image's left is the patient's right,
 as on a PA film. `side` is -1 for the image-left lung (patient's right) and +1 for the other.
 
 Shapes are implicit functions ("inside" > 0) with smoothstep edges, which have compact support:
-a lesion's effect is exactly zero outside its region, which is what lets `synth.py` draw boxes
+a lesion's effect is exactly zero outside its region, which is what lets `render.py` draw boxes
 that provably contain every changed pixel. Vectorised numpy throughout, float32.
 
     >>> rng = np.random.default_rng(0)
@@ -263,7 +263,7 @@ class FixedLayers:
 
 
 def fixed_key(a: Anatomy) -> tuple:
-    """Everything the fixed layers depend on; `synth_findings.reshape` must leave it alone."""
+    """Everything the fixed layers depend on; `findings.reshape` must leave it alone."""
     return (a.midline, a.half_width, a.apex, a.floor, a.mediastinum, a.body_margin, a.rib_spacing,
             a.rib_slope, a.rib_curve, a.rib_phase, a.ribs, a.tissue, a.breast, a.texture_seed)
 

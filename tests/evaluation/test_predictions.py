@@ -1,0 +1,83 @@
+"""cxr/evaluation/predictions.py: the predictions CSV written and read back, and every kind of
+bad file named by file, line and column."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxr.evaluation.predictions import (IMAGE_COLUMN, PROB_COLUMNS, STD_COLUMNS, predictions_frame,
+                                        read_predictions, write_csv)
+
+
+def _frame(n=5, std=True, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    prob = rng.random((n, 14))
+    sd = np.full((n, 14), 0.01)
+    sd[1, 3] = 0.3  # image 1 is uncertain by the rule
+    return predictions_frame([f"img{i}.png" for i in range(n)], prob, sd if std else None, None)
+
+
+def test_round_trip_keeps_order_values_and_flags(tmp_path):
+    rng = np.random.default_rng(1)
+    prob, std = rng.random((4, 14)), rng.random((4, 14)) * 0.2
+    flags = np.array([True, False, True, False])
+    frame = predictions_frame(["b.png", "a.png", "d.png", "c.png"], prob, std, flags)
+    assert list(frame.columns) == [IMAGE_COLUMN, *PROB_COLUMNS, *STD_COLUMNS, "uncertain"]
+    write_csv(frame, tmp_path / "p.csv")
+    assert [p.name for p in tmp_path.iterdir()] == ["p.csv"]  # no temp file left behind
+    preds = read_predictions(tmp_path / "p.csv")
+    assert preds.images.tolist() == ["b.png", "a.png", "d.png", "c.png"]
+    np.testing.assert_allclose(preds.prob, prob)
+    np.testing.assert_allclose(preds.std, std)
+    assert preds.uncertain.tolist() == flags.tolist() and preds.source is None
+
+
+def test_without_flag_or_std_the_rule_decides(tmp_path):
+    frame = _frame()
+    frame.to_csv(tmp_path / "std.csv", index=False)
+    assert read_predictions(tmp_path / "std.csv").uncertain.tolist() == [False, True, False,
+                                                                         False, False]
+    frame["uncertain"] = ["true", "", "0", "1", "False"]  # an empty cell: the rule
+    frame.to_csv(tmp_path / "mixed.csv", index=False)
+    assert read_predictions(tmp_path / "mixed.csv").uncertain.tolist() == [True, True, False,
+                                                                           True, False]
+    _frame(std=False).to_csv(tmp_path / "external.csv", index=False)
+    external = read_predictions(tmp_path / "external.csv")
+    assert external.std is None and not external.uncertain.any()
+
+
+def test_source_column_and_stray_whitespace(tmp_path):
+    frame = _frame(n=2)
+    frame["source"] = ["/films/img0.png", ""]
+    frame[IMAGE_COLUMN] = [" img0.png", "img1.png "]
+    frame.rename(columns={"prob_Mass": " prob_Mass "}).to_csv(tmp_path / "p.csv", index=False)
+    preds = read_predictions(tmp_path / "p.csv")
+    assert preds.images.tolist() == ["img0.png", "img1.png"]
+    assert preds.source.tolist() == ["/films/img0.png", None]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.drop(columns=["prob_Mass", "prob_Hernia"]),
+     r"p\.csv: missing column\(s\) prob_Mass, prob_Hernia"),
+    (lambda f: f.drop(columns=["std_Edema"]), r"std_ columns are all-or-none; missing std_Edema"),
+    (lambda f: f.assign(**{IMAGE_COLUMN: ["img0.png", "", "b", "c", "d"]}),
+     r"p\.csv line 3: empty 'Image Index'"),
+    (lambda f: f.assign(**{IMAGE_COLUMN: ["a", "b", "a", "c", "b"]}),
+     r"p\.csv line 4: image 'a' is predicted more than once \(2 repeated"),
+    (lambda f: f.assign(prob_Mass=[0.1, 0.2, 1.5, 0.3, 0.4]),
+     r"p\.csv line 4 \(img2\.png\): prob_Mass 1\.5 is not a number in \[0, 1\]"),
+    (lambda f: f.assign(std_Hernia=["0.1", "x", "0.1", "0.1", "0.1"]),
+     r"line 3 \(img1\.png\): std_Hernia x is not a number"),
+    (lambda f: f.assign(prob_Edema=["0.1", "0.1", "0.1", "", "0.1"]),
+     r"line 5 \(img3\.png\): prob_Edema \(empty\) is not a number"),
+    (lambda f: f.assign(uncertain=["yes", "", "", "", ""]),
+     r"line 2 \(img0\.png\): uncertain 'yes' is not true/false"),
+])
+def test_bad_files_name_file_line_and_column(tmp_path, change, message):
+    change(_frame()).to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(ValueError, match=message):
+        read_predictions(tmp_path / "p.csv")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="none.csv does not exist"):
+        read_predictions(tmp_path / "none.csv")
