@@ -101,6 +101,11 @@ def test_pid_alive_rejects_dead_and_foreign_processes(tmp_path):
     import sys
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
+        # Popen returns once exec began; the kernel fills /proc/PID/cmdline a moment later
+        # (seen empty under load), so wait for that condition, not for a fixed time.
+        cmdline, deadline = Path(f"/proc/{proc.pid}/cmdline"), time.monotonic() + 30
+        while cmdline.exists() and not cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert not jobs.pid_alive(proc.pid)  # alive, but not our job wrapper
         assert jobs.pid_alive(proc.pid, needle=b"time.sleep")
     finally:
