@@ -309,7 +309,8 @@ class Trainer:
 
         params = {}
         if cfg.loss == "focal":
-            params = {"alpha": cfg.focal_alpha, "gamma": cfg.focal_gamma}
+            params = {"alpha": cfg.focal_alpha, "gamma": cfg.focal_gamma,
+                      "alpha_mode": getattr(cfg, "focal_alpha_mode", "balanced")}
         elif cfg.loss == "weighted_bce":
             params = {"pos_weight": pos_weight_from_targets(targets_of(tables["train"]))}
         self.loss_fn = make_loss(cfg.loss, **params)
