@@ -13,7 +13,7 @@ data) while the normalised one reached 0.75 in 2 epochs, same data, same seed.
 Convolutions use padding 1 so tiny inputs (32 px in tests) keep a spatial map.
 
     from cxr.models import create_model
-    model = create_model("simple_cnn")          # random init; there are no pretrained weights
+    model = create_model("simple_cnn")          # random init; there are no ImageNet weights
 """
 from __future__ import annotations
 
@@ -31,13 +31,9 @@ def _block(c_in: int, c_out: int, batch_norm: bool) -> list[nn.Module]:
 class SimpleCNN(CXRModel):
     model_name = "simple_cnn"
 
-    def __init__(self, num_classes: int = 14, pretrained: bool = False, weights=None,
-                 input_size: int = 224, drop_rate: float = 0.5, hidden: int = 256,
-                 batch_norm: bool = True):
+    def __init__(self, *, input_size: int, num_classes: int = 14, drop_rate: float = 0.5,
+                 hidden: int = 256, batch_norm: bool = True):
         super().__init__()
-        if pretrained or weights is not None:
-            raise ValueError("simple_cnn has no ImageNet weights: use pretrained=False, weights=None "
-                             "(load a trained checkpoint with cxr.checkpoint.load_model)")
         self.backbone = nn.Sequential(*_block(3, 32, batch_norm), *_block(32, 64, batch_norm),
                                       *_block(64, 128, batch_norm))
         self.head = nn.Sequential(nn.Linear(128, hidden), nn.ReLU(inplace=True),

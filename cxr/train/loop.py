@@ -54,7 +54,6 @@ from cxr.train.progress import History, Progress, close_logger, progress_bar, se
 RUN_FILES = ("config.yaml", "split.csv", "split.json", "history.csv", "progress.json", "best.pt",
              "last.pt", "train.log", "STOP")
 STOP_FILE = "STOP"
-FROM_SCRATCH_ONLY = ("simple_cnn",)  # registry models that have no ImageNet weights at all
 
 
 class NonFiniteLoss(RuntimeError):
@@ -243,13 +242,13 @@ class Trainer:
         return contextlib.nullcontext()
 
     def build_model(self):
-        from cxr.models import create_model
+        from cxr.models import create_model, model_info
         cfg = self.cfg
         kwargs = dict(cfg.model_kwargs)
         if cfg.image_size is not None:
             kwargs.setdefault("input_size", cfg.image_size)
         pretrained = cfg.pretrained
-        if cfg.model in FROM_SCRATCH_ONLY and pretrained and cfg.weights is None:
+        if pretrained and cfg.weights is None and not model_info(cfg.model).pretrained:
             self.log(f"notice: {cfg.model} has no pretrained weights (pretrained=true is moot); "
                      "it starts from random init")
             pretrained = False
