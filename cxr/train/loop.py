@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxr.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from cxr.checkpoint import checkpoint_model_name, load_checkpoint, save_checkpoint, unwrap
 from cxr.labels import FINDINGS
 from cxr.train import distributed as ddp
 from cxr.train import phases as ph
@@ -337,6 +337,11 @@ class Trainer:
         if saved_hash != self.split.meta.get("content_hash"):
             raise ValueError(f"{self.run_dir / 'split.csv'} is not the split {last} was trained "
                              f"on (sha256 {saved_hash} vs {self.split.meta.get('content_hash')})")
+        saved = checkpoint_model_name(ckpt["meta"])
+        if saved != self.cfg.model:  # e.g. a run of the cross-attention net from when it was `fusion`
+            raise ValueError(f"{last} holds a {saved} model (saved as {ckpt['meta']['model']['name']}"
+                             f") but the run's config.yaml says model: {self.cfg.model}; set "
+                             f"model: {saved} in {self.run_dir / 'config.yaml'} to resume it")
         self.model.load_state_dict(ckpt["state_dict"])
         self.state = LoopState(**ts["loop"])
         rngs = ts["rng"]
