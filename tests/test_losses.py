@@ -112,14 +112,18 @@ def test_focal_alpha_modes_against_hand_computed_values():
     logits = torch.tensor([[0.0, float(np.log(3.0))]])
     targets = torch.tensor([[1.0, 0.0]])
     ln2 = float(np.log(2.0))
-    expected = {"balanced": [0.0625 * ln2, 0.84375 * ln2], "constant": [0.0625 * ln2, 0.28125 * ln2]}
+    expected = {"balanced": [0.0625 * ln2, 0.84375 * ln2],
+                "constant": [0.0625 * ln2, 0.28125 * ln2]}
     for mode, want in expected.items():
-        got = focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="none", alpha_mode=mode)
+        got = focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="none",
+                         alpha_mode=mode)
         np.testing.assert_allclose(got.numpy()[0], want, rtol=1e-6)
-        assert make_loss("focal", alpha=0.25, gamma=2.0, alpha_mode=mode)(logits, targets).item() \
-            == pytest.approx(sum(want) / 2, rel=1e-6)
-    assert focal_loss(logits, targets, alpha_mode="balanced").item() == pytest.approx(0.453125 * ln2)
-    assert focal_loss(logits, targets, alpha_mode="constant").item() == pytest.approx(0.171875 * ln2)
+        loss_fn = make_loss("focal", alpha=0.25, gamma=2.0, alpha_mode=mode)
+        assert loss_fn(logits, targets).item() == pytest.approx(sum(want) / 2, rel=1e-6)
+    # the means: (0.0625 + 0.84375) / 2 and (0.0625 + 0.28125) / 2
+    balanced = focal_loss(logits, targets, alpha_mode="balanced").item()
+    constant = focal_loss(logits, targets, alpha_mode="constant").item()
+    assert (balanced, constant) == (pytest.approx(0.453125 * ln2), pytest.approx(0.171875 * ln2))
 
 
 def test_focal_alpha_none_is_unweighted_in_both_modes_and_bad_mode_is_named(batch):

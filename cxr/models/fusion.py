@@ -100,7 +100,8 @@ class SelfAttention2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = (proj(x).flatten(2).transpose(1, 2) for proj in (self.query, self.key, self.value))
+        q, k, v = (proj(x).flatten(2).transpose(1, 2)  # (B, h*w, C)
+                   for proj in (self.query, self.key, self.value))
         out = F.scaled_dot_product_attention(q, k, v)  # softmax over positions, scale 1/sqrt(C)
         return x + self.gamma * out.transpose(1, 2).reshape(b, c, h, w)
 

@@ -337,11 +337,12 @@ class Trainer:
         if saved_hash != self.split.meta.get("content_hash"):
             raise ValueError(f"{self.run_dir / 'split.csv'} is not the split {last} was trained "
                              f"on (sha256 {saved_hash} vs {self.split.meta.get('content_hash')})")
-        saved = checkpoint_model_name(ckpt["meta"])
-        if saved != self.cfg.model:  # e.g. a run of the cross-attention net from when it was `fusion`
-            raise ValueError(f"{last} holds a {saved} model (saved as {ckpt['meta']['model']['name']}"
-                             f") but the run's config.yaml says model: {self.cfg.model}; set "
-                             f"model: {saved} in {self.run_dir / 'config.yaml'} to resume it")
+        saved = checkpoint_model_name(ckpt["meta"])  # e.g. the cross-attention net, once `fusion`
+        if saved != self.cfg.model:
+            raise ValueError(f"{last} holds a {saved} model (saved as "
+                             f"{ckpt['meta']['model']['name']}) but the run's config.yaml says "
+                             f"model: {self.cfg.model}; set model: {saved} in "
+                             f"{self.run_dir / 'config.yaml'} to resume it")
         self.model.load_state_dict(ckpt["state_dict"])
         self.state = LoopState(**ts["loop"])
         rngs = ts["rng"]

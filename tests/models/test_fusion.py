@@ -1,4 +1,4 @@
-"""fusion: the report's network to the parameter, its grids, attention, and strict weight loading."""
+"""fusion: the report's network to the parameter, its grids, attention, strict weight loading."""
 from __future__ import annotations
 
 import pytest
@@ -112,7 +112,8 @@ def test_weights_files_load_every_kept_layer_strictly(tmp_path):
         assert loaded and all(torch.equal(v, states[arch][_timm_key(backbone, k)])
                               for k, v in loaded.items())
     # a file lacking a layer the tap keeps is an error, never a random layer
-    partial = {k: v for k, v in states["efficientnet_b3"].items() if not k.startswith("blocks.5.0.")}
+    partial = {k: v for k, v in states["efficientnet_b3"].items()
+               if not k.startswith("blocks.5.0.")}
     save_file(partial, tmp_path / "partial.safetensors")
     with pytest.raises(RuntimeError, match="Missing key"):
         create_model("fusion", weights={"densenet121": tmp_path / "densenet121.safetensors",
