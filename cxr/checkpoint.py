@@ -29,6 +29,9 @@ import torch
 from cxr.atomic import atomic_open
 
 REQUIRED_META = ("model", "labels", "preprocess")
+# `fusion` named the bidirectional cross-attention network until the report's exact network
+# took that name; those checkpoints are recognised by the cross-attention's kwargs.
+RENAMED = {"fusion": ("fusion_xattn", {"dense_stride", "eff_stride", "heads"})}
 
 
 class CheckpointError(ValueError):
@@ -124,20 +127,36 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def checkpoint_model_name(meta: dict) -> str:
+    """The registry name that rebuilds a checkpoint's model: the saved name, or the model's new
+    name when it was saved under an old one (RENAMED)."""
+    name = meta["model"]["name"]
+    new_name, old_kwargs = RENAMED.get(name, (name, set()))
+    return new_name if old_kwargs & set(meta["model"].get("kwargs", {})) else name
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """(model in eval mode on `device`, meta) rebuilt from the checkpoint alone."""
+    """(model in eval mode on `device`, meta) rebuilt from the checkpoint alone. A model saved
+    under an old name comes back under its new one: meta["model"] then has `name` (new) and
+    `saved_as` (old)."""
     from cxr.models import create_model
 
     ckpt = load_checkpoint(path)
     meta = ckpt["meta"]
     spec = meta["model"]
+    name = checkpoint_model_name(meta)
+    if name != spec["name"]:
+        meta["model"] = spec = {**spec, "name": name, "saved_as": spec["name"]}
     try:
         kwargs = {"num_classes": len(meta["labels"]), **spec.get("kwargs", {})}
-        model = create_model(spec["name"], pretrained=False, **kwargs)
+        model = create_model(name, pretrained=False, **kwargs)
         model.load_state_dict(ckpt["state_dict"], strict=True)
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {path}: cannot rebuild model {spec.get('name')!r} "
-                              f"with {spec.get('kwargs')}: {exc}") from None
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        hint = (" (if it holds the cross-attention network, saved as `fusion` by an older "
+                "version, rebuild it with create_model('fusion_xattn', ...) and load its "
+                "state_dict)" if name == "fusion" else "")
+        raise CheckpointError(f"checkpoint {path}: cannot rebuild model {name!r} with "
+                              f"{spec.get('kwargs')}{hint}: {exc}") from None
     model.preprocess = dict(meta["preprocess"])  # the size it was trained at, not the default
     model.labels = tuple(meta["labels"])
     return model.to(device).eval(), meta

@@ -34,7 +34,8 @@ from cxr.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_STATUS = "demo_status.json"  # in the runs root: the demo's stage, read by the Home page
-DEMO_MODELS = ("fusion", "simple_cnn", "densenet121", "efficientnet_b0")
+DEMO_MODELS = ("fusion", "simple_cnn", "densenet121", "efficientnet_b0")  # a demo choice of
+# registry models (cxr/models/registry.py), in training order; `--models` is checked against it
 # Minutes of training on a 2-core CPU, so all four fit in 30 minutes with evaluation and a
 # fresh install (measured with 6/6 for the last two: 27.6 minutes after the install,
 # BENCHMARKS.md). Fusion, and any model not named here, trains for configs/demo.yaml's
@@ -165,7 +166,7 @@ class Demo:
         self.ensure_data()
         self.ensure_cache()
         evaluated = []
-        for model in self.args.models.split(","):
+        for model in demo_models(self.args.models):
             if not self.train(model):
                 self.set_stage(f"training {model} did not finish", failed=f"train {model}")
                 continue
@@ -197,7 +198,20 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def demo_models(text: str) -> list[str]:
+    """The comma-separated `--models` list, every name checked against the model registry
+    before the dashboard or any step starts."""
+    from cxr.models import MODELS
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in MODELS]
+    if unknown or not names:
+        problem = f"unknown model(s) {', '.join(unknown)}" if unknown else "no model given"
+        raise ValueError(f"--models {text!r}: {problem}; available: {', '.join(MODELS)}")
+    return names
+
+
 def run(args) -> int:
+    demo_models(args.models)
     demo = Demo(args)
     app = None if args.no_app else start_app(args)
     # Explicit handlers: a process started in the background by a shell inherits SIGINT

@@ -7,7 +7,7 @@
     >>> rgb = overlay(pixels, maps["Effusion"], opacity=0.4)  # HxWx3 uint8 over the film
 
 The target is the `forward_features` map (`model.gradcam_layer`'s output; for `fusion` the
-attention-fused 512-channel map), and each finding is explained through its own logit
+self-attention layer's 512-channel output), and each finding is explained through its own logit
 (ClassifierOutputTarget). Maps are ReLU-ed, scaled to [0, 1] per image (a map with no
 positive evidence is all zeros) and upsampled to the input tensor's size, or to `size`.
 

@@ -2,6 +2,7 @@
 
     from cxr.losses import make_loss, pos_weight_from_targets
     loss_fn = make_loss("focal")                                   # alpha 0.25, gamma 2 (report)
+    loss_fn = make_loss("focal", alpha_mode="constant")            # the report's printed formula
     loss_fn = make_loss("weighted_bce", pos_weight=pos_weight_from_targets(train_targets))
     loss = loss_fn(logits, targets)
 
@@ -20,14 +21,29 @@ import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
 
-def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None = 0.25,
-               gamma: float = 2.0, reduction: str = "mean") -> torch.Tensor:
-    """Focal loss (Lin et al. 2017) via torchvision: alpha_t * (1 - p_t)^gamma * BCE.
+ALPHA_MODES = ("balanced", "constant")
 
-    alpha weights positives and 1 - alpha negatives (torchvision's semantics); None disables it.
+
+def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None = 0.25,
+               gamma: float = 2.0, reduction: str = "mean",
+               alpha_mode: str = "balanced") -> torch.Tensor:
+    """Focal loss (Lin et al. 2017) via torchvision: alpha-weighted (1 - p_t)^gamma * BCE.
+
+    The report prints one formula and describes another, so both readings are offered:
+    - "balanced": torchvision's alpha_t, alpha on positives and 1 - alpha on negatives (the
+      report's words: alpha "balances the importance of positive versus negative examples";
+      with alpha 0.25 a positive weighs a third of a negative);
+    - "constant": the report's printed formula -alpha (1 - p_t)^gamma log(p_t), every element
+      times alpha (a pure scale of the loss).
+    alpha None disables the weighting in either mode.
     """
-    return sigmoid_focal_loss(logits, targets.to(logits.dtype), -1 if alpha is None else alpha,
-                              gamma, reduction)
+    if alpha_mode not in ALPHA_MODES:
+        raise ValueError(f"focal alpha_mode must be one of {ALPHA_MODES}, got {alpha_mode!r}")
+    targets = targets.to(logits.dtype)
+    if alpha is None or alpha_mode == "constant":
+        loss = sigmoid_focal_loss(logits, targets, -1, gamma, reduction)  # alpha < 0: unweighted
+        return loss if alpha is None else alpha * loss
+    return sigmoid_focal_loss(logits, targets, alpha, gamma, reduction)
 
 
 def bce(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -66,6 +82,9 @@ def make_loss(name: str, **params):
         inspect.signature(fn).bind(None, None, **params)
     except TypeError as err:
         raise ValueError(f"bad parameters for loss {name!r}: {params} ({err})") from None
+    if name == "focal" and params.get("alpha_mode", "balanced") not in ALPHA_MODES:
+        raise ValueError(f"focal alpha_mode must be one of {ALPHA_MODES}, "
+                         f"got {params['alpha_mode']!r}")
     if name == "weighted_bce":
         params["pos_weight"] = [float(w) for w in params["pos_weight"]]
     return functools.partial(fn, **params)

@@ -11,6 +11,7 @@ import app_ui
 from cxr.dashboard import analysis, charts
 from cxr.dashboard.runs import best_run, list_runs
 from cxr.dashboard.status import overview
+from cxr.models import model_info
 
 r = app_ui.roots()
 st.title("Predict")
@@ -105,8 +106,8 @@ explain = st.multiselect("Findings to explain", result.labels,
                          default=[result.labels[result.top(1)[0]]], key="explain",
                          help="each finding costs one backward pass")
 opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="opacity")
-where = "the attention-fused map" if meta["model"]["name"] == "fusion" else "the last feature map"
-st.caption(f"Heatmaps from {where}: where the evidence for each finding's logit lies.")
+st.caption(f"Heatmaps from {model_info(meta['model']['name']).feature_map}: where the evidence "
+           "for each finding's logit lies.")
 cols = st.columns(3)
 for i, finding in enumerate(explain):
     with lock:

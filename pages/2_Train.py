@@ -12,8 +12,8 @@ from cxr.dashboard.runs import format_eta, list_runs, run_info, run_to_watch, ru
 from cxr.dashboard.state import find_datasets
 from cxr.dashboard.status import overview
 from cxr.rundir import RunDir
+from cxr.models import MODELS, list_models
 
-MODELS = ("fusion", "simple_cnn", "densenet121", "efficientnet_b0")
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
 
 r = app_ui.roots()
@@ -30,7 +30,9 @@ with st.expander("Launch a training run", expanded=not datasets or not launched)
         data_dir = c1.text_input("Dataset folder", value=datasets[0] if datasets else "",
                                  key="t_data", help="ChestX-ray14 layout (Data_Entry_2017.csv, "
                                  f"images*/). {found}")
-        model = c2.selectbox("Model", MODELS, key="t_model")
+        model = c2.selectbox("Model", list(MODELS), index=list(MODELS).index("fusion"),
+                             key="t_model", help="\n".join(
+                                 f"- `{n}`: {m.description}" for n, m in MODELS.items()))
         name = c3.text_input("Run name", placeholder="default: MODEL-YYYYmmdd-HHMMSS",
                              key="t_name", help=f"a new folder under {r.runs}")
         c1, c2, c3, c4 = st.columns(4)
@@ -44,9 +46,10 @@ with st.expander("Launch a training run", expanded=not datasets or not launched)
                              "official: NIH's train_val / test lists")
         pretrained = c2.checkbox("ImageNet-pretrained backbone (timm hub)", value=False,
                                  key="t_pretrained",
-                                 help="needs the model hub or its cache; otherwise give weights")
+                                 help="needs the model hub or its cache; otherwise give weights. "
+                                 f"None exist for {', '.join(list_models(pretrained=False))}.")
         weights = c3.text_input("Local weights file (optional)", key="t_weights",
-                                help="a timm checkpoint; fusion: {densenet121: PATH, "
+                                help="a timm checkpoint; fusion, fusion_xattn: {densenet121: PATH, "
                                 "efficientnet_b3: PATH}")
         c1, c2, c3 = st.columns(3)
         max_steps = c1.number_input("Max steps per epoch (0: all)", 0, 1_000_000, 0,

@@ -71,3 +71,39 @@ def test_atomic_write_keeps_the_old_file_when_saving_fails(tmp_path, model, monk
     monkeypatch.undo()
     assert load_checkpoint(path)["meta"]["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def _old_fusion_checkpoint(path):
+    """A checkpoint as the cross-attention network wrote it while it was called `fusion`."""
+    torch.manual_seed(0)
+    old = create_model("fusion_xattn", input_size=64, dim=32, heads=2).eval()
+    save_checkpoint(path, old, {"epoch": 1})
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["meta"]["model"]["name"] = "fusion"  # kwargs: dense_stride, eff_stride, dim, heads, ...
+    torch.save(ckpt, path)
+    return old
+
+
+def test_old_fusion_checkpoint_loads_as_fusion_xattn(tmp_path):
+    old = _old_fusion_checkpoint(tmp_path / "old.pt")
+    model, meta = load_model(tmp_path / "old.pt")
+    assert model.model_name == "fusion_xattn"
+    assert meta["model"]["name"] == "fusion_xattn" and meta["model"]["saved_as"] == "fusion"
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), old(x))
+
+
+def test_new_fusion_checkpoint_stays_fusion_and_a_misfit_says_what_to_do(tmp_path):
+    torch.manual_seed(0)
+    new = create_model("fusion", input_size=64, dim=16).eval()
+    save_checkpoint(tmp_path / "new.pt", new, {})
+    model, meta = load_model(tmp_path / "new.pt")
+    assert model.model_name == "fusion" and "saved_as" not in meta["model"]
+    # an old cross-attention checkpoint whose kwargs were lost cannot pass as the new network
+    _old_fusion_checkpoint(tmp_path / "bare.pt")
+    ckpt = torch.load(tmp_path / "bare.pt", weights_only=True)
+    ckpt["meta"]["model"]["kwargs"] = {"input_size": 64}
+    torch.save(ckpt, tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match="cannot rebuild model 'fusion'.*fusion_xattn"):
+        load_model(tmp_path / "bare.pt")

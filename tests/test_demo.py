@@ -66,6 +66,17 @@ def demo_stage(root: Path) -> str:
 
 
 @pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").exists(), reason="needs ./test.sh's .venv")
+def test_demo_models_are_registry_models_and_bad_names_are_refused():
+    from cxr.demo import DEMO_MODELS, demo_models
+    from cxr.models import MODELS as REGISTRY
+    assert tuple(DEMO_MODELS) == MODELS and set(DEMO_MODELS) <= set(REGISTRY)
+    assert demo_models(" fusion,simple_cnn ") == ["fusion", "simple_cnn"]
+    with pytest.raises(ValueError, match="unknown model.s. resnet50; available: simple_cnn"):
+        demo_models("fusion,resnet50")
+    with pytest.raises(ValueError, match="no model given"):
+        demo_models(" , ")
+
+
 def test_run_command_from_a_fresh_copy(tmp_path):
     root = tmp_path / "clone"
     copy_repo(root)

@@ -1,6 +1,8 @@
 """cxr/explain.py: Grad-CAM maps (size, range, finiteness, state restored), overlay, pointing game."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -29,15 +31,27 @@ def test_simple_cnn_maps_have_input_size_and_are_finite(simple, method):
     assert one.shape == (100, 80) and np.isfinite(one).all()
 
 
-def test_fusion_map_comes_from_the_fused_layer(tmp_path):
+@functools.lru_cache(maxsize=None)  # built once per name: cam_maps restores what it changes
+def tiny_fusion(name: str):
+    """fusion (gate opened, so attention acts) or fusion_xattn, with narrow fused maps (64 ch)."""
     torch.manual_seed(0)
-    model = create_model("fusion", input_size=64, dim=32, heads=2).eval()
-    assert model.gradcam_layer is model.fusion
+    if name == "fusion":
+        model = create_model("fusion", input_size=64, dim=32).eval()
+        with torch.no_grad():
+            model.attention.gamma.fill_(0.5)
+        return model
+    return create_model("fusion_xattn", input_size=64, dim=32, heads=2).eval()
+
+
+@pytest.mark.parametrize("name, layer", [("fusion", "attention"), ("fusion_xattn", "fusion")])
+def test_fusion_maps_come_from_the_fused_layer(name, layer):
+    model = tiny_fusion(name)
+    assert model.gradcam_layer is getattr(model, layer)
     seen = []
     hook = model.gradcam_layer.register_forward_hook(lambda m, i, o: seen.append(o.shape))
     maps = cam_maps(model, torch.randn(3, 64, 64), ["Cardiomegaly"])
     hook.remove()
-    assert seen and seen[0][1] == 64  # the attention-fused map (2 x dim channels) was the target
+    assert seen and seen[0][1] == 64  # the fused map (2 x dim channels) was the target
     m = maps["Cardiomegaly"]
     assert m.shape == (64, 64) and np.isfinite(m).all() and 0.0 <= m.min() <= m.max() <= 1.0
 
@@ -48,8 +62,7 @@ def test_head_only_maps_equal_grad_cam_through_the_whole_model(method):
     fused layer of the full model (back-propagating through both backbones) is the reference."""
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    torch.manual_seed(0)
-    model = create_model("fusion", input_size=64, dim=32, heads=2).eval()
+    model = tiny_fusion("fusion")
     x = torch.randn(2, 3, 64, 64)
     findings = ["Effusion", "Mass", "Nodule"]
     ours = cam_maps(model, x, findings, method=method)

@@ -99,3 +99,40 @@ def test_make_loss(batch):
         make_loss("focal", gama=2)
     with pytest.raises(ValueError, match="bad parameters for loss 'weighted_bce'"):
         make_loss("weighted_bce")
+
+
+def test_focal_alpha_modes_against_hand_computed_values():
+    """Two elements, alpha 0.25, gamma 2, written out by hand:
+    a positive with logit 0:     p = 0.5,  p_t = 0.5,  (1 - p_t)^2 = 0.25,   -log p_t = ln 2
+    a negative with logit ln 3:  p = 0.75, p_t = 0.25, (1 - p_t)^2 = 0.5625, -log p_t = 2 ln 2
+    balanced (alpha on positives, 1 - alpha on negatives):
+        0.25 * 0.25 * ln 2 = 0.0625 ln 2   and   0.75 * 0.5625 * 2 ln 2 = 0.84375 ln 2
+    constant (alpha on every element, the report's printed formula):
+        0.25 * 0.25 * ln 2 = 0.0625 ln 2   and   0.25 * 0.5625 * 2 ln 2 = 0.28125 ln 2"""
+    logits = torch.tensor([[0.0, float(np.log(3.0))]])
+    targets = torch.tensor([[1.0, 0.0]])
+    ln2 = float(np.log(2.0))
+    expected = {"balanced": [0.0625 * ln2, 0.84375 * ln2],
+                "constant": [0.0625 * ln2, 0.28125 * ln2]}
+    for mode, want in expected.items():
+        got = focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="none",
+                         alpha_mode=mode)
+        np.testing.assert_allclose(got.numpy()[0], want, rtol=1e-6)
+        loss_fn = make_loss("focal", alpha=0.25, gamma=2.0, alpha_mode=mode)
+        assert loss_fn(logits, targets).item() == pytest.approx(sum(want) / 2, rel=1e-6)
+    # the means: (0.0625 + 0.84375) / 2 and (0.0625 + 0.28125) / 2
+    balanced = focal_loss(logits, targets, alpha_mode="balanced").item()
+    constant = focal_loss(logits, targets, alpha_mode="constant").item()
+    assert (balanced, constant) == (pytest.approx(0.453125 * ln2), pytest.approx(0.171875 * ln2))
+
+
+def test_focal_alpha_none_is_unweighted_in_both_modes_and_bad_mode_is_named(batch):
+    x, t = tensors(*batch)
+    plain = focal_loss(x, t, alpha=None, alpha_mode="balanced")
+    assert torch.equal(plain, focal_loss(x, t, alpha=None, alpha_mode="constant"))
+    assert focal_loss(x, t, alpha=0.5, alpha_mode="constant").item() == pytest.approx(
+        0.5 * plain.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="alpha_mode must be one of.*'weird'"):
+        focal_loss(x, t, alpha_mode="weird")
+    with pytest.raises(ValueError, match="alpha_mode must be one of.*'weird'"):
+        make_loss("focal", alpha_mode="weird")  # before training starts, not at the first batch

@@ -113,7 +113,7 @@ def test_predict_proba_is_eval_sigmoid_and_restores_mode(simple):
     assert torch.equal(p, predict_proba(simple, x))  # deterministic: dropout off
 
 
-@pytest.mark.parametrize("name", ["densenet121", "efficientnet_b0", "fusion"])
+@pytest.mark.parametrize("name", ["densenet121", "efficientnet_b0", "fusion", "fusion_xattn"])
 def test_backbone_is_deterministic_with_dropout_on(name):
     """The fast path's premise: no dropout acts before `classify`, so one backbone pass is exact."""
     from cxr.uncertainty import _modes

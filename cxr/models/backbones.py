@@ -46,8 +46,8 @@ _GRADCAM_LAYER = {"densenet121": "features.norm5", "efficientnet_b0": "bn2"}
 class TimmClassifier(CXRModel):
     """A timm backbone's final feature map pooled into the report's head."""
 
-    def __init__(self, arch: str, num_classes: int = 14, pretrained: bool = False, weights=None,
-                 input_size: int = 224, drop_rate: float = 0.4, hidden: int = 512):
+    def __init__(self, arch: str, *, input_size: int, num_classes: int = 14,
+                 pretrained: bool = False, weights=None, drop_rate: float = 0.4, hidden: int = 512):
         super().__init__()
         if arch not in _GRADCAM_LAYER:
             raise ValueError(f"unsupported backbone {arch!r}; expected one of {sorted(_GRADCAM_LAYER)}")

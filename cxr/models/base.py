@@ -70,8 +70,3 @@ class CXRModel(nn.Module):
         backbone = {id(p) for p in self.backbone_parameters()}
         return (p for p in self.parameters() if id(p) not in backbone)
 
-
-def model_uses_pretrained(model: nn.Module) -> bool:
-    """Whether the backbone started from ImageNet weights; training skips the frozen-backbone
-    phase 1 when it did not (a random backbone frozen would teach the head nothing)."""
-    return bool(getattr(model, "pretrained_backbone", False))

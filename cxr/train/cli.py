@@ -25,9 +25,12 @@ RESUME_OVERRIDES = ("workers", "device", "amp", "max_minutes")
 
 
 def add_arguments(parser) -> None:
+    from cxr.models import MODELS  # the registry alone: no torch import
+
     parser.add_argument("--data",
                         help="dataset folder (ChestX-ray14 layout; `cxr synth` makes one)")
-    parser.add_argument("--model", help="simple_cnn | densenet121 | efficientnet_b0 | fusion")
+    parser.add_argument("--model", metavar="NAME", choices=list(MODELS), help="one of: " +
+                        "; ".join(f"{name} ({info.description})" for name, info in MODELS.items()))
     parser.add_argument("--out", type=Path, help="run directory to create")
     parser.add_argument("--config", type=Path,
                         help="YAML file of config keys (e.g. configs/demo.yaml)")

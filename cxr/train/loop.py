@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxr.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from cxr.checkpoint import checkpoint_model_name, load_checkpoint, save_checkpoint, unwrap
 from cxr.jsonsafe import finite_or_none, json_safe
 from cxr.labels import FINDINGS
 from cxr.rundir import STOP, RunDir
@@ -52,7 +52,6 @@ from cxr.train.precision import training_precision
 from cxr.train.progress import History, Progress, close_logger, progress_bar, setup_logger
 from cxr.uncertainty import to_proba
 
-FROM_SCRATCH_ONLY = ("simple_cnn",)  # registry models that have no ImageNet weights at all
 
 
 class NonFiniteLoss(RuntimeError):
@@ -231,13 +230,13 @@ class Trainer:
         return self.precision.autocast()
 
     def build_model(self):
-        from cxr.models import create_model
+        from cxr.models import create_model, model_info
         cfg = self.cfg
         kwargs = dict(cfg.model_kwargs)
         if cfg.image_size is not None:
             kwargs.setdefault("input_size", cfg.image_size)
         pretrained = cfg.pretrained
-        if cfg.model in FROM_SCRATCH_ONLY and pretrained and cfg.weights is None:
+        if pretrained and cfg.weights is None and not model_info(cfg.model).pretrained:
             self.log(f"notice: {cfg.model} has no pretrained weights (pretrained=true is moot); "
                      "it starts from random init")
             pretrained = False
@@ -297,7 +296,8 @@ class Trainer:
 
         params = {}
         if cfg.loss == "focal":
-            params = {"alpha": cfg.focal_alpha, "gamma": cfg.focal_gamma}
+            params = {"alpha": cfg.focal_alpha, "gamma": cfg.focal_gamma,
+                      "alpha_mode": cfg.focal_alpha_mode}
         elif cfg.loss == "weighted_bce":
             params = {"pos_weight": pos_weight_from_targets(targets_of(tables["train"]))}
         self.loss_fn = make_loss(cfg.loss, **params)
@@ -325,6 +325,12 @@ class Trainer:
         if saved_hash != self.split.meta.get("content_hash"):
             raise ValueError(f"{self.rundir.split} is not the split {last} was trained "
                              f"on (sha256 {saved_hash} vs {self.split.meta.get('content_hash')})")
+        saved = checkpoint_model_name(ckpt["meta"])  # e.g. the cross-attention net, once `fusion`
+        if saved != self.cfg.model:
+            raise ValueError(f"{last} holds a {saved} model (saved as "
+                             f"{ckpt['meta']['model']['name']}) but the run's config.yaml says "
+                             f"model: {self.cfg.model}; set model: {saved} in "
+                             f"{self.run_dir / 'config.yaml'} to resume it")
         self.model.load_state_dict(ckpt["state_dict"])
         self.state = LoopState(**ts["loop"])
         rngs = ts["rng"]

@@ -4,9 +4,10 @@
                       statistics stay ImageNet's), Adam on the head at lr_head (1e-3)
     phase "finetune"  from the best "head" weights, everything trainable, a fresh Adam at
                       lr_finetune (1e-5)
-    phase "full"      one end-to-end phase at lr_head: simple_cnn (no pretrained backbone
-                      exists), and any random-init backbone under schedule=auto, because a
-                      frozen random backbone teaches the head nothing and 1e-5 barely moves it
+    phase "full"      one end-to-end phase at lr_head: a model without ImageNet weights
+                      (the registry's `pretrained` is False: simple_cnn), and any random-init
+                      backbone under schedule=auto, because a frozen random backbone teaches
+                      the head nothing and 1e-5 barely moves it
 
 schedule=two_phase / single_phase force either plan. Every phase: ReduceLROnPlateau on
 validation macro AUC (mode max, factor plateau_factor, patience plateau_patience, floor
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cxr.models import model_uses_pretrained
+from cxr.models import model_info, model_uses_pretrained
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,9 @@ def plan(cfg, model: nn.Module) -> tuple[list[Phase], str | None]:
         return [head, finetune], None
     if cfg.schedule == "single_phase":
         return [full], None
-    if model.model_name == "simple_cnn":
-        return [full], "simple_cnn trains end to end in one phase (it has no pretrained backbone)"
+    if not model_info(model.model_name).pretrained:
+        return [full], (f"{model.model_name} trains end to end in one phase (it has no ImageNet "
+                        "weights)")
     if not model_uses_pretrained(model):
         return [full], (f"{model.model_name}: random-init backbone (pretrained=false, no weights "
                         "file), so the frozen-backbone phase is skipped: one phase trains "

@@ -67,7 +67,7 @@ def tiny_model(name: str = "fusion"):
     torch.manual_seed(0)
     kw = dict(input_size=IMAGE_SIZE)
     if name == "fusion":
-        kw.update(dim=32, heads=2)
+        kw.update(dim=32)  # a narrow fused map: 64 channels
     return create_model(name, pretrained=False, **kw)
 
 

@@ -70,6 +70,9 @@ def test_past_runs_table_and_monitor(app, world):
     assert table["best val AUC"].tolist() == [pytest.approx(0.61)]
     assert any("Finished. Best val macro AUC: 0.6100" in s.value for s in at.success)
     assert len(at.get("plotly_chart")) == 2  # loss and AUC curves
+    from cxr.models import MODELS  # the launch form offers the registry, fusion first chosen
+    model = at.selectbox(key="t_model")
+    assert model.options == list(MODELS) and model.value == "fusion"
 
 
 def test_a_failed_runs_error_is_shown(app, fresh_world):

@@ -1,4 +1,4 @@
-"""fusion: fused 512-channel map, parameter count, what phase 1 trains, configurable taps."""
+"""fusion: the report's network to the parameter, its grids, attention, strict weight loading."""
 from __future__ import annotations
 
 import pytest
@@ -7,9 +7,12 @@ import torch
 from safetensors.torch import save_file
 
 from cxr.models import create_model
-from cxr.models.fusion import sine_position_2d
 
 torch.set_num_threads(1)
+
+
+def count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 @pytest.fixture(scope="module")
@@ -18,22 +21,57 @@ def fusion():
     return create_model("fusion")
 
 
-def test_parameter_count(fusion):
-    parts = {name: sum(p.numel() for p in getattr(fusion, name).parameters())
-             for name in ["dense", "eff", "align_dense", "align_eff", "fusion", "head"]}
-    assert parts == {"dense": 4_267_392, "eff": 2_190_154, "align_dense": 262_656,
-                     "align_eff": 35_328, "fusion": 527_360, "head": 7_182}
-    assert sum(p.numel() for p in fusion.parameters()) == 7_290_072
+def test_parameter_count_is_the_reports(fusion):
+    parts = {name: count(getattr(fusion, name))
+             for name in ["dense", "eff", "align_dense", "align_eff", "attention", "head"]}
+    assert parts == {"dense": 6_951_808, "eff": 2_302_762, "align_dense": 262_400,
+                     "align_eff": 209_152, "attention": 787_969, "head": 7_182}
+    assert count(fusion) == 10_521_273  # the report's "trainable parameters"
+    # Keras's total adds BatchNorm moving mean/variance and EfficientNet's Normalization (7)
+    moving = sum(b.numel() for name, b in fusion.named_buffers()
+                 if name.endswith(("running_mean", "running_var")))
+    assert count(fusion) + moving + 7 == 10_638_528
 
 
-@pytest.mark.parametrize("size, grid", [(224, 14), (128, 8)])
-def test_forward_features_is_512_channel_map(fusion, size, grid):
-    fusion.eval()
+def test_layers_are_the_reports(fusion):
+    assert "norm5" not in dict(fusion.dense.named_children())  # DenseNet stops at the concat
+    assert fusion.eff.block6a_expand.conv_pw.out_channels == 816
+    assert isinstance(fusion.eff.block6a_expand.bn1.act, torch.nn.SiLU)
+    for align in (fusion.align_dense, fusion.align_eff):  # 1x1, with bias, no BatchNorm
+        assert align.kernel_size == (1, 1) and align.bias is not None and align.out_channels == 256
+    attention = fusion.attention
+    assert all(p.in_channels == p.out_channels == 512 and p.bias is not None
+               for p in (attention.query, attention.key, attention.value))
+    assert attention.gamma.numel() == 1 and attention.gamma.item() == 0.0  # SAGAN's init
+    assert [type(m) for m in fusion.head] == [torch.nn.Dropout, torch.nn.Linear]
+    assert fusion.head[0].p == 0.5
+    assert fusion.gradcam_layer is attention
+
+
+@pytest.mark.parametrize("grid, size, cells", [("eff", 224, 14), ("eff", 128, 8),
+                                                ("dense", 224, 7), ("dense", 128, 4)])
+def test_feature_map_on_either_grid(fusion, grid, size, cells):
+    model = fusion if grid == "eff" else create_model("fusion", grid="dense")
+    assert model.model_kwargs["grid"] == grid
+    model.eval()
     with torch.no_grad():
-        assert fusion.forward_features(torch.randn(1, 3, size, size)).shape == (1, 512, grid, grid)
+        assert model.forward_features(torch.randn(1, 3, size, size)).shape == (1, 512, cells, cells)
 
 
-def test_frozen_backbones_leave_alignment_attention_head_trainable_and_grads_reach_attention(fusion):
+def test_attention_starts_as_identity_and_mixes_positions_once_gamma_moves():
+    torch.manual_seed(0)
+    model = create_model("fusion", input_size=64, dim=16).eval()
+    x = torch.randn(2, 32, 3, 3)
+    with torch.no_grad():
+        assert torch.equal(model.attention(x), x)
+        model.attention.gamma.fill_(1.0)
+        y = model.attention(x)
+        x2 = x.clone()
+        x2[:, :, 0, 0] += 1.0  # one position changes: every position's output changes
+        assert (model.attention(x2) - y)[:, :, 2, 2].abs().max() > 0
+
+
+def test_frozen_backbones_train_alignment_attention_head(fusion):
     fusion.train()
     for p in fusion.backbone_parameters():
         p.requires_grad_(False)
@@ -41,38 +79,27 @@ def test_frozen_backbones_leave_alignment_attention_head_trainable_and_grads_rea
         fusion.zero_grad(set_to_none=True)
         fusion(torch.randn(2, 3, 64, 64)).pow(2).mean().backward()
         trainable = {n.split(".")[0] for n, p in fusion.named_parameters() if p.requires_grad}
-        assert trainable == {"align_dense", "align_eff", "fusion", "head"}
-        assert all(p.grad is None for p in fusion.dense.parameters())
-        assert all(p.grad is not None for p in fusion.head_parameters())
-        for attn in (fusion.fusion.dense_from_eff.attn, fusion.fusion.eff_from_dense.attn):
-            assert attn.in_proj_weight.grad.abs().sum() > 0
+        assert trainable == {"align_dense", "align_eff", "attention", "head"}
+        assert all(p.grad is None for p in fusion.backbone_parameters())
+        assert fusion.attention.gamma.grad.abs() > 0  # gamma = 0: the gate learns first
     finally:
         for p in fusion.parameters():
             p.requires_grad_(True)
 
 
-def test_taps_width_heads_configurable_and_grids_resized():
-    # DenseNet at stride 8 (16x16 at 128 px), EfficientNet at 16 (8x8): resized to DenseNet's grid
-    model = create_model("fusion", dense_stride=8, eff_stride=16, dim=64, heads=4).eval()
-    assert model.model_kwargs == dict(num_classes=14, input_size=224, dense_stride=8,
-                                      eff_stride=16, dim=64, heads=4, drop_rate=0.5)
-    with torch.no_grad():
-        assert model.forward_features(torch.zeros(1, 3, 128, 128)).shape == (1, 128, 16, 16)
-        assert model(torch.zeros(1, 3, 96, 96)).shape == (1, 14)
-    with pytest.raises(ValueError, match="stride must be 8, 16 or 32"):
-        create_model("fusion", dense_stride=4)
+def test_bad_grid_is_named():
+    with pytest.raises(ValueError, match="grid must be one of.*'middle'"):
+        create_model("fusion", grid="middle")
 
 
-def test_position_code_distinguishes_cells_and_scales_with_grid():
-    code = sine_position_2d(8, 8, 256)
-    assert code.shape == (64, 256) and torch.isfinite(code).all()
-    assert torch.cdist(code, code).add(torch.eye(64) * 1e3).min() > 0.1  # all cells distinct
-    # same normalised position at two grid sizes -> same code (centre of 3x3 and of 1x1)
-    assert torch.allclose(sine_position_2d(3, 3, 64)[4], sine_position_2d(1, 1, 64)[0])
-    assert not torch.allclose(sine_position_2d(3, 3, 64)[0], sine_position_2d(1, 1, 64)[0])
+def _timm_key(backbone: str, key: str) -> str:
+    """Where a pruned backbone's tensor sits in the full timm model."""
+    if backbone == "dense":
+        return "features." + key
+    return key.replace("block6a_expand.", "blocks.5.0.")
 
 
-def test_weights_dict_loads_both_backbones(tmp_path):
+def test_weights_files_load_every_kept_layer_strictly(tmp_path):
     torch.manual_seed(5)
     states = {}
     for arch in ["densenet121", "efficientnet_b3"]:
@@ -80,9 +107,17 @@ def test_weights_dict_loads_both_backbones(tmp_path):
         save_file(states[arch], tmp_path / f"{arch}.safetensors")
     model = create_model("fusion", weights={a: tmp_path / f"{a}.safetensors" for a in states})
     assert model.pretrained_backbone
-    for module, arch in [(model.dense, "densenet121"), (model.eff, "efficientnet_b3")]:
-        loaded = module.state_dict()
-        assert loaded and all(torch.equal(v, states[arch][k]) for k, v in loaded.items())
+    for backbone, arch in [("dense", "densenet121"), ("eff", "efficientnet_b3")]:
+        loaded = getattr(model, backbone).state_dict()
+        assert loaded and all(torch.equal(v, states[arch][_timm_key(backbone, k)])
+                              for k, v in loaded.items())
+    # a file lacking a layer the tap keeps is an error, never a random layer
+    partial = {k: v for k, v in states["efficientnet_b3"].items()
+               if not k.startswith("blocks.5.0.")}
+    save_file(partial, tmp_path / "partial.safetensors")
+    with pytest.raises(RuntimeError, match="Missing key"):
+        create_model("fusion", weights={"densenet121": tmp_path / "densenet121.safetensors",
+                                        "efficientnet_b3": tmp_path / "partial.safetensors"})
 
 
 def test_weights_must_name_both_backbones(tmp_path):

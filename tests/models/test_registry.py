@@ -1,16 +1,19 @@
-"""The uniform Model contract (ARCHITECTURE.md) on all four registry models."""
+"""The registry's self-description and the uniform Model contract (ARCHITECTURE.md) on every
+registry model."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from cxr.labels import FINDINGS
-from cxr.models import MODELS, create_model, model_uses_pretrained
+from cxr.models import MODELS, create_model, list_models, model_info, model_uses_pretrained
 
 torch.set_num_threads(1)
-NAMES = ["simple_cnn", "densenet121", "efficientnet_b0", "fusion"]
+NAMES = ["simple_cnn", "densenet121", "efficientnet_b0", "fusion", "fusion_xattn"]
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +26,24 @@ def test_registry_names_and_unknown_name_error():
     assert list(MODELS) == NAMES
     with pytest.raises(ValueError, match="unknown model 'resnet50'.*simple_cnn, densenet121"):
         create_model("resnet50")
+
+
+def test_each_model_says_what_it_is():
+    assert list_models(pretrained=False) == ["simple_cnn"]
+    assert list_models(pretrained=True) == [n for n in NAMES if n != "simple_cnn"]
+    assert [n for n in NAMES if MODELS[n].report_network is None] == ["fusion_xattn"]  # ours
+    assert "Figure 4" in model_info("fusion").report_network
+    for name, info in MODELS.items():
+        assert info.name == name and info.description and info.feature_map
+        assert isinstance(info.pretrained, bool) and info.input_size == 224
+
+
+def test_reading_the_registry_imports_no_torch():
+    """The Train page, `cxr train --help` and config validation read it without torch/timm."""
+    code = ("import sys; from cxr.models import MODELS, list_models; list_models(); "
+            "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -38,6 +59,7 @@ def test_logits_shape_at_224_and_128(models, name):
 def test_metadata_and_forward_decomposition(models, name):
     model = models[name]
     assert model.model_name == name and model.labels == FINDINGS
+    assert model.preprocess["input_size"] == MODELS[name].input_size
     assert model.preprocess == {"input_size": 224, "mean": [0.485, 0.456, 0.406],
                                 "std": [0.229, 0.224, 0.225]}
     assert json.loads(json.dumps(model.model_kwargs)) == model.model_kwargs
@@ -82,6 +104,7 @@ def test_state_dict_round_trip(name):
     assert fresh.preprocess["input_size"] == 128
 
 
-def test_no_imagenet_weights_for_simple_cnn():
-    with pytest.raises(ValueError, match="no ImageNet weights"):
-        create_model("simple_cnn", pretrained=True)
+def test_a_model_without_imagenet_weights_refuses_them():
+    for kwargs in ({"pretrained": True}, {"weights": "w.safetensors"}):
+        with pytest.raises(ValueError, match="simple_cnn has no ImageNet weights"):
+            create_model("simple_cnn", **kwargs)

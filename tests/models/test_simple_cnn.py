@@ -1,4 +1,4 @@
-"""simple_cnn: the report's layer stack and parameter count."""
+"""simple_cnn: the report's layer stack and parameter count, default and report=True."""
 from __future__ import annotations
 
 import torch
@@ -11,12 +11,27 @@ def count(params) -> int:
     return sum(p.numel() for p in params)
 
 
-def test_exactly_129870_parameters_with_and_without_dropout_and_norm():
+def test_exactly_129870_parameters_both_ways():
     assert count(create_model("simple_cnn").parameters()) == 129_870
-    assert count(create_model("simple_cnn", drop_rate=0.0).parameters()) == 129_870
-    report_net = create_model("simple_cnn", drop_rate=0.0, batch_norm=False)
+    report_net = create_model("simple_cnn", report=True)
     assert count(report_net.parameters()) == 129_870
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in report_net.modules())
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.Dropout)) for m in report_net.modules())
+    assert report_net.model_kwargs == dict(num_classes=14, input_size=224, report=True, hidden=256,
+                                           drop_rate=0.0, batch_norm=False)
+
+
+def test_report_variant_has_the_reports_output_shapes_at_224():
+    """Figure 3a: conv 222, pool 111, conv 109, pool 54, conv 52, pool 26 (valid padding)."""
+    model = create_model("simple_cnn", report=True).eval()
+    shapes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:])))
+             for m in model.backbone if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 224, 224)).shape == (1, 14)
+    for hook in hooks:
+        hook.remove()
+    assert shapes == [(32, 222, 222), (32, 111, 111), (64, 109, 109), (64, 54, 54),
+                      (128, 52, 52), (128, 26, 26)]
 
 
 def test_norm_layers_have_no_parameters_but_normalise():

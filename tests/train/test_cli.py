@@ -37,3 +37,16 @@ def test_command_line_errors_are_clear(tmp_path):
     assert cfg.workers == 0 and cfg.model == "simple_cnn" and run_dir == run
     with pytest.raises(FileNotFoundError, match="config.yaml"):
         cli.build_config(_args("--resume", str(tmp_path / "nothing")))
+
+
+def test_model_choices_and_help_come_from_the_registry(capsys):
+    from cxr.models import MODELS
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    action = next(a for a in parser._actions if a.dest == "model")
+    assert list(action.choices) == list(MODELS)
+    assert all(name in action.help and info.description in action.help
+               for name, info in MODELS.items())
+    with pytest.raises(SystemExit):
+        _args("--model", "resnet50")
+    assert "invalid choice: 'resnet50'" in capsys.readouterr().err

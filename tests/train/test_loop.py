@@ -213,3 +213,17 @@ def test_a_run_that_failed_before_training_may_be_started_again(tmp_path):
     (tmp_path / "history.csv").write_text("phase,epoch\nfull,1\n")
     with pytest.raises(ValueError, match="already holds a run"):
         check_run_dir(tmp_path, resume=False, force=False)
+
+
+def test_resume_refuses_a_checkpoint_of_another_network(reference_run, tmp_path):
+    """A run of the cross-attention net from when it was called `fusion` (config.yaml says
+    fusion, which is now the report's network) must not resume into the wrong network."""
+    run = tmp_path / "old"
+    shutil.copytree(reference_run, run)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    ckpt["meta"]["model"] = {"name": "fusion", "kwargs": {"dense_stride": 16, "eff_stride": 16,
+                                                          "dim": 256, "heads": 8}}
+    torch.save(ckpt, run / "last.pt")
+    with pytest.raises(ValueError, match="holds a fusion_xattn model .saved as fusion.*"
+                                         "set model: fusion_xattn in"):
+        train(None, run, resume=True)

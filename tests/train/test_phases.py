@@ -18,7 +18,8 @@ def _names(phases):
 
 def test_plan_follows_the_report_and_the_random_init_rule(effnet):
     cfg = TrainConfig()
-    assert _names(ph.plan(cfg, create_model("simple_cnn"))[0]) == ["full"]
+    phases, notice = ph.plan(cfg, create_model("simple_cnn"))
+    assert _names(phases) == ["full"] and "no ImageNet weights" in notice
     phases, notice = ph.plan(cfg, effnet)  # random init: one end-to-end phase at lr_head
     assert _names(phases) == ["full"] and phases[0].lr == cfg.lr_head and "random-init" in notice
     effnet.pretrained_backbone = True  # as after loading ImageNet weights
@@ -31,6 +32,19 @@ def test_plan_follows_the_report_and_the_random_init_rule(effnet):
     assert phases[0].freeze_backbone and not phases[1].freeze_backbone
     forced = ph.plan(TrainConfig(schedule="two_phase"), effnet)[0]
     assert _names(forced) == ["head", "finetune"]
+
+
+def test_the_registry_capability_not_the_name_picks_one_phase(effnet, monkeypatch):
+    import dataclasses
+    from cxr.models import MODELS
+    effnet.pretrained_backbone = True
+    monkeypatch.setitem(MODELS, "efficientnet_b0",
+                        dataclasses.replace(MODELS["efficientnet_b0"], pretrained=False))
+    try:
+        phases, notice = ph.plan(TrainConfig(), effnet)
+    finally:
+        effnet.pretrained_backbone = False
+    assert _names(phases) == ["full"] and "efficientnet_b0" in notice
 
 
 def test_epoch_budget_per_phase_or_total():
