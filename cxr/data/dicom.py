@@ -185,6 +185,8 @@ def _check_one_image(ds, data: bytes) -> int:
     if "PixelData" not in ds:
         if _PIXEL_DATA_TAG in data:  # pydicom drops an encapsulated element cut short
             raise ImageLoadError("truncated or corrupt DICOM: its pixel data cannot be read")
+        if "Image Storage" in what:  # an image class without its image: cut before it
+            raise ImageLoadError(f"{what} with no pixel data: the file is truncated or damaged")
         raise ImageLoadError(f"{what} with no pixel data (no image: a report or document?); "
                              "a chest radiograph is expected")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
