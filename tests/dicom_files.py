@@ -89,6 +89,16 @@ def encode(ds: Dataset, syntax: str) -> bytes:
     return to_bytes(ds)
 
 
+def damaged(data: bytes) -> bytes:
+    """The file with the body of its (last) pixel data zeroed, its end kept: the header and the
+    encapsulation stay whole, the compressed stream does not. Needs a film of a few kB."""
+    assert len(data) > 2400, "too small a film to damage its pixel data only"
+    return data[:-1200] + bytes(1190) + data[-10:]
+
+
+NOISY12 = (np.random.default_rng(0).random((40, 48)) * 4095).astype(np.uint16)  # a few kB packed
+
+
 def _pillow(pixels: np.ndarray, fmt: str, **options) -> bytes:
     from PIL import Image
     buf = io.BytesIO()

@@ -24,12 +24,14 @@ from cxr.data.images import ImageLoadError, check_frontal, load_image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: dicom_files
 import dicom_files as D  # noqa: E402
 
-NOISY12 = (np.random.default_rng(0).random((40, 48)) * 4095).astype(np.uint16)  # exact or not
+NOISY12 = D.NOISY12  # lossless or nothing
 _yy, _xx = np.mgrid[0:40, 0:48]
 SMOOTH12 = (_xx * 60 + _yy * 30).astype(np.uint16)  # 0..3990: what lossy codecs keep well
 SYNTAX_UIDS = {"rle": "1.2.840.10008.1.2.5", "jpeg-ls": "1.2.840.10008.1.2.4.80",
-               "jpeg2000": "1.2.840.10008.1.2.4.90", "jpeg-lossless-sv1": "1.2.840.10008.1.2.4.70",
-               "jpeg-baseline": "1.2.840.10008.1.2.4.50", "jpeg2000-lossy": "1.2.840.10008.1.2.4.91"}
+               "jpeg2000": "1.2.840.10008.1.2.4.90",
+               "jpeg-lossless-sv1": "1.2.840.10008.1.2.4.70",
+               "jpeg-baseline": "1.2.840.10008.1.2.4.50",
+               "jpeg2000-lossy": "1.2.840.10008.1.2.4.91"}
 
 
 def voi_lut() -> Sequence:
@@ -134,7 +136,7 @@ def test_colour_secondary_capture_of_a_report_is_refused():
 @pytest.mark.parametrize("syntax", ["jpeg-ls", "jpeg2000", "rle"])
 def test_damaged_compressed_pixel_data_names_the_transfer_syntax(syntax):
     data = D.encode(D.dataset(NOISY12), syntax)
-    damaged = data[:-1200] + bytes(1190) + data[-10:]  # the codestream's body zeroed
+    damaged = D.damaged(data)
     name = pydicom.uid.UID(SYNTAX_UIDS[syntax]).name
     with pytest.raises(ImageLoadError, match=rf"cannot decode the DICOM pixel data "
                                              rf"\({name[:12]}"):
@@ -184,7 +186,8 @@ def test_a_decoder_error_that_quotes_an_identifier_is_redacted():
     assert_no_identifier(info.value)
 
 
-@pytest.mark.parametrize("case", ["ct", "lateral", "multi-frame", "damaged", "truncated", "ok"])
+@pytest.mark.parametrize("case", ["ct", "lateral", "multi-frame", "damaged", "truncated",
+                                  "ok"])
 def test_no_identifier_in_meta_errors_warnings_or_logs(case, capfd, caplog, recwarn,
                                                        monkeypatch):
     # pydicom's own validation would warn "Invalid value for VR DA: '<the value>'": switched
@@ -198,7 +201,7 @@ def test_no_identifier_in_meta_errors_warnings_or_logs(case, capfd, caplog, recw
     data = D.encode(pydicom.dcmread(io.BytesIO(data)), "jpeg-ls") if case != "multi-frame" \
         else data
     if case == "damaged":
-        data = data[:-1200] + bytes(1190) + data[-10:]
+        data = D.damaged(data)
     elif case == "truncated":
         data = data[:-500]
     texts = []
