@@ -5,8 +5,9 @@ identifiers planted so that tests can check that none of them ever comes out.
     data = encode(ds, "jpeg-ls")                        # the same film as JPEG-LS Lossless bytes
 
 Encoders: RLE by pydicom itself, JPEG-LS by pyjpegls (CharLS), JPEG 2000 and JPEG Baseline by
-Pillow (OpenJPEG, libjpeg) encapsulated with pydicom.encaps, JPEG Lossless SV1 by GDCM (pydicom
-cannot write it). The real films of ../shared/data/dicom were written by DCMTK instead.
+Pillow (OpenJPEG, libjpeg) encapsulated with pydicom.encaps, JPEG Lossless (process 14 and its
+SV1), JPEG-LS near-lossless and JPEG Extended by GDCM (pydicom cannot write them). The real
+films of ../shared/data/dicom were written by DCMTK instead.
 """
 from __future__ import annotations
 
@@ -30,8 +31,12 @@ PLANTED = {"PatientName": "Quarendon^Philippa", "PatientID": "PID-7731",
 # message would hold by chance.
 SECRETS = ("Quarendon", "Philippa", "PID-7731", "19700101", "ACC-99812", "Wilfrida", "Brackwell",
            "Osmund", "OPID-4242")
-LOSSLESS = ("rle", "jpeg-ls", "jpeg2000", "jpeg-lossless-sv1")
-LOSSY = ("jpeg-baseline", "jpeg2000-lossy")  # jpeg-baseline needs 8-bit pixels
+LOSSLESS = ("rle", "jpeg-ls", "jpeg2000", "jpeg-lossless-sv1", "jpeg-lossless")
+LOSSY = ("jpeg-baseline", "jpeg-extended", "jpeg2000-lossy", "jpeg-ls-near")
+EIGHT_BIT = ("jpeg-baseline", "jpeg-extended")  # the syntaxes the project decodes at 8 bits only
+_GDCM_SYNTAXES = {"jpeg-lossless-sv1": "JPEGLosslessProcess14_1",
+                  "jpeg-lossless": "JPEGLosslessProcess14", "jpeg-ls-near": "JPEGLSNearLossless",
+                  "jpeg-extended": "JPEGExtendedProcess2_4"}
 SHARED_DICOM = Path(__file__).resolve().parents[2] / "shared" / "data" / "dicom"
 
 
@@ -61,7 +66,8 @@ def to_bytes(ds: Dataset) -> bytes:
 
 
 def encode(ds: Dataset, syntax: str) -> bytes:
-    """The file bytes of `ds` in `syntax` (one of LOSSLESS, LOSSY, or "explicit")."""
+    """The file bytes of `ds` in `syntax`, one of LOSSLESS, LOSSY or "explicit" ("jpeg-extended"
+    of 12-bit pixels makes a file the project cannot decode)."""
     ds = copy.deepcopy(ds)
     pixels = ds.pixel_array
     if syntax == "explicit":
@@ -82,8 +88,8 @@ def encode(ds: Dataset, syntax: str) -> bytes:
         assert pixels.dtype == np.uint8, "JPEG Baseline holds 8-bit pixels"
         _encapsulate(ds, _pillow(pixels, "JPEG", quality=95), JPEGBaseline8Bit)
         ds.LossyImageCompression = "01"
-    elif syntax == "jpeg-lossless-sv1":
-        return _gdcm_transcode(to_bytes(ds), "JPEGLosslessProcess14_1")
+    elif syntax in _GDCM_SYNTAXES:
+        return _gdcm_transcode(to_bytes(ds), _GDCM_SYNTAXES[syntax])
     else:
         raise ValueError(f"unknown syntax {syntax!r}")
     return to_bytes(ds)

@@ -13,13 +13,16 @@ Compressed transfer syntaxes are decoded by pydicom's pixel-data plugins:
     RLE Lossless (1.2.840.10008.1.2.5)                         pydicom itself
     JPEG Lossless, process 14 and its SV1 (.4.57, .4.70)       GDCM, in a worker process
     JPEG-LS lossless and near-lossless (.4.80, .4.81)          GDCM, in a worker process
-    JPEG Extended 12-bit (.4.51)                               GDCM, in a worker process
+    JPEG Extended 8-bit (.4.51)                                GDCM, in a worker process
+
+Not decoded, with a message naming the syntax: 12-bit JPEG Extended (pydicom declines it with
+GDCM and Pillow), HTJ2K, and anything pydicom does not know.
 
 Why GDCM (the `python-gdcm` wheel): JPEG Lossless SV1 is the commonest syntax of CR/DX archives,
-and the only other pydicom plugin that decodes it (and JPEG-LS, and 12-bit JPEG) is
-pylibjpeg-libjpeg, which is GPL-3. Our code would stay MIT, but whoever distributed the two
-together (an installer, a container image) would have to do so under the GPL-3's terms, the
-FSF holding that a program importing a GPL module forms one work with it. GDCM is BSD and its
+and the only other pydicom plugin that decodes it (and JPEG-LS) is pylibjpeg-libjpeg, which is
+GPL-3. Our code would stay MIT, but whoever distributed the two together (an installer, a
+container image) would have to do so under the GPL-3's terms, the FSF holding that a program
+importing a GPL module forms one work with it. GDCM is BSD and its
 wheel Apache-2.0, both compatible with MIT, and one package covers every syntax above. But GDCM
 aborts the whole process on some damaged files, so it runs apart (cxr.data.dicom_worker), and
 what Pillow or pydicom can decode never goes to it.
@@ -74,7 +77,7 @@ IDENTIFYING = frozenset((
     "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers",
 ))
 # Decoders that fail with a Python error on damaged data run here; every other compressed syntax
-# (JPEG Lossless, JPEG-LS, 12-bit JPEG: GDCM) is decoded in a worker process, because GDCM aborts
+# (JPEG Lossless, JPEG-LS, JPEG Extended: GDCM) is decoded in a worker process, as GDCM aborts
 # the whole process on some damaged files (cxr.data.dicom_worker).
 IN_PROCESS = {JPEGBaseline8Bit: "pillow", JPEG2000Lossless: "pillow", JPEG2000: "pillow",
               RLELossless: "pydicom"}
@@ -208,8 +211,9 @@ def _decode(ds, data: bytes, ids) -> np.ndarray:
             return pixel_array(ds, index=0)
         if syntax in IN_PROCESS:
             return pixel_array(ds, index=0, decoding_plugin=IN_PROCESS[syntax])
-        if not decoder.available_plugins:
-            raise ImageLoadError(f"no decoder for {name} is installed (python-gdcm decodes it)")
+        if not decoder.available_plugins:  # e.g. HTJ2K, which only pylibjpeg decodes
+            missing = "; ".join(decoder.missing_dependencies)
+            raise ImageLoadError(f"no decoder for {name} is installed ({missing})")
         return dicom_worker.decode(data)
     except ImageLoadError:
         raise

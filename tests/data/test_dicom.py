@@ -30,7 +30,8 @@ SMOOTH12 = (_xx * 60 + _yy * 30).astype(np.uint16)  # 0..3990: what lossy codecs
 SYNTAX_UIDS = {"rle": "1.2.840.10008.1.2.5", "jpeg-ls": "1.2.840.10008.1.2.4.80",
                "jpeg2000": "1.2.840.10008.1.2.4.90",
                "jpeg-lossless-sv1": "1.2.840.10008.1.2.4.70",
-               "jpeg-baseline": "1.2.840.10008.1.2.4.50",
+               "jpeg-lossless": "1.2.840.10008.1.2.4.57", "jpeg-ls-near": "1.2.840.10008.1.2.4.81",
+               "jpeg-baseline": "1.2.840.10008.1.2.4.50", "jpeg-extended": "1.2.840.10008.1.2.4.51",
                "jpeg2000-lossy": "1.2.840.10008.1.2.4.91"}
 
 
@@ -68,7 +69,7 @@ def test_lossless_syntaxes_give_exactly_the_uncompressed_pixels(syntax, variant)
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
 @pytest.mark.parametrize("syntax", D.LOSSY)
 def test_lossy_syntaxes_load_close_to_the_uncompressed_pixels(syntax, photometric):
-    pixels, bits = ((SMOOTH12 >> 4).astype(np.uint8), 8) if syntax == "jpeg-baseline" \
+    pixels, bits = ((SMOOTH12 >> 4).astype(np.uint8), 8) if syntax in D.EIGHT_BIT \
         else (SMOOTH12, 12)
     ds = D.dataset(pixels, bits=bits, photometric=photometric)
     data = D.encode(ds, syntax)
@@ -131,6 +132,14 @@ def test_colour_secondary_capture_of_a_report_is_refused():
                    Modality="OT")
     with pytest.raises(ImageLoadError, match="'RGB' is not a greyscale X-ray"):
         load_image(D.to_bytes(ds))
+
+
+def test_12_bit_jpeg_extended_is_refused_by_name():
+    # pydicom will not decode it with GDCM or Pillow; only the GPL-3 pylibjpeg-libjpeg would
+    data = D.encode(D.dataset(SMOOTH12), "jpeg-extended")
+    with pytest.raises(ImageLoadError, match=r"cannot decode the DICOM pixel data \(JPEG "
+                                             r"Extended .*12-bit precision"):
+        load_image(data)
 
 
 @pytest.mark.parametrize("syntax", ["jpeg-ls", "jpeg2000", "rle"])
