@@ -17,6 +17,7 @@ array in .npy format, or b"E" + length + the error's text.
 """
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import struct
@@ -53,7 +54,7 @@ def decode(data: bytes, timeout: float = TIMEOUT_S) -> np.ndarray:
         try:
             worker.stdin.write(_LENGTH.pack(len(data)) + data)
             worker.stdin.flush()
-        except OSError:  # it died before reading: a crash on the previous file's leftovers
+        except OSError:  # it died (at start, or while reading): the reader meets its end
             pass
         reader.start()
         reader.join(timeout)
@@ -85,6 +86,19 @@ def _started() -> subprocess.Popen:
         _worker = subprocess.Popen(command(), env=env, stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE)
     return _worker
+
+
+@atexit.register
+def _close() -> None:
+    """At exit: end of input, so the worker's loop ends and it exits by itself."""
+    if _worker is not None:
+        _worker.stdin.close()
+        try:
+            _worker.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _worker.kill()
+            _worker.wait()
+        _worker.stdout.close()
 
 
 def _stop(worker: subprocess.Popen) -> None:
