@@ -3,13 +3,23 @@
     cxr predict --checkpoint checkpoints/demo-fusion/best.pt scans/ extra.dcm --out out/pred
     cxr predict --checkpoint best.pt scans/ --passes 50 --cam --top-k 3 --out out/pred
 
-Inputs: PNG, JPEG or DICOM files, or folders searched recursively (images by extension, DICOM
-also by its `DICM` magic whatever the file is called). Writes to --out (default `predictions/`):
+    cxr predict --checkpoint best.pt export/ --exclude '*.txt' --exclude 'reports/*'
+
+Inputs: files, or folders searched recursively. Every file is read by content (PNG, JPEG or
+DICOM, whatever it is called), and every file given or found ends in exactly one place:
+predicted, in errors.csv with its reason, or ignored because it is hidden (a name starting with
+"." below a given folder) or matches an --exclude GLOB (on its name or its path below the given
+folder). The summary line counts all three and they add up to the number of files:
+    1000 files: 208 predicted, 780 not usable (errors.csv), 12 ignored (hidden/excluded)
+Writes to --out (default `predictions/`):
   predictions.csv   Image Index, prob_<Finding> x14 (MC mean), std_<Finding> x14, uncertain
                     (any std > --threshold), source (the file's absolute path)
-  errors.csv        file, error: every input that could not be used (corrupt, truncated,
-                    not an image, a lateral view), also reported on stderr; the rest go on
+  errors.csv        file, error: every input that could not be used (corrupt, truncated, not an
+                    image, not a frontal chest radiograph, a folder link), also reported on
+                    stderr; the rest go on
   cam/<stem>_<Finding>.png  with --cam: Grad-CAM overlays of the --top-k findings per film
+Nothing read from a DICOM header but its format, view, modality and body part reaches any of
+these (cxr.data.dicom), so no patient identifier is written or printed.
 Exit status 0 when at least one image was predicted, 1 when none was.
 
 The Python API the dashboard uses (one film -> probabilities, stds, MC samples):
@@ -23,6 +33,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Sequence
 
@@ -34,9 +45,6 @@ from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_ima
 from cxr.data.transforms import build_transform
 from cxr.device import DEVICES, pick_device
 from cxr.uncertainty import UNCERTAIN_STD, mc_predict, passes_for
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
-
 
 @dataclass
 class Prediction:
@@ -85,31 +93,73 @@ def predict_images(model: torch.nn.Module, items: Sequence, passes: int = 25,
     return out
 
 
-def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files named on the command line, and images below named folders (sorted); a path that
-    does not exist becomes an error row."""
-    files, errors = [], []
-    for p in map(Path, inputs):
-        if p.is_file():
-            files.append(p)
-        elif p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and _looks_like_image(f)))
+@dataclass
+class Inputs:
+    """Every file `cxr predict` was given or found, each in exactly one list."""
+    files: list[Path] = field(default_factory=list)   # to read and predict, in order
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), never read
+    ignored: list[Path] = field(default_factory=list)  # hidden or --exclude'd: counted only
+
+    @property
+    def total(self) -> int:
+        return len(self.files) + len(self.errors) + len(self.ignored)
+
+
+def find_inputs(inputs: Sequence[str | Path], exclude: Sequence[str] = ()) -> Inputs:
+    """Files named on the command line, and every file below named folders (sorted, links to
+    folders reported and not followed). A file named twice counts once. Named files are never
+    hidden; --exclude applies to them too."""
+    found, seen = Inputs(), set()
+
+    def add(path: Path, hidden: bool, excluded: bool) -> None:
+        key = os.path.realpath(path)
+        if key in seen:
+            return
+        seen.add(key)
+        if hidden or excluded:
+            found.ignored.append(path)
+        elif path.is_dir():  # a link to a folder met while walking
+            found.errors.append((str(path), "a link to a folder, not followed (name the folder "
+                                            "itself to include it)"))
         else:
-            errors.append((str(p), "no such file or folder"))
-    return files, errors
+            found.files.append(path)  # load_image reports what is not a readable file
+
+    for p in map(Path, inputs):
+        if p.is_dir():
+            for path, rel in _walk(p, found):
+                hidden = any(part.startswith(".") for part in rel.parts)
+                add(path, hidden, _excluded(path.name, rel.as_posix(), exclude))
+        elif p.exists() or p.is_symlink():  # a broken link is reported when it is read
+            add(p, False, _excluded(p.name, str(p), exclude))
+        else:
+            found.errors.append((str(p), "no such file or folder"))
+    return found
 
 
-def _looks_like_image(path: Path) -> bool:
-    if any(part.startswith(".") for part in path.parts[-1:]):
-        return False  # .DS_Store and editors' temp files
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return True
-    with open(path, "rb") as f:  # extension-less DICOM (PACS exports name files by UID)
-        return f.read(132)[128:132] == b"DICM"
+def _walk(root: Path, found: Inputs):
+    """(path, path relative to root) of every entry below root that is not a folder: files,
+    links, FIFOs... and links to folders, which os.walk does not enter."""
+    def unreadable(exc: OSError) -> None:
+        found.errors.append((str(exc.filename), f"cannot list folder ({exc.strerror or exc})"))
+
+    for here, dirs, files in os.walk(root, onerror=unreadable):
+        dirs.sort()
+        here = Path(here)
+        links = [d for d in dirs if (here / d).is_symlink()]
+        for name in sorted(files) + links:
+            yield here / name, (here / name).relative_to(root)
+
+
+def _excluded(name: str, path: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch(name, g) or fnmatch(path, g) for g in patterns)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (recursive)")
+    parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                        help="ignore files whose name or path below the given folder matches "
+                             "GLOB (repeatable; e.g. '*.txt', 'reports/*'); hidden files are "
+                             "always ignored; both are counted in the summary")
     parser.add_argument("--checkpoint", type=Path, required=True, help="a trained .pt")
     parser.add_argument("--out", type=Path, default=Path("predictions"),
                         help="output folder (default: predictions/)")
@@ -135,12 +185,15 @@ def run(args) -> int:
         raise ValueError("--passes must be >= 2, --batch-size and --top-k >= 1")
     model, meta = load_model(args.checkpoint, pick_device(args.device))
     args.passes = passes_for(meta, args.passes)
-    files, errors = find_images(args.inputs)
+    found = find_inputs(args.inputs, args.exclude)
+    errors = list(found.errors)
+    for path, reason in found.errors:
+        print(f"cxr predict: skipped {path}: {reason}", file=sys.stderr)
     preds: list[Prediction] = []
     cam_names: set[str] = set()
-    for start in range(0, len(files), args.batch_size):
+    for start in range(0, len(found.files), args.batch_size):
         loaded = []
-        for path in files[start:start + args.batch_size]:
+        for path in found.files[start:start + args.batch_size]:
             try:
                 loaded.append((path, load_frontal(path)))
             except ImageLoadError as exc:
@@ -158,16 +211,18 @@ def run(args) -> int:
         preds.extend(batch)
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(pd.DataFrame(errors, columns=["file", "error"]), args.out / "errors.csv")
+    summary = (f"{found.total} files: {len(preds)} predicted, {len(errors)} not usable "
+               f"(errors.csv), {len(found.ignored)} ignored (hidden/excluded)")
     if not preds:
-        print(f"cxr predict: no image could be predicted ({len(errors)} failed; see "
+        print(f"cxr predict: {summary}; no image could be predicted (see "
               f"{args.out / 'errors.csv'})", file=sys.stderr)
         return 1
     df = predictions_frame([p.name for p in preds], np.stack([p.probs for p in preds]),
                            np.stack([p.std for p in preds]), np.array([p.uncertain for p in preds]))
     df["source"] = [p.source for p in preds]
     write_csv(df, args.out / "predictions.csv")
-    print(f"wrote {args.out / 'predictions.csv'}: {len(preds)} images, "
-          f"{int(df['uncertain'].sum())} uncertain, {len(errors)} skipped")
+    print(f"{summary}; {int(df['uncertain'].sum())} uncertain; wrote "
+          f"{args.out / 'predictions.csv'}")
     return 0
 
 

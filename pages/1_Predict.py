@@ -48,6 +48,7 @@ try:
     img = analysis.read_upload(data, upload.name)
 except analysis.UploadError as exc:
     st.error(f"Cannot analyse this file: {exc}")
+    st.caption(analysis.ACCEPTED)
     st.stop()
 
 try:

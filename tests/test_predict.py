@@ -1,6 +1,13 @@
 """cxr/predict.py: the predictions CSV, corrupt and lateral files reported and skipped, DICOM
-by content, Grad-CAM overlays, and the predict_images API."""
+by content, Grad-CAM overlays, and the predict_images API; every input file accounted for (a
+fuzzed folder included); compressed DICOM predicted as its uncompressed pixels; no planted
+patient identifier in anything `cxr predict` writes or prints."""
 from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +21,10 @@ from cxr.checkpoint import load_model, save_checkpoint
 from cxr.cli import main
 from cxr.labels import FINDINGS
 from cxr.models import create_model
-from cxr.predict import predict_images
+from cxr.predict import find_inputs, predict_images
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/: dicom_files
+import dicom_files as D  # noqa: E402
 
 RNG = np.random.default_rng(0)
 FILM = (RNG.random((48, 40)) * 255).astype(np.uint8)  # not square, not the model's size
@@ -45,7 +55,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture()
 def folder(tmp_path):
     """2 PNGs, a JPEG, an extension-less DICOM in a subfolder, a corrupt PNG, a lateral DICOM,
-    and a text file that is not an image (ignored)."""
+    a text file that is not an image, and a hidden file."""
     d = tmp_path / "films"
     (d / "sub").mkdir(parents=True)
     Image.fromarray(FILM).save(d / "a.png")
@@ -55,6 +65,7 @@ def folder(tmp_path):
     _dicom(d / "sub" / "lateral.dcm", FILM, view="LL")
     (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     (d / "notes.txt").write_text("not an image")
+    (d / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     return d
 
 
@@ -64,7 +75,7 @@ def test_folder_with_corrupt_file_reports_it_and_predicts_the_rest(checkpoint, f
     code = main(["predict", "--checkpoint", str(checkpoint), str(folder), "--passes", "5",
                  "--out", str(out), "--batch-size", "2"])
     assert code == 0
-    err = capsys.readouterr().err
+    out_text, err = capsys.readouterr()
     assert "broken.png" in err and "lateral.dcm" in err and "'LL'" in err
     df = pd.read_csv(out / "predictions.csv")
     assert list(df.columns) == (["Image Index"] + [f"prob_{f}" for f in FINDINGS]
@@ -78,8 +89,23 @@ def test_folder_with_corrupt_file_reports_it_and_predicts_the_rest(checkpoint, f
     assert (df["uncertain"] == (stds > 0.1).any(axis=1)).all()
     errors = pd.read_csv(out / "errors.csv")
     assert sorted(errors["file"].map(lambda p: p.rsplit("/", 1)[-1])) == ["broken.png",
-                                                                          "lateral.dcm"]
+                                                                          "lateral.dcm",
+                                                                          "notes.txt"]
     assert errors["error"].str.contains("broken.png").any()  # the reason names the file
+    assert errors["error"].str.contains("notes.txt: not an image").any()
+    assert "8 files: 4 predicted, 3 not usable (errors.csv), 1 ignored (hidden/excluded)" \
+        in out_text
+
+
+def test_exclude_globs_ignore_files_and_are_counted(checkpoint, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(checkpoint), str(folder), "--passes", "2",
+                 "--out", str(out), "--exclude", "*.txt", "--exclude", "sub/*"]) == 0
+    assert sorted(pd.read_csv(out / "predictions.csv")["Image Index"]) == ["a.png", "b.png",
+                                                                         "c.jpg"]
+    assert list(pd.read_csv(out / "errors.csv")["file"]) == [str(folder / "broken.png")]
+    assert "8 files: 3 predicted, 1 not usable (errors.csv), 4 ignored (hidden/excluded)" \
+        in capsys.readouterr().out
 
 
 def test_nothing_predicted_is_an_error(checkpoint, tmp_path, capsys):
@@ -91,7 +117,9 @@ def test_nothing_predicted_is_an_error(checkpoint, tmp_path, capsys):
     assert not (tmp_path / "out" / "predictions.csv").exists()
     errors = pd.read_csv(tmp_path / "out" / "errors.csv")
     assert len(errors) == 2 and "no such file" in errors["error"].iloc[0]
-    assert "no image could be predicted" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "2 files: 0 predicted, 2 not usable (errors.csv), 0 ignored" in err
+    assert "no image could be predicted" in err
 
 
 def test_dicom_gives_the_same_prediction_as_the_png_of_its_pixels(checkpoint, folder):
@@ -118,3 +146,178 @@ def test_cam_overlays_for_top_k_findings(checkpoint, folder, tmp_path):
         assert files == sorted(f"{name}_{f}.png" for f in top)
         img = Image.open(out / "cam" / files[0])
         assert img.mode == "RGB" and img.size == (40, 48)  # the film's own size
+
+
+# --- every input accounted for ------------------------------------------------------------------
+
+def test_find_inputs_puts_every_file_in_exactly_one_list(tmp_path):
+    root = tmp_path / "export"
+    (root / "a" / ".cache").mkdir(parents=True)
+    (root / "b").mkdir()
+    for rel in ("a/1.dcm", "a/UID.1.2.3", "a/.hidden.png", "a/.cache/x.png", "b/report.pdf",
+                "b/film.png"):
+        (root / rel).write_bytes(b"x")
+    (root / "link-to-a").symlink_to(root / "a", target_is_directory=True)
+    (root / "b" / "dangling").symlink_to(root / "nowhere")
+    os.mkfifo(root / "b" / "pipe")
+    found = find_inputs([root, root / "b" / "film.png", tmp_path / "missing.png"],
+                        exclude=["*.pdf"])
+    rel = lambda paths: sorted(str(Path(p).relative_to(root)) for p in paths)  # noqa: E731
+    assert rel(found.files) == ["a/1.dcm", "a/UID.1.2.3", "b/dangling", "b/film.png", "b/pipe"]
+    assert rel(found.ignored) == ["a/.cache/x.png", "a/.hidden.png", "b/report.pdf"]
+    assert [(Path(p).name, reason.split(",")[0]) for p, reason in found.errors] == [
+        ("link-to-a", "a link to a folder"), ("missing.png", "no such file or folder")]
+    assert found.total == 10  # film.png, named twice, counts once
+
+
+def fuzz_folder(root: Path, seed: int = 0) -> tuple[int, int]:
+    """Seeded bit flips, truncations and splices of PNG, JPEG and DICOM (uncompressed, RLE,
+    JPEG-LS, JPEG Lossless, JPEG 2000) under names with and without extensions, plus an empty
+    file, text, a hidden file and folder, excluded files and links; (files made, ignored)."""
+    rng = np.random.default_rng(seed)
+    film = (np.random.default_rng(1).random((40, 48)) * 255).astype(np.uint8)
+    sources = {"png": png_bytes(film, "PNG"), "jpg": png_bytes(film, "JPEG"),
+               **{f"dcm-{s}": D.encode(D.dataset(film.astype(np.uint16) * 16), s)
+                  for s in ("explicit", "rle", "jpeg-ls", "jpeg-lossless-sv1", "jpeg2000")}}
+    (root / "deep" / ".git").mkdir(parents=True)
+    made = []
+
+    def put(rel: str, data: bytes) -> None:
+        (root / rel).write_bytes(data)
+        made.append(rel)
+
+    for i in range(36):
+        kind, data = list(sources.items())[i % len(sources)]
+        data = bytearray(data)
+        how = ("flip", "cut", "splice", "intact")[i % 4]
+        if how == "flip":
+            for pos in rng.integers(0, len(data), size=int(rng.integers(1, 40))):
+                data[pos] ^= 1 << int(rng.integers(0, 8))
+        elif how == "cut":
+            data = data[:int(rng.integers(0, len(data)))]
+        elif how == "splice":
+            other = list(sources.values())[int(rng.integers(0, len(sources)))]
+            data = data[:int(rng.integers(0, len(data)))] + other[int(rng.integers(0, len(other))):]
+        suffix = "" if i % 3 == 0 else "." + kind.split("-")[0]  # a third without extension
+        put(f"{'deep/' if i % 5 == 0 else ''}{how}_{i:02d}{suffix}", bytes(data))
+    put("empty", b"")
+    put("README", b"Export of 36 films\n")
+    ignored = ["deep/.git/HEAD", ".DS_Store", "notes.skip", "deep/list.skip"]
+    for rel in ignored:
+        put(rel, b"ref: refs/heads/main\n")
+    (root / "films-link").symlink_to(root / "deep", target_is_directory=True)
+    (root / "gone.dcm").symlink_to(root / "removed.dcm")
+    return len(made) + 2, len(ignored)
+
+
+def png_bytes(arr: np.ndarray, fmt: str) -> bytes:
+    import io
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+SUMMARY = re.compile(r"(\d+) files: (\d+) predicted, (\d+) not usable \(errors\.csv\), "
+                     r"(\d+) ignored \(hidden/excluded\)")
+
+
+def test_a_fuzzed_folder_is_accounted_for_file_by_file(checkpoint, tmp_path, capfd):
+    root = tmp_path / "fuzz"
+    root.mkdir()
+    n_files, n_ignored = fuzz_folder(root)
+    out = tmp_path / "out"
+    code = main(["predict", "--checkpoint", str(checkpoint), str(root), "--passes", "2",
+                 "--batch-size", "8", "--exclude", "*.skip", "--out", str(out)])
+    stdout, stderr = capfd.readouterr()
+    assert code == 0 and "Traceback" not in stdout + stderr
+    total, predicted, unusable, ignored = map(int, SUMMARY.search(stdout).groups())
+    assert (total, ignored) == (n_files, n_ignored) and predicted + unusable + ignored == total
+    preds, errors = pd.read_csv(out / "predictions.csv"), pd.read_csv(out / "errors.csv")
+    assert (len(preds), len(errors)) == (predicted, unusable) and predicted >= 9  # the intact
+    assert errors["error"].str.len().min() > 0 and errors["file"].is_unique
+    # every file not ignored is in exactly one of the two, by its own path
+    every = {os.path.realpath(p) for p in root.rglob("*")
+             if not p.is_dir() or p.is_symlink()}
+    hidden_or_excluded = {os.path.realpath(p) for p in root.rglob("*")
+                          if ".git" in p.parts or p.name.startswith(".")
+                          or p.name.endswith(".skip")}
+    listed = [os.path.realpath(p) for p in list(preds["source"]) + list(errors["file"])]
+    assert len(listed) == len(set(listed)) and set(listed) == every - hidden_or_excluded
+
+
+# --- compressed DICOM: the same probabilities as the uncompressed pixels ------------------------
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return create_model("simple_cnn", input_size=32).eval()  # random init, from the registry
+
+
+FILM12 = (np.random.default_rng(2).random((48, 40)) * 4095).astype(np.uint16)
+
+
+@pytest.mark.parametrize("syntax", D.LOSSLESS)
+def test_each_lossless_syntax_predicts_as_the_uncompressed_film(tiny_model, tmp_path, syntax):
+    ds = D.dataset(FILM12, photometric="MONOCHROME1", WindowCenter=2000, WindowWidth=3000,
+                   Modality="CR", ViewPosition="PA", BodyPartExamined="CHEST")
+    (tmp_path / "plain.dcm").write_bytes(D.encode(ds, "explicit"))
+    (tmp_path / "packed.dcm").write_bytes(D.encode(ds, syntax))
+    # one call each, same seed: the same dropout masks (a batch would draw them per image)
+    [plain] = predict_images(tiny_model, [tmp_path / "plain.dcm"], passes=6, seed=4)
+    [packed] = predict_images(tiny_model, [tmp_path / "packed.dcm"], passes=6, seed=4)
+    np.testing.assert_allclose(packed.probs, plain.probs, atol=1e-4)
+    np.testing.assert_allclose(packed.std, plain.std, atol=1e-4)
+
+
+@pytest.mark.parametrize("syntax", D.LOSSY)
+def test_lossy_syntaxes_are_predicted(tiny_model, tmp_path, syntax):
+    pixels, bits = ((FILM12 >> 4).astype(np.uint8), 8) if syntax in D.EIGHT_BIT \
+        else (FILM12, 12)
+    path = tmp_path / "lossy.dcm"
+    path.write_bytes(D.encode(D.dataset(pixels, bits=bits), syntax))
+    [p] = predict_images(tiny_model, [path], passes=4)
+    assert p.meta["format"] == "DICOM" and np.isfinite(p.probs).all() and p.probs.shape == (14,)
+
+
+def test_real_lossless_films_predict_as_their_uncompressed_pixels(tiny_model, nih_dir, tmp_path):
+    if not (D.SHARED_DICOM / "nih_jpeg_ls.dcm").is_file():
+        pytest.skip(f"real DICOM films not found at {D.SHARED_DICOM}; only CI and dev "
+                    "machines have them")
+    png = np.asarray(Image.open(nih_dir / "images" / "00000100_000.png").convert("L"))
+    plain = D.dataset(png.astype(np.uint16) * 16)  # as the README of ../shared/data/dicom says
+    (tmp_path / "plain.dcm").write_bytes(D.encode(plain, "explicit"))
+    paths = [tmp_path / "plain.dcm", D.SHARED_DICOM / "nih_jpeg_lossless_sv1.dcm",
+             D.SHARED_DICOM / "nih_jpeg_ls.dcm"]
+    plain, sv1, jpeg_ls = (predict_images(tiny_model, [p], passes=6, seed=1)[0] for p in paths)
+    for p in (sv1, jpeg_ls):
+        np.testing.assert_allclose(p.probs, plain.probs, atol=1e-4)
+
+
+# --- nothing of the patient leaks ---------------------------------------------------------------
+
+def test_planted_identifiers_appear_nowhere_in_the_output_or_the_console(checkpoint, tmp_path,
+                                                                        capfd, caplog):
+    d = tmp_path / "films"
+    d.mkdir()
+    good = D.dataset(FILM12, Modality="DX", ViewPosition="PA", BodyPartExamined="CHEST")
+    (d / "good.dcm").write_bytes(D.encode(good, "jpeg-ls"))
+    (d / "good_sv1").write_bytes(D.encode(good, "jpeg-lossless-sv1"))
+    (d / "ct.dcm").write_bytes(D.encode(D.dataset(FILM12, Modality="CT"), "rle"))
+    (d / "lateral.dcm").write_bytes(D.encode(D.dataset(FILM12, ViewPosition="LL"), "explicit"))
+    (d / "named_part.dcm").write_bytes(D.encode(D.dataset(FILM12, BodyPartExamined="OSMUND"),
+                                                "explicit"))
+    damaged = D.encode(good, "jpeg-ls")
+    (d / "damaged.dcm").write_bytes(D.damaged(damaged))
+    (d / "cut.dcm").write_bytes(damaged[:-500])
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(checkpoint), str(d), "--passes", "3", "--cam",
+                 "--top-k", "2", "--out", str(out)]) == 0
+    console = "".join(capfd.readouterr()) + caplog.text
+    assert "2 predicted, 5 not usable" in console
+    written = sorted(p for p in out.rglob("*") if p.is_file())
+    assert len(written) == 2 + 2 * 2  # the two CSVs and two overlays per predicted film
+    for secret in D.SECRETS:
+        assert secret.lower() not in console.lower(), secret
+        for path in written:
+            assert secret.lower().encode() not in path.read_bytes().lower(), (secret, path)
+            assert secret.lower() not in str(path).lower()

@@ -7,8 +7,10 @@
     >>> rgb = overlay(display_film(img.pixels), cams["Effusion"], opacity=0.4)
 
 Uploads are decoded by `cxr.data.images.load_image` (content decides PNG / JPEG / DICOM, never
-the extension); only its whitelisted meta (format, mode, bits, frames, view) ever reaches the
-page, so DICOM patient identifiers are neither shown nor kept.
+the extension) and checked by `check_frontal`, the rule `cxr predict` applies too; only the
+whitelisted meta (format, mode, bits, frames, view, modality, body part) ever reaches the page,
+and load errors never quote a patient identifier (cxr.data.dicom), so DICOM identifiers are
+neither shown nor kept.
 """
 from __future__ import annotations
 
@@ -18,14 +20,15 @@ import cv2
 import numpy as np
 import torch
 
-from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
+from cxr.data.images import MIN_SIDE, ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
 from cxr.device import pick_device
 from cxr.explain import cam_maps, overlay  # noqa: F401  (overlay: the pages blend CAMs with it)
 from cxr.uncertainty import UNCERTAIN_STD, mc_predict
 
-SAFE_META = ("format", "mode", "bits", "frames", "view")
-MIN_SIDE = 16
+SAFE_META = ("format", "mode", "bits", "frames", "view", "modality", "body_part")
+ACCEPTED = ("The page reads one frontal chest radiograph: PNG, JPEG, or a single-frame greyscale "
+            "DICOM (CR or DX; uncompressed, JPEG, JPEG Lossless, JPEG-LS, JPEG 2000 or RLE).")
 
 
 class UploadError(ValueError):
@@ -33,16 +36,14 @@ class UploadError(ValueError):
 
 
 def read_upload(data: bytes, name: str = "upload") -> LoadedImage:
-    """Decode and check one uploaded file; every problem is an UploadError."""
+    """Decode and check one uploaded file (at least MIN_SIDE pixels each way, and what its DICOM
+    tags say: a frontal chest radiograph); every problem is an UploadError."""
     if not data:
         raise UploadError(f"{name}: the file is empty")
     try:
         img = check_frontal(load_image(data, name=name), name)
     except ImageLoadError as exc:
         raise UploadError(str(exc)) from None
-    if img.pixels.ndim != 2 or min(img.pixels.shape) < MIN_SIDE:
-        raise UploadError(f"{name}: image is {img.pixels.shape}; a chest film needs at least "
-                          f"{MIN_SIDE}x{MIN_SIDE} pixels")
     return LoadedImage(img.pixels, {k: img.meta[k] for k in SAFE_META if k in img.meta})
 
 

@@ -10,15 +10,19 @@ where 0 is white, is inverted). Integer images are scaled by their bit depth, ne
 maximum, so a dark 16-bit image stays dark: 8-bit / 255, 16-bit / 65535, DICOM by BitsStored
 (or by the window / VOI LUT output range when the file carries one).
 
-DICOM is recognised by the `DICM` magic at byte 128, whatever the file is called. `meta` only
-ever holds `format`, `mode`, `bits`, `frames` and `view` (ViewPosition): never patient
-identifiers. Every failure (empty, not an image, truncated, corrupt, too many pixels) is an
-`ImageLoadError` naming the file.
+DICOM is recognised by the `DICM` magic at byte 128, whatever the file is called, and decoded by
+`cxr.data.dicom` (compressed transfer syntaxes, what it refuses, and why no patient identifier
+can come out). `meta` only ever holds `format`, `mode`, `bits`, and for DICOM `frames`, `view`
+(ViewPosition), `modality` and `body_part` (BodyPartExamined). Every failure (empty, not an
+image, truncated, corrupt, too large, not one greyscale image) is an `ImageLoadError` naming the
+file. `check_frontal` is the one rule for "is this a frontal chest film" that `cxr predict` and
+the dashboard share.
 """
 from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -27,10 +31,21 @@ import numpy as np
 from PIL import Image
 
 MAX_PIXELS = 50_000_000  # a 1024x1024 NIH image is 1 MP; beyond this is an attack or a mistake
+MAX_FILE_BYTES = 512 * 2 ** 20  # 5x an uncompressed 16-bit film of MAX_PIXELS: never read more
+MIN_SIDE = 16  # pixels; anything smaller is not a chest film
 _DICOM_MAGIC_AT, _DICOM_MAGIC = 128, b"DICM"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND\xaeB`\x82"  # chunk type + CRC of the mandatory last chunk
 FRONTAL_VIEWS = ("PA", "AP")  # what ChestX-ray14 holds and the models were trained on
+# DICOM Modality codes of projection radiographs: computed and digital radiography; "DR" is no
+# DICOM code but some digital-radiography systems write it.
+RADIOGRAPH_MODALITIES = ("CR", "DX", "DR")
+# A BodyPartExamined naming the chest contains one of these ("CHEST", "CHEST PA", "THORAX").
+CHEST_BODY_PARTS = ("CHEST", "THORAX", "TORAX", "LUNG")
+_MODALITY_NAMES = {"CT": "computed tomography", "MR": "magnetic resonance", "US": "ultrasound",
+                   "MG": "mammography", "XA": "angiography", "RF": "fluoroscopy",
+                   "NM": "nuclear medicine", "PT": "PET",
+                   "OT": "other: a screenshot or scanned page?"}
 _TO_GREY = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La")
 
 
@@ -52,7 +67,8 @@ def load_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = 
         raise ImageLoadError(f"{name}: empty file")
     try:
         if _is_dicom(data):
-            return _load_dicom(data, max_pixels)
+            from cxr.data.dicom import load_dicom  # only DICOM users pay for pydicom
+            return load_dicom(data, max_pixels)
         return _load_pillow(data, max_pixels)
     except ImageLoadError as exc:
         raise ImageLoadError(f"{name}: {exc}") from exc.__cause__
@@ -62,13 +78,29 @@ def load_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = 
 
 
 def check_frontal(image: LoadedImage, name: str) -> LoadedImage:
-    """The one view rule (predict, the dashboard): a file whose metadata names a view must say
-    PA or AP; files that name none (PNG, JPEG, most exports) pass."""
-    view = str(image.meta.get("view", "")).strip().upper()
-    if view and view not in FRONTAL_VIEWS:
+    """The one "is this a frontal chest film" rule (predict, the dashboard), from what the file
+    says of itself; a tag the file leaves empty passes (PNG and JPEG say none of them):
+      Modality          CR, DX or DR (a CT, MR, ultrasound, a screenshot (OT)... is refused)
+      BodyPartExamined  names the chest (contains CHEST, THORAX, TORAX or LUNG)
+      ViewPosition      PA or AP (a lateral is refused)
+      size              at least MIN_SIDE pixels each way"""
+    modality, body_part, view = (str(image.meta.get(key, "")).strip()
+                                 for key in ("modality", "body_part", "view"))
+    if modality and modality.upper() not in RADIOGRAPH_MODALITIES:
+        kind = _MODALITY_NAMES.get(modality.upper())
+        raise ImageLoadError(f"{name}: the file's DICOM Modality is {modality!r}"
+                             + (f" ({kind})" if kind else "") + ", not a radiograph (CR/DX); "
+                             "the models read chest radiographs only")
+    if body_part and not any(part in body_part.upper() for part in CHEST_BODY_PARTS):
+        raise ImageLoadError(f"{name}: the file's DICOM BodyPartExamined is {body_part!r}, not "
+                             "the chest; the models read chest radiographs only")
+    if view and view.upper() not in FRONTAL_VIEWS:
         raise ImageLoadError(f"{name}: the file's metadata says view {view!r}, not a frontal "
                              "(PA/AP) chest film (a lateral view?); the models were trained on "
                              "frontal films only")
+    if image.pixels.ndim != 2 or min(image.pixels.shape) < MIN_SIDE:
+        raise ImageLoadError(f"{name}: image is {image.pixels.shape}; a chest film needs at "
+                             f"least {MIN_SIDE}x{MIN_SIDE} pixels")
     return image
 
 
@@ -77,11 +109,17 @@ def _read_source(source, name: str | None) -> tuple[bytes, str]:
         return bytes(source), name or "<bytes>"
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        name = name or str(path)
         try:
-            return path.read_bytes(), name or str(path)
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read forever
+                raise ImageLoadError(f"{name}: not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise ImageLoadError(f"{name}: file too large ({info.st_size:,} bytes > "
+                                     f"{MAX_FILE_BYTES:,})")
+            return path.read_bytes(), name
         except OSError as exc:
-            reason = exc.strerror or exc
-            raise ImageLoadError(f"{name or path}: cannot read file ({reason})") from exc
+            raise ImageLoadError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
     if hasattr(source, "read"):
         data, name = source.read(), name or str(getattr(source, "name", "<file object>"))
         if not isinstance(data, bytes):
@@ -95,7 +133,8 @@ def _is_dicom(data: bytes) -> bool:
     return data[_DICOM_MAGIC_AT:_DICOM_MAGIC_AT + 4] == _DICOM_MAGIC
 
 
-def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+def check_pixel_count(width: int, height: int, max_pixels: int) -> None:
+    """Refuse an image from its header, before a pixel is decoded."""
     if width * height > max_pixels:
         raise ImageLoadError(f"image too large: {width}x{height} = {width * height:,} pixels "
                              f"> limit {max_pixels:,} (load_image(max_pixels=...))")
@@ -111,7 +150,7 @@ def _load_pillow(data: bytes, max_pixels: int) -> LoadedImage:
     except Image.UnidentifiedImageError as exc:
         raise ImageLoadError("not an image Pillow or pydicom can read "
                              "(expected PNG, JPEG or DICOM)") from exc
-    _check_pixels(img.width, img.height, max_pixels)  # before any pixel is decoded
+    check_pixel_count(img.width, img.height, max_pixels)  # before any pixel is decoded
     if data.startswith(_PNG_SIGNATURE) and data.rfind(_PNG_IEND) < 0:
         # Pillow decodes a PNG cut after its image data without complaint; the spec's IEND
         # chunk is the only proof the file is whole.
@@ -138,57 +177,3 @@ def _pillow_to_float(img: Image.Image) -> tuple[np.ndarray, int]:
         grey = img if mode == "L" else img.convert("L")
         return np.asarray(grey, dtype=np.float32) / 255.0, 1 if mode == "1" else 8
     raise ImageLoadError(f"unsupported image mode {mode!r}")
-
-
-# --- DICOM (pydicom) ----------------------------------------------------------------------------
-
-def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
-    import pydicom  # only DICOM users pay for the import
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
-
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data))
-    except Exception as exc:
-        raise ImageLoadError(f"corrupt DICOM ({type(exc).__name__}: {exc})") from exc
-    if "PixelData" not in ds:
-        raise ImageLoadError("DICOM file has no pixel data (PixelData element missing)")
-    _check_pixels(int(ds.get("Columns", 0)), int(ds.get("Rows", 0)), max_pixels)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise ImageLoadError(f"DICOM PhotometricInterpretation {photometric!r} is not a "
-                             "greyscale X-ray (MONOCHROME1/2 expected)")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    arr = pixel_array(ds, index=0)  # decodes the first frame only (multi-frame: frame 0)
-    lo, hi = _dicom_output_range(ds)
-    arr = apply_voi_lut(apply_modality_lut(arr, ds), ds)
-    pixels = np.clip((arr.astype(np.float64) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-    if photometric == "MONOCHROME1":  # 0 = white in the file; we show 0 = black
-        pixels = 1.0 - pixels
-    meta = {"format": "DICOM", "mode": photometric, "bits": int(ds.get("BitsStored", 0) or 0),
-            "frames": frames}
-    view = str(ds.get("ViewPosition", "") or "").strip()
-    if view:
-        meta["view"] = view
-    return LoadedImage(pixels.astype(np.float32), meta)
-
-
-def _dicom_output_range(ds) -> tuple[float, float]:
-    """The value range after pydicom's modality + VOI steps, fixed by the header (never by the
-    pixel values): a VOI LUT gives 0..2**bits-1 of its descriptor; windowing maps onto the
-    stored range (after rescale); without either it is the stored range itself."""
-    voi = ds.get("VOILUTSequence")
-    if voi:
-        return 0.0, float(2 ** int(voi[0].LUTDescriptor[2]) - 1)
-    modality = ds.get("ModalityLUTSequence")
-    if modality:
-        return 0.0, float(2 ** int(modality[0].LUTDescriptor[2]) - 1)
-    bits = int(ds.BitsStored)
-    if int(ds.get("PixelRepresentation", 0)) == 0:
-        lo, hi = 0.0, float(2 ** bits - 1)
-    else:
-        lo, hi = -float(2 ** (bits - 1)), float(2 ** (bits - 1) - 1)
-    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
-    if slope is not None and intercept is not None:
-        slope, intercept = float(slope), float(intercept)
-        lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
-    return lo, hi

@@ -3,14 +3,20 @@ give a message, never a traceback; DICOM identifiers never reach the page."""
 from __future__ import annotations
 
 import io
+import logging
 import struct
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from apptest_util import no_exception, page_text
-from dashboard_env import png_bytes
+from dashboard_env import film_array, png_bytes
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: dicom_files
+import dicom_files as D  # noqa: E402
 
 PAGE = "pages/1_Predict.py"
 
@@ -140,6 +146,14 @@ BAD = {
     "200 megapixel png": (png_header_only(20_000, 10_000), "too large"),
     "dicom without pixel data": (dicom_bytes(with_pixels=False), "no pixel data"),
     "lateral dicom": (dicom_bytes(view="LL"), "lateral view"),
+    "ct dicom": (D.encode(D.dataset(film_array(1, 64), bits=8, Modality="CT",
+                                    BodyPartExamined="HEAD"), "rle"), "not a radiograph"),
+    "knee dicom": (D.to_bytes(D.dataset(film_array(1, 64), bits=8, Modality="CR",
+                                        BodyPartExamined="KNEE")), "not the chest"),
+    "multi-frame dicom": (D.to_bytes(D.dataset(np.stack([film_array(1, 64)] * 2), bits=8)),
+                          "multi-frame"),
+    "damaged jpeg-ls dicom": (D.damaged(D.encode(D.dataset(D.NOISY12), "jpeg-ls")),
+                              "cannot decode"),
 }
 
 
@@ -151,6 +165,7 @@ def test_bad_uploads_give_a_clear_message_and_the_page_keeps_working(app, world,
     no_exception(at)
     assert len(at.error) == 1 and expected in at.error[0].value.lower(), at.error
     assert at.error[0].value.startswith("Cannot analyse this file")
+    assert any("frontal chest radiograph" in c.value for c in at.caption)  # what it accepts
     # ...and a good film right after works in the same session
     at.slider[0].set_value(3)
     at = upload(at, "good.png", png_bytes(4), "image/png")
@@ -168,3 +183,32 @@ def test_dicom_is_read_by_content_and_identifiers_never_reach_the_page(app, worl
     text = page_text(at)
     for secret in ("Doe", "Jane", "PID-7731", "19700101", "St Elsewhere"):
         assert secret not in text
+
+
+def test_compressed_dicom_uploads_leave_no_identifier_on_the_page_in_logs_or_files(
+        app, fresh_world, caplog, capfd):
+    """Planted identifiers (name, IDs, birth date, accession, institution, referring physician)
+    in a good JPEG-LS film, a CT, and a film whose body-part tag repeats the patient's name:
+    not in the page, not in the log or console, not in any file under the app's folders."""
+    caplog.set_level(logging.DEBUG)
+    film = (film_array(7, 96).astype(np.uint16) * 16)
+    uploads = {"film.dcm": D.encode(D.dataset(film, ViewPosition="PA"), "jpeg-ls"),
+               "ct.dcm": D.encode(D.dataset(film, Modality="CT"), "jpeg-lossless-sv1"),
+               "part.dcm": D.to_bytes(D.dataset(film, BodyPartExamined="QUARENDON"))}
+    at = app(fresh_world, PAGE)
+    at.slider[0].set_value(3)
+    texts = []
+    for name, data in uploads.items():
+        at = upload(at, name, data)
+        no_exception(at)
+        texts.append(page_text(at))
+    assert "Cannot analyse this file" not in texts[0] and "Grad-CAM" in texts[0]
+    assert "not a radiograph" in texts[1] and "[withheld]" in texts[2]
+    console = "".join(capfd.readouterr()) + caplog.text
+    files = [p for p in fresh_world.root.rglob("*") if p.is_file()]
+    assert files  # the runs, the dataset and the worklist the page reads
+    for secret in D.SECRETS:
+        for text in texts + [console]:
+            assert secret.lower() not in text.lower(), secret
+        for path in files:
+            assert secret.lower().encode() not in path.read_bytes().lower(), (secret, path)

@@ -118,7 +118,7 @@ def test_dicom_detected_by_magic_not_extension(tmp_path):
 
 def test_dicom_meta_has_no_patient_identifiers():
     img = load_image(dicom_bytes(RAMP12, bits=12, ViewPosition="PA"))
-    assert set(img.meta) <= {"format", "mode", "bits", "frames", "view"}
+    assert set(img.meta) <= {"format", "mode", "bits", "frames", "view", "modality", "body_part"}
     assert "Doe" not in repr(img.meta) and "PID-12345" not in repr(img.meta)
 
 
@@ -151,13 +151,6 @@ def test_dicom_rescale_does_not_change_relative_scaling():
     plain = load_image(dicom_bytes(RAMP12, bits=12)).pixels
     rescaled = load_image(dicom_bytes(RAMP12, bits=12, RescaleSlope=2, RescaleIntercept=-1024))
     np.testing.assert_allclose(rescaled.pixels, plain, atol=1e-6)
-
-
-def test_dicom_multiframe_gives_first_frame():
-    frames = np.stack([RAMP12, 4095 - RAMP12])
-    img = load_image(dicom_bytes(frames, bits=12))
-    assert img.meta["frames"] == 2
-    np.testing.assert_allclose(img.pixels, RAMP12 / 4095.0, rtol=1e-6)
 
 
 def test_dicom_without_pixel_data_is_a_clear_error():
@@ -227,9 +220,56 @@ def test_dicom_too_large_checked_before_decoding():
                                      ("LATERAL", False), ("OBLIQUE", False)])
 def test_check_frontal_is_the_one_view_rule(view, ok):
     """predict and the dashboard share it: a named view must be PA or AP; no view passes."""
-    img = LoadedImage(np.zeros((8, 8), np.float32), {"view": view} if view else {})
+    img = LoadedImage(np.zeros((16, 16), np.float32), {"view": view} if view else {})
     if ok:
         assert check_frontal(img, "film.dcm") is img
     else:
         with pytest.raises(ImageLoadError, match=rf"film\.dcm: .*{view.strip()!r}.*frontal"):
             check_frontal(img, "film.dcm")
+
+
+@pytest.mark.parametrize("modality, body_part, refused", [
+    ("CR", "CHEST", None), ("DX", "", None), ("DR", "THORAX", None), ("", "", None),
+    ("dx", "Chest PA", None), ("CR", "PORTABLE CHEST", None), ("DX", "CHESTABDOMEN", None),
+    ("CT", "CHEST", r"Modality is 'CT' \(computed tomography\), not a radiograph"),
+    ("CT", "HEAD", "Modality is 'CT'"), ("MR", "", "Modality is 'MR'"),
+    ("OT", "", r"Modality is 'OT' \(other: a screenshot"), ("MG", "BREAST", "'MG'"),
+    ("CR", "HEAD", "BodyPartExamined is 'HEAD', not the chest"),
+    ("DX", "KNEE", "BodyPartExamined is 'KNEE'"), ("", "ABDOMEN", "'ABDOMEN'"),
+])
+def test_check_frontal_refuses_what_the_dicom_tags_say_is_not_a_chest_radiograph(
+        modality, body_part, refused):
+    meta = {"format": "DICOM", "modality": modality, "body_part": body_part}
+    img = LoadedImage(np.zeros((16, 16), np.float32), {k: v for k, v in meta.items() if v})
+    if refused is None:
+        assert check_frontal(img, "film.dcm") is img
+    else:
+        with pytest.raises(ImageLoadError, match=rf"film\.dcm: the file's DICOM .*{refused}.*"
+                                                 "chest radiographs only"):
+            check_frontal(img, "film.dcm")
+
+
+def test_a_ct_head_dicom_is_refused_end_to_end():
+    img = load_image(dicom_bytes(RAMP12, bits=12, Modality="CT", BodyPartExamined="HEAD"))
+    assert (img.meta["modality"], img.meta["body_part"]) == ("CT", "HEAD")
+    with pytest.raises(ImageLoadError, match="ct.dcm: .*'CT' .*not a radiograph"):
+        check_frontal(img, "ct.dcm")
+
+
+def test_check_frontal_refuses_tiny_images():
+    with pytest.raises(ImageLoadError, match=r"strip\.png: .*at least 16x16"):
+        check_frontal(LoadedImage(np.zeros((8, 400), np.float32), {}), "strip.png")
+
+
+def test_files_that_are_not_regular_or_too_large_are_refused_before_reading(tmp_path,
+                                                                           monkeypatch):
+    import os
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # reading it would block for ever
+    with pytest.raises(ImageLoadError, match="pipe: not a regular file"):
+        load_image(fifo)
+    big = tmp_path / "big.png"
+    big.write_bytes(GOOD_PNG)
+    monkeypatch.setattr("cxr.data.images.MAX_FILE_BYTES", 100)
+    with pytest.raises(ImageLoadError, match=r"big\.png: file too large"):
+        load_image(big)

@@ -1,0 +1,244 @@
+"""DICOM films -> float32 greyscale in [0, 1], and no patient identifier ever comes out.
+
+Called by `cxr.data.images.load_image` (which recognises DICOM by content):
+
+    >>> from cxr.data.images import load_image
+    >>> load_image("../shared/data/dicom/nih_jpeg_lossless_sv1.dcm").meta
+    {'format': 'DICOM', 'mode': 'MONOCHROME2', 'bits': 12, 'frames': 1, 'modality': 'DX'}
+
+Compressed transfer syntaxes are decoded by pydicom's pixel-data plugins:
+
+    JPEG Baseline 8-bit (1.2.840.10008.1.2.4.50)               Pillow (libjpeg)
+    JPEG 2000 lossless and lossy (.4.90, .4.91)                Pillow (OpenJPEG)
+    RLE Lossless (1.2.840.10008.1.2.5)                         pydicom itself
+    JPEG Lossless, process 14 and its SV1 (.4.57, .4.70)       GDCM, in a worker process
+    JPEG-LS lossless and near-lossless (.4.80, .4.81)          GDCM, in a worker process
+    JPEG Extended 8-bit (.4.51)                                GDCM, in a worker process
+
+Not decoded, with a message naming the syntax: 12-bit JPEG Extended (pydicom declines it with
+GDCM and Pillow), HTJ2K, and anything pydicom does not know.
+
+Why GDCM (the `python-gdcm` wheel): JPEG Lossless SV1 is the commonest syntax of CR/DX archives,
+and the only other pydicom plugin that decodes it (and JPEG-LS) is pylibjpeg-libjpeg, which is
+GPL-3. Our code would stay MIT, but whoever distributed the two together (an installer, a
+container image) would have to do so under the GPL-3's terms, the FSF holding that a program
+importing a GPL module forms one work with it. GDCM is BSD and its
+wheel Apache-2.0, both compatible with MIT, and one package covers every syntax above. But GDCM
+aborts the whole process on some damaged files, so it runs apart (cxr.data.dicom_worker), and
+what Pillow or pydicom can decode never goes to it.
+
+Refused with an `ImageLoadError` saying why: no pixel data (a structured report, an encapsulated
+PDF), more than one frame, colour, and pixel data that cannot be decoded (naming the transfer
+syntax). Whether the image is a frontal chest radiograph (Modality, BodyPartExamined,
+ViewPosition) is `cxr.data.images.check_frontal`'s rule: a secondary capture of a report says
+Modality OT and is refused there, while one that holds a chest film (CR, CHEST, PA; the SIIM-ACR
+challenge films are such) passes.
+
+Privacy: `meta` holds only format, mode, bits, frames, view, modality and body_part, and error
+messages only quote those code-string tags. Any value that repeats a patient identifier of the
+same file (every person name, and the IDENTIFYING tags below) is replaced by WITHHELD, in `meta`
+and in the text of pydicom's or a decoder's errors alike; pydicom's validation warnings, which
+quote tag values, are switched off.
+"""
+from __future__ import annotations
+
+import io
+import re
+import warnings
+
+import numpy as np
+import pydicom
+from pydicom import config
+from pydicom.multival import MultiValue
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.uid import UID, JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
+
+from cxr.data import dicom_worker
+from cxr.data.images import ImageLoadError, LoadedImage, check_pixel_count
+
+# pydicom's reading validation warns with the offending value ("Invalid value for VR DA:
+# '19700101'"), to stderr and its logger; that value may be a patient's. Never validate.
+config.settings.reading_validation_mode = config.IGNORE
+
+WITHHELD = "[withheld]"
+# Names, IDs, dates and places of PS3.15 Annex E (the de-identification profile); every element of
+# VR PN (person name) counts too, wherever it is.
+IDENTIFYING = frozenset((
+    "PatientID", "IssuerOfPatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+    "PatientMotherBirthName", "PatientBirthDate", "PatientBirthTime", "PatientAge",
+    "PatientAddress", "PatientTelephoneNumbers", "MedicalRecordLocator", "PatientComments",
+    "AdditionalPatientHistory", "Occupation", "MilitaryRank", "CountryOfResidence",
+    "RegionOfResidence", "AccessionNumber", "StudyID", "AdmissionID", "RequestedProcedureID",
+    "ScheduledProcedureStepID", "PerformedProcedureStepID", "StudyDate", "SeriesDate",
+    "AcquisitionDate", "ContentDate", "AcquisitionDateTime", "StudyTime", "SeriesTime",
+    "AcquisitionTime", "ContentTime", "InstitutionName", "InstitutionAddress",
+    "InstitutionalDepartmentName", "StationName", "DeviceSerialNumber",
+    "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers",
+))
+# Decoders that fail with a Python error on damaged data run here; every other compressed syntax
+# (JPEG Lossless, JPEG-LS, JPEG Extended: GDCM) is decoded in a worker process, as GDCM aborts
+# the whole process on some damaged files (cxr.data.dicom_worker).
+IN_PROCESS = {JPEGBaseline8Bit: "pillow", JPEG2000Lossless: "pillow", JPEG2000: "pillow",
+              RLELossless: "pydicom"}
+_MIN_TOKEN = 3  # shorter pieces ("F", "42") would blank out ordinary words and numbers
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
+
+
+def load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
+    """One single-frame greyscale DICOM image -> LoadedImage; anything else is ImageLoadError."""
+    with warnings.catch_warnings():  # pydicom warns about damaged files; the error says it
+        warnings.simplefilter("ignore")
+        ds = _read(data)
+        ids = identifiers(ds)
+        try:
+            return _to_image(ds, data, max_pixels, ids)
+        except ImageLoadError:
+            raise
+        except Exception as exc:  # a damaged element anywhere; `from None`: no unredacted cause
+            raise ImageLoadError(f"corrupt DICOM ({type(exc).__name__}: "
+                                 f"{redact(str(exc), ids)})") from None
+
+
+def identifiers(ds) -> re.Pattern | None:
+    """A pattern matching, as whole words in any case, the identifier values of `ds` (>= 3
+    characters), and each part of a person's name; None when it has none. Only names are split:
+    an institution's words ("London Chest Hospital") are ordinary words elsewhere. A dataset that
+    cannot be walked is corrupt: nothing of it could be vouched for."""
+    tokens: set[str] = set()
+    try:
+        for elem in ds.iterall():
+            if elem.VR != "PN" and elem.keyword not in IDENTIFYING:
+                continue
+            value = elem.value
+            for item in list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]:
+                text = item.decode("latin-1") if isinstance(item, bytes) else str(item)
+                text = " ".join(text.upper().split())
+                tokens.add(text)
+                if elem.VR == "PN":  # family^given^middle^prefix^suffix, = between spellings
+                    tokens.update(re.split(r"[\^=\s]+", text))
+    except Exception as exc:
+        raise ImageLoadError(f"corrupt DICOM: its elements cannot be read "
+                             f"({type(exc).__name__})") from None
+    words = sorted((t for t in tokens if len(t) >= _MIN_TOKEN), key=len, reverse=True)
+    if not words:
+        return None
+    # Whole words only: a patient called Ann must not blank every "annotation".
+    return re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, words))
+                      + r")(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+def shown(value, ids: re.Pattern | None) -> str:
+    """A code-string tag (Modality, BodyPartExamined, ...) as meta and messages may carry it:
+    trimmed upper case; '' when empty; WITHHELD when it is not short printable ASCII or repeats
+    an identifier of the same file."""
+    text = " ".join(str(value if value is not None else "").split()).upper()
+    if not text:
+        return ""
+    printable = text.isascii() and text.isprintable()
+    if len(text) > 64 or not printable or (ids and ids.search(text)):
+        return WITHHELD
+    return text
+
+
+def redact(text: str, ids: re.Pattern | None) -> str:
+    """`text` (an error from pydicom or a decoder) on one line, identifier words withheld."""
+    text = " ".join(text.split())
+    return ids.sub(WITHHELD, text) if ids else text
+
+
+def _read(data: bytes):
+    try:
+        return pydicom.dcmread(io.BytesIO(data))
+    except Exception as exc:  # its text may quote the damaged bytes: name only the kind
+        raise ImageLoadError(f"corrupt DICOM: the header cannot be parsed "
+                             f"({type(exc).__name__})") from None
+
+
+def _to_image(ds, data: bytes, max_pixels: int, ids) -> LoadedImage:
+    frames = _check_one_image(ds, data)
+    check_pixel_count(int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0), max_pixels)
+    photometric = shown(ds.get("PhotometricInterpretation", "MONOCHROME2"), ids)
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ImageLoadError(f"DICOM PhotometricInterpretation {photometric!r} is not a "
+                             "greyscale X-ray (MONOCHROME1/2 expected)")
+    arr = _decode(ds, data, ids)
+    lo, hi = _output_range(ds)
+    arr = apply_voi_lut(apply_modality_lut(arr, ds), ds).astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise ImageLoadError("pixel values are not finite after RescaleSlope/Intercept and the "
+                             "VOI LUT or window")
+    pixels = np.clip((arr - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    if photometric == "MONOCHROME1":  # 0 = white in the file; we show 0 = black
+        pixels = 1.0 - pixels
+    meta = {"format": "DICOM", "mode": photometric, "bits": int(ds.get("BitsStored", 0) or 0),
+            "frames": frames}
+    for key, keyword in (("view", "ViewPosition"), ("modality", "Modality"),
+                         ("body_part", "BodyPartExamined")):
+        value = shown(ds.get(keyword), ids)
+        if value:
+            meta[key] = value
+    return LoadedImage(pixels.astype(np.float32), meta)
+
+
+def _check_one_image(ds, data: bytes) -> int:
+    """Refuse what is not one acquired image; returns the number of frames (1)."""
+    sop = UID(str(ds.get("SOPClassUID", "") or ""))
+    what = f"a DICOM {sop.name}" if sop.keyword else "a DICOM file"  # known classes only
+    if "PixelData" not in ds:
+        if _PIXEL_DATA_TAG in data:  # pydicom drops an encapsulated element cut short
+            raise ImageLoadError("truncated or corrupt DICOM: its pixel data cannot be read")
+        if "Image Storage" in what:  # an image class without its image: cut before it
+            raise ImageLoadError(f"{what} with no pixel data: the file is truncated or damaged")
+        raise ImageLoadError(f"{what} with no pixel data (no image: a report or document?); "
+                             "a chest radiograph is expected")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise ImageLoadError(f"multi-frame DICOM ({frames} frames): a chest radiograph is a "
+                             "single image; export the film as a single-frame DICOM, PNG or JPEG")
+    return frames
+
+
+def _decode(ds, data: bytes, ids) -> np.ndarray:
+    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "") or ""))
+    name = syntax.name if syntax.keyword else "unknown transfer syntax"
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise ImageLoadError(f"DICOM transfer syntax not supported ({name})") from None
+    try:
+        if decoder.is_native:
+            return pixel_array(ds, index=0)
+        if syntax in IN_PROCESS:
+            return pixel_array(ds, index=0, decoding_plugin=IN_PROCESS[syntax])
+        if not decoder.available_plugins:  # e.g. HTJ2K, which only pylibjpeg decodes
+            missing = "; ".join(decoder.missing_dependencies)
+            raise ImageLoadError(f"no decoder for {name} is installed ({missing})")
+        return dicom_worker.decode(data)
+    except ImageLoadError:
+        raise
+    except Exception as exc:  # damaged compressed data, or a crashed decoder
+        raise ImageLoadError(f"cannot decode the DICOM pixel data ({name}): "
+                             f"{redact(str(exc), ids)}") from None
+
+
+def _output_range(ds) -> tuple[float, float]:
+    """The value range after pydicom's modality + VOI steps, fixed by the header (never by the
+    pixel values): a VOI LUT gives 0..2**bits-1 of its descriptor; windowing maps onto the
+    stored range (after rescale); without either it is the stored range itself."""
+    voi = ds.get("VOILUTSequence")
+    if voi:
+        return 0.0, float(2 ** int(voi[0].LUTDescriptor[2]) - 1)
+    modality = ds.get("ModalityLUTSequence")
+    if modality:
+        return 0.0, float(2 ** int(modality[0].LUTDescriptor[2]) - 1)
+    bits = int(ds.BitsStored)
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        lo, hi = 0.0, float(2 ** bits - 1)
+    else:
+        lo, hi = -float(2 ** (bits - 1)), float(2 ** (bits - 1) - 1)
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        slope, intercept = float(slope), float(intercept)
+        lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
+    return lo, hi
