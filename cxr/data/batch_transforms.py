@@ -6,7 +6,7 @@
     >>> train = TrainTransform(224)
     >>> params = torch.stack([params_tensor(train.draw(np.random.default_rng([seed, epoch, i])))
     ...                       for i in indices])                        # (B, 4) float64, on the CPU
-    >>> x = BatchTransform.like(train)(images_u8.cuda(non_blocking=True), params)  # (B, 3, 224, 224)
+    >>> x = BatchTransform.like(train)(images_u8.cuda(non_blocking=True), params)  # B,3,224,224
 
 Training with `gpu_augment` (cxr/train/config.py) ships the uint8 cache (`cxr prepare`) to the
 device as it is stored, (B, S0, S0) or (B, 1, S0, S0), together with each sample's four
@@ -82,7 +82,8 @@ class BatchTransform:
 def _unit_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, H, W) or (B, 1, H, W) -> float32 (B, 1, H, W) in [0, 1]."""
     if images.dtype != torch.uint8:
-        raise TypeError(f"BatchTransform expects the uint8 image cache's pixels, got {images.dtype}")
+        raise TypeError("BatchTransform expects the uint8 image cache's pixels, got "
+                        f"{images.dtype}")
     if images.ndim == 3:
         images = images.unsqueeze(1)
     if images.ndim != 4 or images.shape[1] != 1 or images.shape[-1] != images.shape[-2]:

@@ -146,7 +146,8 @@ def test_a_sample_does_not_depend_on_the_rest_of_its_batch():
 
 def test_channel_dimension_is_optional():
     images, params = torch.from_numpy(smooth_images(2)), drawn(TrainTransform(S), 2)
-    assert torch.equal(BatchTransform(S)(images, params), BatchTransform(S)(images[:, None], params))
+    with_channel = BatchTransform(S)(images[:, None], params)
+    assert torch.equal(BatchTransform(S)(images, params), with_channel)
 
 
 def test_transform_does_not_touch_the_global_rng_or_its_input():
