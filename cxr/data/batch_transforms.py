@@ -70,7 +70,7 @@ class BatchTransform:
         x = resize(x, self.image_size)
         x = torch.where(_per_sample(flip != 0, x), x.flip(-1), x)
         x = _warp(x, angle, scale)
-        x = x + _per_sample(brightness, x).to(x.dtype)
+        x = x + _per_sample(brightness.to(x.dtype), x)  # float32 first: MPS has no float64
         x = x.clamp(0.0, 1.0).expand(-1, 3, -1, -1)
         return F.normalize(x, self.mean, self.std)
 
@@ -111,7 +111,7 @@ def _warp(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor) -> torch.Te
     rad = torch.deg2rad(angle)
     cos, sin, zero = torch.cos(rad) / scale, torch.sin(rad) / scale, torch.zeros_like(angle)
     theta = torch.stack([cos, sin, zero, -sin, cos, zero], 1).view(-1, 2, 3)
-    grid = _affine_grid(theta.to(x.device, x.dtype, non_blocking=True), x.shape[-1])
+    grid = _affine_grid(theta.to(x.dtype).to(x.device, non_blocking=True), x.shape[-1])
     # A channel of ones warped alongside says how much of each output pixel the image covers;
     # F.affine multiplies by it for fill=0, so edges fade to black exactly as on the CPU.
     sampled = nnf.grid_sample(torch.cat([x, torch.ones_like(x)], 1), grid, mode="bilinear",
