@@ -14,6 +14,13 @@ creating the epoch's iterator (with persistent_workers the workers keep their ow
 The table needs `image` and `path`; the 14 FINDINGS columns are optional as a group (none:
 targets are NaN, for label-free prediction). With a cache (`cxr prepare`), pixels come from the
 memory-mapped array and PNGs are not decoded; every image must then be in the cache.
+
+CachedUint8Dataset is the same over the cache for augmentation on the device in batches
+(cxr/data/batch_transforms.py): its items are the stored uint8 image, the sample's
+augmentation parameters (the same draw from the same rng) and the target.
+
+    >>> ds = CachedUint8Dataset(table, TrainTransform(224), seed=0, cache=cache)
+    >>> image, params, target = ds[0]         # uint8 SxS (the cache's S), float64[4], float32[14]
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from cxr.data.batch_transforms import params_tensor
 from cxr.data.images import ImageLoadError, load_image
 from cxr.labels import FINDINGS, NUM_CLASSES
 
@@ -66,6 +74,26 @@ class CXRDataset(Dataset):
             exc.add_note(f"while transforming {self.paths[index] or self.images[index]}")
             raise
         return image, torch.from_numpy(self.targets[index].copy())
+
+
+class CachedUint8Dataset(CXRDataset):
+    """Items (uint8 SxS as cached, float64[4] parameters in batch_transforms.PARAMS order,
+    float32[14] target); a DataLoader stacks them into (B, S, S) uint8, (B, 4), (B, 14).
+    The transform only draws (TrainTransform.draw); BatchTransform applies the draw later."""
+
+    def __init__(self, table: pd.DataFrame, transform, seed: int = 0, cache=None):
+        if cache is None:
+            raise ValueError("CachedUint8Dataset reads the uint8 image cache, and none was given: "
+                             "run `cxr prepare --data DIR` first")
+        if not callable(getattr(transform, "draw", None)):
+            raise TypeError(f"CachedUint8Dataset needs a transform that draws augmentation "
+                            f"parameters (TrainTransform), got {type(transform).__name__}")
+        super().__init__(table, transform, seed=seed, cache=cache)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(np.array(self.cache.get_uint8(self.images[index])))  # a copy
+        params = params_tensor(self.transform.draw(self.rng(index)))
+        return image, params, torch.from_numpy(self.targets[index].copy())
 
 
 def _targets(table: pd.DataFrame) -> np.ndarray:

@@ -80,6 +80,11 @@ class TrainConfig(BaseModel):
     schedule: Literal["auto", "two_phase", "single_phase"] = "auto"  # see phases.py
     # -- runtime ------------------------------------------------------------------------
     workers: Annotated[int, Field(ge=0)] | None = None  # DataLoader workers; None: from CPUs
+    # Where the training augmentation runs. on: each batch of the uint8 image cache goes to the
+    # device and is augmented there in one go (cxr/data/batch_transforms.py: the same
+    # parameters and steps as the CPU path); needs the cache (`cxr prepare`). off: per image in
+    # the DataLoader workers. auto: on for CUDA when the cache exists, off otherwise.
+    gpu_augment: Literal["auto", "on", "off"] = "auto"
     device: Literal[DEVICES] = "auto"  # cxr/device.py: auto = cuda, else mps, else cpu
     amp: bool = True                         # bf16 autocast on CUDA and on CPUs with native
     channels_last: bool = True               # bf16; fp32 elsewhere (cxr/train/precision.py)

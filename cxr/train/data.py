@@ -8,6 +8,11 @@ Training order: torch's DistributedSampler (also with one process: the permutati
 on seed + epoch), wrapped so an epoch can resume after its first `skip` batches and stop after
 `max_steps_per_epoch`. Each index travels with its epoch to the worker (`EpochSampler`), so
 augmentation stays per (seed, epoch, index) with persistent workers too.
+
+Augmentation runs per image in the workers (CXRDataset + TrainTransform), or, with
+`gpu_augment` (`use_gpu_augment`), on the device in batches: the workers only copy uint8 images
+out of the cache and draw each sample's parameters (CachedUint8Dataset), and `device_batch`
+applies them there (BatchTransform). Both give each sample the same augmentation.
 """
 from __future__ import annotations
 
@@ -147,6 +152,33 @@ class EpochSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self._indices())
+
+
+def use_gpu_augment(mode: str, device: torch.device, cache) -> bool:
+    """The config's gpu_augment: auto = on for CUDA with the image cache, else off; on needs
+    the cache (any device: the tests force it on the CPU)."""
+    if mode == "on" and cache is None:
+        raise ValueError("gpu_augment=on augments batches of the uint8 image cache, and the "
+                         "data folder has none at or above the training size: run `cxr prepare "
+                         "--data DIR --size N` (N >= image_size), or set gpu_augment=auto or off")
+    if mode == "auto":
+        return device.type == "cuda" and cache is not None
+    return mode == "on"
+
+
+def device_batch(batch, device: torch.device, transform=None,
+                 memory_format: torch.memory_format = torch.contiguous_format):
+    """A loader batch -> (x, y) on the device. Without `transform` the batch is (x, y) as the
+    per-image transforms made it. With one (a BatchTransform) it is (uint8 images, params, y)
+    from CachedUint8Dataset: the images go over as uint8 (a quarter of float32's bytes) and are
+    augmented there; the params stay on the CPU (the transform computes its matrices there)."""
+    if transform is None:
+        x, y = batch
+        x = x.to(device, non_blocking=True)
+    else:
+        images, params, y = batch
+        x = transform(images.to(device, non_blocking=True), params)
+    return x.contiguous(memory_format=memory_format), y.to(device, non_blocking=True)
 
 
 def default_workers(world_local: int) -> int:

@@ -46,8 +46,9 @@ from cxr.rundir import STOP, RunDir
 from cxr.train import distributed as ddp
 from cxr.train import phases as ph
 from cxr.train.config import TrainConfig, dump_yaml, from_dict, read_yaml
-from cxr.train.data import (EpochDataset, EpochSampler, default_workers, find_cache, make_loader,
-                            read_split, split_tables, targets_of, write_split)
+from cxr.train.data import (EpochDataset, EpochSampler, default_workers, device_batch,
+                            find_cache, make_loader, read_split, split_tables, targets_of,
+                            use_gpu_augment, write_split)
 from cxr.train.precision import training_precision
 from cxr.train.progress import History, Progress, close_logger, progress_bar, setup_logger
 from cxr.uncertainty import to_proba
@@ -250,7 +251,8 @@ class Trainer:
             ) from exc
 
     def build_data(self) -> None:
-        from cxr.data.dataset import CXRDataset
+        from cxr.data.batch_transforms import BatchTransform
+        from cxr.data.dataset import CachedUint8Dataset, CXRDataset
         from cxr.data.layout import DatasetFiles, data_version
         from cxr.data.metadata import read_data_entry
         from cxr.data.transforms import AugmentConfig, build_transform
@@ -272,8 +274,18 @@ class Trainer:
         if cache is not None:
             self.log(f"image cache: {cache!r}")
         pre = self.model.preprocess  # its input_size is self.image_size
-        self.train_ds = CXRDataset(tables["train"], build_transform(pre, train=True, augment=augment),
-                                   seed=cfg.seed, cache=cache)
+        train_transform = build_transform(pre, train=True, augment=augment)
+        self.batch_transform = None  # set: augment on the device, in batches
+        if use_gpu_augment(cfg.gpu_augment, info.device, cache):
+            self.train_ds = CachedUint8Dataset(tables["train"], train_transform, seed=cfg.seed,
+                                               cache=cache)
+            self.batch_transform = BatchTransform.like(train_transform)
+        else:
+            self.train_ds = CXRDataset(tables["train"], train_transform, seed=cfg.seed,
+                                       cache=cache)
+        where = (f"in batches on {info.device}" if self.batch_transform is not None
+                 else "per image in the DataLoader workers")
+        self.log(f"augmentation: {where} (gpu_augment={cfg.gpu_augment})")
         self.val_ds = CXRDataset(tables["val"], build_transform(pre, train=False), seed=cfg.seed,
                                  cache=cache)
         self.val_targets = targets_of(tables["val"])
@@ -507,11 +519,9 @@ class Trainer:
         started = time.time()
         outcome = "done"
         try:
-            for x, y in self.train_loader:
-                x = x.to(info.device, non_blocking=True)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = y.to(info.device, non_blocking=True)
+            for batch in self.train_loader:
+                x, y = device_batch(batch, info.device, self.batch_transform,
+                                    self.precision.memory_format)
                 with self.autocast():
                     logits = model(x)
                 loss = self.loss_fn(logits.float(), y)
@@ -550,10 +560,8 @@ class Trainer:
         ddp.broadcast_buffers(model, self.info)  # every rank scores with rank 0's model
         model.eval()
         outputs = []
-        for x, _ in self.val_loader:
-            x = x.to(self.info.device, non_blocking=True)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+        for batch in self.val_loader:
+            x, _ = device_batch(batch, self.info.device, None, self.precision.memory_format)
             outputs.append(model(x).float().cpu())  # fp32, as `cxr evaluate` scores best.pt
         logits = (torch.cat(outputs) if outputs else torch.zeros(0, len(FINDINGS))).numpy()
         logits, targets = ddp.gather_arrays(self.info, self.val_index, logits,

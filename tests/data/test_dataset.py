@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader
 
 import cxr.data.dataset as dataset_module
 from cxr.data.cache import build_cache
-from cxr.data.dataset import CXRDataset
+from cxr.data.batch_transforms import BatchTransform, params_tensor
+from cxr.data.dataset import CachedUint8Dataset, CXRDataset
 from cxr.data.images import ImageLoadError, load_image
 from cxr.data.transforms import EvalTransform, TrainTransform
 from cxr.labels import FINDINGS
@@ -93,6 +94,47 @@ def test_cache_replaces_decoding(tmp_path, monkeypatch):
     assert torch.equal(cached, EvalTransform(S)(cache.get(table["image"][3])))
     # 40 -> 32 (uint8) -> 24 differs from 40 -> 24 only by resampling and rounding.
     assert (cached - decoded).abs().max() < 0.1
+
+
+def cached_table(tmp_path, n=4):
+    table = make_table(tmp_path / "images", n)
+    cache, _ = build_cache(zip(table["image"], table["path"]), tmp_path / "cache", 32, 1,
+                           progress=False)
+    return table, cache
+
+
+def test_uint8_items_are_the_cached_pixels_and_the_cpu_paths_draw(tmp_path):
+    table, cache = cached_table(tmp_path)
+    ds = CachedUint8Dataset(table, TrainTransform(S), seed=3, cache=cache)
+    ds.set_epoch(5)
+    image, params, target = ds[1]
+    assert image.dtype == torch.uint8 and image.shape == (32, 32)  # the cache's size, not S
+    assert np.array_equal(image.numpy(), cache.get_uint8(table["image"][1]))
+    expected = TrainTransform(S).draw(np.random.default_rng([3, 5, 1]))
+    assert torch.equal(params, params_tensor(expected))
+    assert target.tolist() == [float(j == 1) for j in range(14)]
+    image[:] = 0  # a copy: the memory-mapped cache is read-only and must stay unchanged
+    assert cache.get_uint8(table["image"][1]).any()
+
+
+def test_uint8_batches_augmented_in_one_go_equal_the_per_image_dataset(tmp_path):
+    table, cache = cached_table(tmp_path)
+    per_image = CXRDataset(table, TrainTransform(S), seed=1, cache=cache)
+    batched = CachedUint8Dataset(table, TrainTransform(S), seed=1, cache=cache)
+    for ds in (per_image, batched):
+        ds.set_epoch(2)
+    expected, _ = next(iter(DataLoader(per_image, batch_size=4)))
+    images, params, _ = next(iter(DataLoader(batched, batch_size=4, num_workers=2)))
+    assert images.dtype == torch.uint8 and images.shape == (4, 32, 32) and params.shape == (4, 4)
+    assert torch.equal(BatchTransform(S)(images, params), expected)
+
+
+def test_uint8_dataset_needs_the_cache_and_a_drawing_transform(tmp_path):
+    table, cache = cached_table(tmp_path)
+    with pytest.raises(ValueError, match="cxr prepare"):
+        CachedUint8Dataset(table, TrainTransform(S), cache=None)
+    with pytest.raises(TypeError, match="EvalTransform"):
+        CachedUint8Dataset(table, EvalTransform(S), cache=cache)
 
 
 def test_images_missing_from_cache_are_an_error_at_construction(tmp_path):

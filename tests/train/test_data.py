@@ -142,3 +142,31 @@ def test_default_workers_leave_a_core_per_process(monkeypatch):
     assert td.default_workers(1) == 8 and td.default_workers(4) == 3
     monkeypatch.setattr(td.os, "cpu_count", lambda: 2)
     assert td.default_workers(1) == 1 and td.default_workers(2) == 0
+
+
+def test_gpu_augment_auto_is_on_for_cuda_with_a_cache_only():
+    cuda, cpu, cache = torch.device("cuda"), torch.device("cpu"), object()
+    assert td.use_gpu_augment("auto", cuda, cache)
+    assert not td.use_gpu_augment("auto", cuda, None) and not td.use_gpu_augment("auto", cpu, cache)
+    assert td.use_gpu_augment("on", cpu, cache) and not td.use_gpu_augment("off", cuda, cache)
+    with pytest.raises(ValueError, match="gpu_augment=on.*cxr prepare"):
+        td.use_gpu_augment("on", cuda, None)
+
+
+def test_gpu_augment_is_a_checked_config_choice(base_values):
+    assert TrainConfig(**base_values).gpu_augment == "auto"
+    with pytest.raises(ValueError, match="gpu_augment"):
+        TrainConfig(**{**base_values, "gpu_augment": "yes"})
+
+
+def test_device_batch_moves_or_augments():
+    from cxr.data.batch_transforms import BatchTransform
+    x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 14)
+    got_x, got_y = td.device_batch((x, y), torch.device("cpu"), None, torch.channels_last)
+    assert torch.equal(got_x, x) and got_x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got_y, y)
+    images = torch.randint(0, 256, (2, 10, 10), dtype=torch.uint8)
+    params = torch.tensor([[1.0, 10.0, 1.1, 0.05], [0.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
+    got_x, got_y = td.device_batch((images, params, y), torch.device("cpu"), BatchTransform(8))
+    assert torch.equal(got_x, BatchTransform(8)(images, params)) and torch.equal(got_y, y)
+    assert got_x.shape == (2, 3, 8, 8) and got_x.dtype == torch.float32

@@ -227,3 +227,36 @@ def test_resume_refuses_a_checkpoint_of_another_network(reference_run, tmp_path)
     with pytest.raises(ValueError, match="holds a fusion_xattn model .saved as fusion.*"
                                          "set model: fusion_xattn in"):
         train(None, run, resume=True)
+
+
+@pytest.fixture(scope="module")
+def cached_tiny(tiny_data, tmp_path_factory):
+    """A copy of the tiny set with `cxr prepare`'s cache at 64 px (a copy: the other tests
+    train on tiny_data without one)."""
+    from cxr.data.cache import build_cache
+    from cxr.data.layout import DatasetFiles, data_version
+    from cxr.data.metadata import read_data_entry
+    out = tmp_path_factory.mktemp("cached") / "tiny"
+    shutil.copytree(tiny_data, out)
+    files = DatasetFiles.locate(out)
+    table = read_data_entry(files.data_entry, images_root=files.images_root)
+    build_cache(zip(table["image"], table["path"]), files.cache_dir, 64, workers=1,
+                data_version=data_version(files.data_entry), progress=False)
+    return out
+
+
+def test_gpu_augment_on_cpu_trains_exactly_like_the_per_image_path(cached_tiny, base_values,
+                                                                   tmp_path):
+    """gpu_augment=on forced on the CPU: uint8 64 px batches resized and augmented in one go
+    give the same inputs, bit for bit, so the same losses and AUCs as per-image workers."""
+    values = {**base_values, "data_dir": str(cached_tiny), "epochs": 2, "workers": 1}
+    for mode in ("on", "off"):
+        assert train(TrainConfig(**values, gpu_augment=mode), tmp_path / mode) == 0
+    assert "augmentation: in batches on cpu" in (tmp_path / "on" / "train.log").read_text()
+    assert "augmentation: per image" in (tmp_path / "off" / "train.log").read_text()
+    _assert_same_history(_history(tmp_path / "on"), _history(tmp_path / "off"))
+
+
+def test_gpu_augment_on_without_a_cache_is_a_clear_error(base_values, tmp_path):
+    with pytest.raises(ValueError, match="gpu_augment=on .*cxr prepare"):
+        train(TrainConfig(**{**base_values, "gpu_augment": "on"}), tmp_path / "run")

@@ -1,0 +1,136 @@
+"""BatchTransform: TrainTransform's augmentation applied to a whole batch on its device (a GPU).
+
+    >>> import numpy as np, torch
+    >>> from cxr.data.batch_transforms import BatchTransform, params_tensor
+    >>> from cxr.data.transforms import TrainTransform
+    >>> train = TrainTransform(224)
+    >>> params = torch.stack([params_tensor(train.draw(np.random.default_rng([seed, epoch, i])))
+    ...                       for i in indices])                        # (B, 4) float64, on the CPU
+    >>> x = BatchTransform.like(train)(images_u8.cuda(non_blocking=True), params)  # B,3,224,224
+
+Training with `gpu_augment` (cxr/train/config.py) ships the uint8 cache (`cxr prepare`) to the
+device as it is stored, (B, S0, S0) or (B, 1, S0, S0), together with each sample's four
+augmentation parameters (CachedUint8Dataset draws them in the DataLoader workers), and runs this
+there instead of TrainTransform per image in CPU workers. The steps are TrainTransform's, in its
+order: uint8 -> [0, 1] like ImageCache.get, antialiased bilinear resize to S, horizontal flip,
+rotation + zoom as one bilinear warp about the centre (what torchvision's F.affine does with
+fill=0: uncovered corners black, edge pixels faded by the covered fraction), brightness, clip
+to [0, 1], grey -> 3 channels, normalise. A sample with angle 0 and scale 1 is not warped, as
+on the CPU. Each sample is transformed on its own: its output does not depend on the others in
+the batch.
+
+The parameters are TrainTransform.draw(np.random.default_rng([seed, epoch, index])), the very
+numbers the CPU path uses for that sample; nothing here draws random numbers, so the global
+torch RNG (dropout) is not touched. The per-sample matrices are computed in float64 where the
+parameters are (keep them on the CPU: MPS has no float64) and moved to the images' device.
+
+Compared with TrainTransform on the same sample (tests/data/test_batch_transforms.py):
+- the parameters are bitwise the same (the same draw);
+- on the CPU the output is bitwise the same: every step is the same torch operation on the
+  same values, the warp's sampling grid included (built as torchvision's F.affine builds it);
+- on CUDA the resize and grid_sample kernels are CUDA's, so expect rounding-level differences
+  from the CPU path (not measured: no GPU was available when this was written). Each sample is
+  still independent of the batch, and a run should repeat itself on the same GPU and software:
+  torch lists only the backward passes of grid_sample and interpolate as nondeterministic on
+  CUDA, and this runs forward only.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as nnf
+from torchvision.transforms.v2 import functional as F
+
+from cxr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, resize
+
+PARAMS = ("flip", "angle", "scale", "brightness")  # the columns of a params tensor
+_TO_UNIT = 1.0 / 255.0  # float32 in the kernel: ImageCache.get's np.float32(1 / 255)
+
+
+def params_tensor(params: dict) -> torch.Tensor:
+    """TrainTransform.draw's dict -> float64[4] in PARAMS order (flip as 1.0 / 0.0)."""
+    return torch.tensor([float(params[name]) for name in PARAMS], dtype=torch.float64)
+
+
+class BatchTransform:
+    """(uint8 images (B, S0, S0) or (B, 1, S0, S0), params (B, 4)) -> (B, 3, S, S) float32,
+    normalised, on the images' device. Identity parameters (0, 0, 1, 0) give EvalTransform."""
+
+    def __init__(self, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        spec = EvalTransform(image_size, mean, std)  # checks the values the same way
+        self.image_size, self.mean, self.std = spec.image_size, spec.mean, spec.std
+
+    @classmethod
+    def like(cls, transform: EvalTransform) -> "BatchTransform":
+        """The batched form of a TrainTransform (or EvalTransform): same size, mean and std."""
+        return cls(transform.image_size, transform.mean, transform.std)
+
+    def __call__(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        x = _unit_float(images)
+        flip, angle, scale, brightness = _checked(params, len(x)).unbind(1)
+        x = resize(x, self.image_size)
+        x = torch.where(_per_sample(flip != 0, x), x.flip(-1), x)
+        x = _warp(x, angle, scale)
+        x = x + _per_sample(brightness.to(x.dtype), x)  # float32 first: MPS has no float64
+        x = x.clamp(0.0, 1.0).expand(-1, 3, -1, -1)
+        return F.normalize(x, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(image_size={self.image_size}, mean={self.mean}, "
+                f"std={self.std})")
+
+
+def _unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W) or (B, 1, H, W) -> float32 (B, 1, H, W) in [0, 1]."""
+    if images.dtype != torch.uint8:
+        raise TypeError("BatchTransform expects the uint8 image cache's pixels, got "
+                        f"{images.dtype}")
+    if images.ndim == 3:
+        images = images.unsqueeze(1)
+    if images.ndim != 4 or images.shape[1] != 1 or images.shape[-1] != images.shape[-2]:
+        raise ValueError("BatchTransform expects square greyscale images (B, S, S) or "
+                         f"(B, 1, S, S), got shape {tuple(images.shape)}")
+    return images.to(torch.float32).mul_(_TO_UNIT)
+
+
+def _checked(params: torch.Tensor, batch: int) -> torch.Tensor:
+    if params.ndim != 2 or params.shape != (batch, len(PARAMS)):
+        raise ValueError(f"params must be ({batch}, {len(PARAMS)}) for {batch} images "
+                         f"({', '.join(PARAMS)}), got shape {tuple(params.shape)}")
+    return params.to(torch.float64)
+
+
+def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, 1, 1) on x's device, to broadcast over each sample's pixels."""
+    return values.view(-1, 1, 1, 1).to(x.device, non_blocking=True)
+
+
+def _warp(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Per sample: torchvision F.affine(x, angle, translate=0, scale, shear=0, BILINEAR, fill=0)."""
+    # F.affine's inverse matrix (output -> input pixel, about the centre), in float64 as its
+    # math.cos computes it, then float32: [cos, sin, 0; -sin, cos, 0] / scale.
+    rad = torch.deg2rad(angle)
+    cos, sin, zero = torch.cos(rad) / scale, torch.sin(rad) / scale, torch.zeros_like(angle)
+    theta = torch.stack([cos, sin, zero, -sin, cos, zero], 1).view(-1, 2, 3)
+    grid = _affine_grid(theta.to(x.dtype).to(x.device, non_blocking=True), x.shape[-1])
+    # A channel of ones warped alongside says how much of each output pixel the image covers;
+    # F.affine multiplies by it for fill=0, so edges fade to black exactly as on the CPU.
+    sampled = nnf.grid_sample(torch.cat([x, torch.ones_like(x)], 1), grid, mode="bilinear",
+                              padding_mode="zeros", align_corners=False)
+    warped = sampled[:, :1] * sampled[:, 1:]
+    moved = _per_sample((angle != 0) | (scale != 1), x)  # the CPU path skips the identity warp
+    return torch.where(moved, warped, x)
+
+
+def _affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 2, 3) pixel-space matrices -> grid_sample's (B, S, S, 2) grid, computed as
+    torchvision's F.affine computes its grid (pixel-centre coordinates times the matrix, then
+    scaled to [-1, 1]), batched. torch's affine_grid gives the same points for a square image
+    but rounds differently (up to 5e-5 of the [0, 1] range on noise); this way the CPU result
+    is bitwise TrainTransform's."""
+    centres = torch.linspace((1.0 - size) * 0.5, (size - 1.0) * 0.5, steps=size,
+                             dtype=theta.dtype, device=theta.device)
+    base = torch.stack([centres.expand(size, size), centres[:, None].expand(size, size),
+                        torch.ones(size, size, dtype=theta.dtype, device=theta.device)], -1)
+    to_unit = theta.transpose(1, 2) / (0.5 * size)  # torchvision divides by (w / 2, h / 2)
+    points = base.view(1, size * size, 3).expand(len(theta), -1, -1).bmm(to_unit)
+    return points.view(-1, size, size, 2)
