@@ -6,19 +6,17 @@
 
 Strategies:
 - `patient`: iterative stratification (Sechidis et al. 2011, the iterative-stratification
-  package) of PATIENTS into 70/10/20 on the patient-level label matrix (a patient has a finding
-  if any of their images does; a 15th "No Finding" column marks all-negative patients, and
-  "has >= 4/10/30 images" columns spread the patients with many images). Images follow their
-  patient, so no patient is in two splits. About 1 s for the 30,805 patients of the full table.
+  package) of PATIENTS into 70/10/20 on their labels and image counts (`_strata`). Images
+  follow their patient, so no patient is in two splits. About 1 s for the 30,805 patients of
+  the full table.
 - `official`: NIH's test_list.txt is the test split; validation is carved from
   train_val_list.txt by patient, stratified the same way.
 
 `--patient-fraction F` first keeps a stratified, seeded fraction F of the patients. Splits are
 made from the metadata alone (every row of Data_Entry, whether or not its image is downloaded),
-so the same seed gives the same split on every machine. Every split is written as a CSV
-(image, patient, split) plus a JSON sidecar (strategy, seed, patient_fraction, fractions,
-content_hash, data_version, report); `load_split` refuses a CSV whose hash does not match.
-The patient overlap between splits is computed and must be 0.
+so the same seed gives the same split on every machine. Every split is written as a CSV plus a
+JSON sidecar holding its hash (`save_split`); `load_split` refuses a CSV whose hash does not
+match. The patient overlap between splits is computed and must be 0.
 """
 from __future__ import annotations
 

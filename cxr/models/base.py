@@ -14,10 +14,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from cxr.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cxr.labels import FINDINGS, NUM_CLASSES
-
-IMAGENET_MEAN = [0.485, 0.456, 0.406]  # timm.data.IMAGENET_DEFAULT_MEAN / STD, as plain lists
-IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 def class_labels(num_classes: int) -> tuple[str, ...]:
