@@ -61,9 +61,8 @@ class TrainConfig(BaseModel):
     loss: str = "focal"                      # a cxr.losses.LOSSES name: focal | bce | weighted_bce
     focal_alpha: Probability = 0.25
     focal_gamma: NonNegative = 2.0
-    # How focal_alpha weighs each term. "balanced": torchvision's alpha_t (alpha for positives,
-    # 1 - alpha for negatives). "constant": the report's printed formula
-    # -alpha (1 - p_t)^gamma log(p_t), every term times alpha.
+    # balanced: alpha on positives, 1 - alpha on negatives (torchvision's alpha_t); constant: the
+    # report's printed formula, every term times alpha (cxr/losses.py, focal_loss)
     focal_alpha_mode: Literal["balanced", "constant"] = "balanced"
     # -- optimisation -------------------------------------------------------------------
     batch_size: AtLeast1 = 32                # global batch (split over DDP processes)
