@@ -126,19 +126,15 @@ def _claim(run_dir: Path, kind: str, new_run: bool) -> int:
         raise JobError(f"refused: a {kind} job was just launched for {run_dir}") from None
 
 
-def launch(kind: str, cxr_args: list[str], run_dir: Path, env: dict | None = None,
-           new_run: bool | None = None) -> int:
-    """Start `cxr <cxr_args>` detached; returns its pid. Raises JobError when refused.
-
-    new_run (default: a train job without --resume) also refuses a run dir that already holds
-    a run; otherwise only a job of the same kind still running there is refused."""
+def launch(kind: str, cxr_args: list[str], run_dir: Path) -> int:
+    """Start `cxr <cxr_args>` detached; returns its pid. Raises JobError when refused: a new run
+    (a train job without --resume) refuses a run dir that already holds a run; otherwise only a
+    job of the same kind still running there is refused."""
     if kind not in KINDS:
         raise JobError(f"unknown job kind {kind!r}; expected one of {sorted(KINDS)}")
-    if new_run is None:
-        new_run = kind == "train" and "--resume" not in cxr_args
     run_dir, run = Path(run_dir), RunDir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = _claim(run_dir, kind, new_run)
+    fd = _claim(run_dir, kind, new_run=kind == "train" and "--resume" not in cxr_args)
     try:
         run.job(kind, "exit").unlink(missing_ok=True)
         argv = [sys.executable, "-m", "cxr.dashboard.jobs",
@@ -148,7 +144,7 @@ def launch(kind: str, cxr_args: list[str], run_dir: Path, env: dict | None = Non
             log.flush()
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    env=env, close_fds=True)
+                                    close_fds=True)
         record = {"pid": proc.pid, "argv": list(map(str, cxr_args)), "started": time.time()}
         os.write(fd, json.dumps(record).encode())
     except BaseException:
