@@ -216,9 +216,8 @@ def diaphragm_y(a: Anatomy, side: int, x):
     return a.base(side) - a.dome * (1.0 - q * q)
 
 
-def lung_mask(a: Anatomy, side: int, grid: Grid, inside=None) -> np.ndarray:
-    inside = lung_inside(a, side, grid.x, grid.y) if inside is None else inside
-    return smoothstep(0.0, EDGE, inside)
+def lung_mask(a: Anatomy, side: int, grid: Grid) -> np.ndarray:
+    return smoothstep(0.0, EDGE, lung_inside(a, side, grid.x, grid.y))
 
 
 def heart_mask(a: Anatomy, grid: Grid) -> np.ndarray:
