@@ -18,11 +18,6 @@ from cxr.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cxr.labels import FINDINGS, NUM_CLASSES
 
 
-def class_labels(num_classes: int) -> tuple[str, ...]:
-    """The 14 findings in NIH order; generic names only for non-default heads (experiments)."""
-    return FINDINGS if num_classes == NUM_CLASSES else tuple(f"class_{i}" for i in range(num_classes))
-
-
 class CXRModel(nn.Module):
     """Base class. Subclasses set `backbone`, `head` (the classify MLP), `gradcam_layer`,
     implement `forward_features`, and call `_set_meta` with the kwargs that rebuild them."""
@@ -33,7 +28,8 @@ class CXRModel(nn.Module):
 
     def _set_meta(self, model_kwargs: dict, input_size: int, pretrained_backbone: bool) -> None:
         self.model_kwargs = dict(model_kwargs)  # JSON-safe: create_model(model_name, **model_kwargs)
-        self.labels = class_labels(model_kwargs["num_classes"])
+        n = model_kwargs["num_classes"]  # generic labels only for other heads (experiments)
+        self.labels = FINDINGS if n == NUM_CLASSES else tuple(f"class_{i}" for i in range(n))
         self.preprocess = {"input_size": int(input_size), "mean": list(IMAGENET_MEAN),
                            "std": list(IMAGENET_STD)}
         self.pretrained_backbone = bool(pretrained_backbone)
