@@ -72,9 +72,7 @@ IDENTIFYING = frozenset((
     "InstitutionalDepartmentName", "StationName", "DeviceSerialNumber",
     "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers",
 ))
-# Decoders that fail with a Python error on damaged data run here; every other compressed syntax
-# (JPEG Lossless, JPEG-LS, JPEG Extended: GDCM) is decoded in a worker process, as GDCM aborts
-# the whole process on some damaged files (cxr.data.dicom_worker).
+# Decoders that fail with a Python error on damaged data run here; GDCM's syntaxes, in the worker.
 IN_PROCESS = {JPEGBaseline8Bit: "pillow", JPEG2000Lossless: "pillow", JPEG2000: "pillow",
               RLELossless: "pydicom"}
 _MIN_TOKEN = 3  # shorter pieces ("F", "42") would blank out ordinary words and numbers
