@@ -65,10 +65,8 @@ def run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
     run_dir, run = Path(run_dir), RunDir(run_dir)
     progress, config, history = run.read_progress(), run.read_config(), run.read_history()
     name = str(run_dir.relative_to(root)) if root and run_dir.is_relative_to(root) else run_dir.name
-    model = progress.get("model") or config.get("model") or ""
-    if isinstance(model, dict):
-        model = model.get("name", "")
-    info = RunInfo(path=run_dir, name=name, model=str(model or ""), progress=progress)
+    model = progress.get("model") or config.get("model") or ""  # the registry name, both
+    info = RunInfo(path=run_dir, name=name, model=str(model), progress=progress)
     info.phase = str(progress.get("phase") or "")
     info.epoch = progress.get("epoch")
     info.epochs = progress.get("epochs") or config.get("epochs")
