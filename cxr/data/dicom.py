@@ -129,8 +129,7 @@ def shown(value, ids: re.Pattern | None) -> str:
     text = " ".join(str(value if value is not None else "").split()).upper()
     if not text:
         return ""
-    printable = text.isascii() and text.isprintable()
-    if len(text) > 64 or not printable or (ids and ids.search(text)):
+    if len(text) > 64 or not (text.isascii() and text.isprintable()) or (ids and ids.search(text)):
         return WITHHELD
     return text
 

@@ -215,10 +215,6 @@ def _max_gap(prevalence: dict, names) -> float:
     return round(100 * max(gaps, default=0.0), 3)
 
 
-def _csv_bytes(split_df: pd.DataFrame) -> bytes:
-    return split_df[list(SPLIT_COLUMNS)].to_csv(index=False, lineterminator="\n").encode()
-
-
 def save_split(split_df: pd.DataFrame, path: str | Path, meta: dict) -> dict:
     """Write the split CSV and its sidecar `path.with_suffix('.json')`, each atomically.
     meta needs strategy, seed, patient_fraction, fractions, data_version and report; the
@@ -227,7 +223,7 @@ def save_split(split_df: pd.DataFrame, path: str | Path, meta: dict) -> dict:
     if absent:
         raise ValueError(f"split metadata lacks {absent}")
     path = Path(path)
-    body = _csv_bytes(split_df)
+    body = split_df[list(SPLIT_COLUMNS)].to_csv(index=False, lineterminator="\n").encode()
     sidecar = {**meta, "content_hash": hashlib.sha256(body).hexdigest()}
     write_bytes(path, body)
     write_bytes(path.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
