@@ -4,24 +4,19 @@
     >>> model, meta = load_model("checkpoints/demo-fusion/best.pt")   # eval mode, on CPU
     >>> meta["model"], meta["split"]["content_hash"], meta["metrics"]["val_macro_auc"]
 
-File format (see ARCHITECTURE.md, "Checkpoint"):
-
-    {"state_dict": {name: tensor},
-     "meta": {"model": {"name", "kwargs"}, "labels", "preprocess", "config", "split",
-              "data_version", "epoch", "phase", "metrics", "versions", "git_commit", ...},
-     "train_state": {...}}          # optional: optimizer, scheduler, RNG, loop counters
-
-Everything in it is a tensor, a number, a string, a list or a dict, so `torch.load(path,
-weights_only=True)` reads it without unpickling code. The model is rebuilt from `meta` alone
-(`create_model(name, **kwargs)` + `load_state_dict(strict=True)`); nothing falls back to
-random weights: a missing or unreadable file is an error naming it.
+A checkpoint is {"state_dict", "meta", "train_state" (optional: optimizer, scheduler, RNG,
+loop counters)}; ARCHITECTURE.md ("Checkpoint") lists meta's keys. It holds only tensors,
+numbers, strings, lists and dicts, so `torch.load(path, weights_only=True)` reads it without
+unpickling code. The model is rebuilt from `meta` alone (`create_model(name, **kwargs)` +
+`load_state_dict(strict=True)`); nothing falls back to random weights: a missing or unreadable
+file is an error naming it.
 """
 from __future__ import annotations
 
 import json
 import platform
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -40,24 +35,19 @@ class CheckpointError(ValueError):
 
 def library_versions() -> dict:
     import numpy
+    import timm
+
     import cxr
-    versions = {"python": platform.python_version(), "torch": torch.__version__,
-                "numpy": numpy.__version__, "cxr": cxr.__version__}
-    try:
-        import timm
-        versions["timm"] = timm.__version__
-    except ImportError:  # timm is a dependency, but a checkpoint can still be written without it
-        pass
-    return versions
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "cxr": cxr.__version__, "timm": timm.__version__}
 
 
-@lru_cache(maxsize=4)
-def git_commit(repo: str | None = None) -> str | None:
+@cache
+def git_commit() -> str | None:
     """HEAD of the git checkout holding this package, or None (installed wheel, no git)."""
-    repo = Path(repo) if repo else Path(__file__).resolve().parents[1]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[1],
+                             capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return (out.stdout.strip() or None) if out.returncode == 0 else None

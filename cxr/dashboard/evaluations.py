@@ -16,6 +16,7 @@ from cxr.evaluation.compare import auc_table
 from cxr.labels import FINDINGS
 from cxr.rundir import RunDir, read_json
 
+
 @dataclass
 class Evaluation:
     name: str           # the run's name, used as the model's column/legend label
@@ -47,8 +48,7 @@ class Evaluation:
         return _num(self.metrics.get("per_finding", {}).get(finding, {}).get("auc"))
 
     def auc_ci(self, finding: str) -> tuple[float, float]:
-        ci = self.metrics.get("per_finding", {}).get(finding, {}).get("auc_ci")
-        return _ci(ci)
+        return _ci(self.metrics.get("per_finding", {}).get(finding, {}).get("auc_ci"))
 
     @property
     def macro(self) -> float:

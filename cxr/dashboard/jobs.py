@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from cxr.atomic import write_text
-from cxr.rundir import RunDir
+from cxr.rundir import RunDir, read_json
 
 KINDS = ("train", "evaluate")
 _STARTING_GRACE_S = 30.0
@@ -35,15 +35,7 @@ class JobError(RuntimeError):
 def read_job(run_dir: Path, kind: str) -> dict | None:
     """The pid file's content, {} while it is being written, None when there is none."""
     path = RunDir(run_dir).job(kind, "pid")
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    try:
-        job = json.loads(text)
-    except ValueError:
-        return {}
-    return job if isinstance(job, dict) else {}
+    return read_json(path) if path.exists() else None
 
 
 def pid_alive(pid: int, needle: bytes = b"cxr.dashboard.jobs") -> bool:
@@ -134,19 +126,15 @@ def _claim(run_dir: Path, kind: str, new_run: bool) -> int:
         raise JobError(f"refused: a {kind} job was just launched for {run_dir}") from None
 
 
-def launch(kind: str, cxr_args: list[str], run_dir: Path, env: dict | None = None,
-           new_run: bool | None = None) -> int:
-    """Start `cxr <cxr_args>` detached; returns its pid. Raises JobError when refused.
-
-    new_run (default: a train job without --resume) also refuses a run dir that already holds
-    a run; otherwise only a job of the same kind still running there is refused."""
+def launch(kind: str, cxr_args: list[str], run_dir: Path) -> int:
+    """Start `cxr <cxr_args>` detached; returns its pid. Raises JobError when refused: a new run
+    (a train job without --resume) refuses a run dir that already holds a run; otherwise only a
+    job of the same kind still running there is refused."""
     if kind not in KINDS:
         raise JobError(f"unknown job kind {kind!r}; expected one of {sorted(KINDS)}")
-    if new_run is None:
-        new_run = kind == "train" and "--resume" not in cxr_args
     run_dir, run = Path(run_dir), RunDir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = _claim(run_dir, kind, new_run)
+    fd = _claim(run_dir, kind, new_run=kind == "train" and "--resume" not in cxr_args)
     try:
         run.job(kind, "exit").unlink(missing_ok=True)
         argv = [sys.executable, "-m", "cxr.dashboard.jobs",
@@ -156,7 +144,7 @@ def launch(kind: str, cxr_args: list[str], run_dir: Path, env: dict | None = Non
             log.flush()
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    env=env, close_fds=True)
+                                    close_fds=True)
         record = {"pid": proc.pid, "argv": list(map(str, cxr_args)), "started": time.time()}
         os.write(fd, json.dumps(record).encode())
     except BaseException:
@@ -194,34 +182,23 @@ def launch_train(runs_root: Path, data: str, model: str, name: str, settings: di
 def train_args(data: Path, model: str, out: Path, settings: dict | None = None) -> list[str]:
     """`cxr train` arguments for the Train page's form; `settings` become --set key=value."""
     args = ["train", "--data", str(data), "--model", str(model), "--out", str(out)]
-    for key, value in (settings or {}).items():
-        if value is None or value == "":
-            continue
-        args += ["--set", f"{key}={_set_value(value)}"]
-    return args
+    return args + [x for text in _overrides(settings) for x in ("--set", text)]
 
 
 def check_train_args(data: str | Path, model: str, settings: dict, extra: list[str] = ()) -> None:
     """Fail now, with the config's own message, on what `cxr train` would reject after launch:
-    a missing dataset folder, an unknown model, an unknown key or a bad value."""
+    a missing dataset folder or metadata, an unknown model, an unknown key or a bad value."""
     from cxr.data.layout import DatasetFiles
     from cxr.train.config import load_config
 
-    data = Path(data)
-    if not str(data).strip() or not data.is_dir():
-        raise FileNotFoundError(f"dataset folder {str(data)!r} does not exist")
-    DatasetFiles.locate(data)  # raises naming what is missing (Data_Entry CSV, images)
-    overrides = [f"{k}={_set_value(v)}" for k, v in settings.items() if v is not None and v != ""]
-    load_config(None, [*overrides, *extra], data_dir=str(data), model=model)
-    from cxr.models import MODELS
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; available: {', '.join(MODELS)}")
+    DatasetFiles.locate(data)  # raises naming what is missing (the folder, its Data_Entry CSV)
+    load_config(None, [*_overrides(settings), *extra], data_dir=str(data), model=model)
 
 
-def _set_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def _overrides(settings: dict | None) -> list[str]:
+    """The form's settings as key=value texts; an empty field keeps the config's default."""
+    return [f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+            for key, value in (settings or {}).items() if value is not None and value != ""]
 
 
 def resume_args(run_dir: Path) -> list[str]:

@@ -54,17 +54,10 @@ class RunInfo:
         return self.status in ("stopped", "died", "failed") and RunDir(self.path).last.is_file()
 
 
-def _first(d: dict, *keys, default=None):
-    for key in keys:
-        if d.get(key) is not None:
-            return d[key]
-    return default
-
-
-def best_val_auc(history: pd.DataFrame, progress: dict | None = None) -> float | None:
+def best_val_auc(history: pd.DataFrame, progress: dict) -> float | None:
     if "val_macro_auc" in history.columns and history["val_macro_auc"].notna().any():
         return finite_or_none(history["val_macro_auc"].max())
-    return finite_or_none((progress or {}).get("best_val_auc"))
+    return finite_or_none(progress.get("best_val_auc"))
 
 
 def run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
@@ -72,19 +65,16 @@ def run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
     run_dir, run = Path(run_dir), RunDir(run_dir)
     progress, config, history = run.read_progress(), run.read_config(), run.read_history()
     name = str(run_dir.relative_to(root)) if root and run_dir.is_relative_to(root) else run_dir.name
-    model = _first(progress, "model") or _first(config, "model", default="")
-    if isinstance(model, dict):
-        model = model.get("name", "")
-    info = RunInfo(path=run_dir, name=name, model=str(model or ""), progress=progress)
+    model = progress.get("model") or config.get("model") or ""  # the registry name, both
+    info = RunInfo(path=run_dir, name=name, model=str(model), progress=progress)
     info.phase = str(progress.get("phase") or "")
-    info.epoch = _first(progress, "epoch")
-    info.epochs = _first(progress, "epochs") or _first(config, "epochs")
-    step, total = _first(progress, "global_step", "step"), _first(progress, "total_steps")
-    if finite_or_none(_first(progress, "fraction")) is not None:
-        info.fraction = float(progress["fraction"])
-    elif finite_or_none(step) is not None and finite_or_none(total):
-        info.fraction = float(step) / float(total)
-    info.fraction = min(max(info.fraction, 0.0), 1.0)
+    info.epoch = progress.get("epoch")
+    info.epochs = progress.get("epochs") or config.get("epochs")
+    fraction, step, total = (finite_or_none(progress.get(key))
+                             for key in ("fraction", "global_step", "total_steps"))
+    if fraction is None and step is not None and total:
+        fraction = step / total
+    info.fraction = min(max(fraction or 0.0, 0.0), 1.0)
     info.eta_s = finite_or_none(progress.get("eta_s"))
     info.error = str(progress.get("error") or "")
     info.best_val_auc = best_val_auc(history, progress)
@@ -126,27 +116,22 @@ def _status(run_dir: Path, progress: dict, info: RunInfo) -> str:
 
 def find_runs(root: Path, max_depth: int = 3) -> list[Path]:
     """Run directories below `root`, newest first (by their status files' mtime)."""
-    root = Path(root)
     found: list[Path] = []
 
-    def walk(folder: Path, depth: int) -> None:
-        if RunDir(folder).taken():  # a run that just started may only have its job's pid file
-            found.append(folder)
-            return
-        if depth >= max_depth:
-            return
+    def walk(folder: Path, depth: int) -> None:  # the folders below `folder`, at depth + 1
         try:
             children = sorted(p for p in folder.iterdir() if p.is_dir())
         except OSError:
             return
         for child in children:
-            if child.name not in SKIP_DIRS and not child.name.startswith("."):
+            if child.name in SKIP_DIRS or child.name.startswith("."):
+                continue
+            if RunDir(child).taken():  # a run that just started may only have its job's pid file
+                found.append(child)
+            elif depth + 1 < max_depth:
                 walk(child, depth + 1)
 
-    if root.is_dir():
-        for child in sorted(p for p in root.iterdir() if p.is_dir()):
-            if child.name not in SKIP_DIRS and not child.name.startswith("."):
-                walk(child, 1)
+    walk(Path(root), 0)
     return found
 
 
@@ -164,7 +149,7 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
     """The past-runs table: one row per run."""
     return pd.DataFrame([{
         "run": r.name, "model": r.model, "status": r.status,
-        "epoch": r.epoch if r.epoch is not None else None, "phase": r.phase,
+        "epoch": r.epoch, "phase": r.phase,
         "progress": r.fraction, "best val AUC": r.best_val_auc,
         "evaluated": r.evaluated, "error": r.error[:200],
         "updated": pd.Timestamp(r.updated, unit="s", tz="UTC") if r.updated else pd.NaT,

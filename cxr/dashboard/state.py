@@ -33,20 +33,14 @@ class Roots:
 
 def find_datasets(data_root: Path, max_depth: int = 2) -> list[Path]:
     """Folders below `data_root` (and itself) laid out like the NIH release (a Data_Entry CSV)."""
-    found = []
-    root = Path(data_root)
-    if not root.is_dir():
-        return found
-    candidates = [root]
-    for depth in range(max_depth):
-        nxt = []
-        for folder in candidates:
+    found, level = [], [Path(data_root)] if Path(data_root).is_dir() else []
+    for depth in range(max_depth + 1):
+        below = []
+        for folder in level:
             if any(folder.glob("Data_Entry_2017*.csv*")):
-                found.append(folder)
-                continue  # a dataset's own sub-folders (images, splits, cache) are not datasets
-            nxt += sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        candidates = nxt
-    for folder in candidates:  # the last level is only checked, not descended
-        if any(folder.glob("Data_Entry_2017*.csv*")):
-            found.append(folder)
-    return sorted(set(found))
+                found.append(folder)  # its own sub-folders (images, splits, cache) are not datasets
+            elif depth < max_depth:
+                below += sorted(p for p in folder.iterdir()
+                                if p.is_dir() and not p.name.startswith("."))
+        level = below
+    return sorted(found)

@@ -5,6 +5,7 @@ every page asks this module what is there instead of assuming it; nothing here c
 """
 from __future__ import annotations
 
+import gzip
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +48,7 @@ def count_images(dataset: Path) -> int:
     """Rows of the dataset's Data_Entry CSV (cheap: no directory walk over 112k files)."""
     for csv in sorted(Path(dataset).glob("Data_Entry_2017*.csv*")):
         try:
-            if csv.suffix == ".gz":
-                import gzip
-                with gzip.open(csv, "rt") as f:
-                    return max(sum(1 for _ in f) - 1, 0)
-            with open(csv) as f:
+            with (gzip.open if csv.suffix == ".gz" else open)(csv, "rt") as f:
                 return max(sum(1 for _ in f) - 1, 0)
         except OSError:
             continue

@@ -18,21 +18,17 @@ Compressed transfer syntaxes are decoded by pydicom's pixel-data plugins:
 Not decoded, with a message naming the syntax: 12-bit JPEG Extended (pydicom declines it with
 GDCM and Pillow), HTJ2K, and anything pydicom does not know.
 
-Why GDCM (the `python-gdcm` wheel): JPEG Lossless SV1 is the commonest syntax of CR/DX archives,
-and the only other pydicom plugin that decodes it (and JPEG-LS) is pylibjpeg-libjpeg, which is
-GPL-3. Our code would stay MIT, but whoever distributed the two together (an installer, a
-container image) would have to do so under the GPL-3's terms, the FSF holding that a program
-importing a GPL module forms one work with it. GDCM is BSD and its
-wheel Apache-2.0, both compatible with MIT, and one package covers every syntax above. But GDCM
-aborts the whole process on some damaged files, so it runs apart (cxr.data.dicom_worker), and
-what Pillow or pydicom can decode never goes to it.
+Why GDCM (BSD, its wheel Apache-2.0): one package covers every syntax above, while the only
+other plugin for JPEG Lossless SV1 (the commonest syntax of CR/DX archives) and JPEG-LS,
+pylibjpeg-libjpeg, is GPL-3 (README.md, "DICOM support"). GDCM aborts the whole process on some
+damaged files, so it runs apart (cxr.data.dicom_worker), and what Pillow or pydicom can decode
+never goes to it.
 
 Refused with an `ImageLoadError` saying why: no pixel data (a structured report, an encapsulated
 PDF), more than one frame, colour, and pixel data that cannot be decoded (naming the transfer
-syntax). Whether the image is a frontal chest radiograph (Modality, BodyPartExamined,
-ViewPosition) is `cxr.data.images.check_frontal`'s rule: a secondary capture of a report says
-Modality OT and is refused there, while one that holds a chest film (CR, CHEST, PA; the SIIM-ACR
-challenge films are such) passes.
+syntax). Whether it is a frontal chest radiograph is `cxr.data.images.check_frontal`'s rule, by
+the tags alone: a secondary capture of a report (Modality OT) is refused there, one that holds a
+chest film (CR, CHEST, PA, as the SIIM-ACR challenge films) passes.
 
 Privacy: `meta` holds only format, mode, bits, frames, view, modality and body_part, and error
 messages only quote those code-string tags. Any value that repeats a patient identifier of the
@@ -76,9 +72,7 @@ IDENTIFYING = frozenset((
     "InstitutionalDepartmentName", "StationName", "DeviceSerialNumber",
     "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers",
 ))
-# Decoders that fail with a Python error on damaged data run here; every other compressed syntax
-# (JPEG Lossless, JPEG-LS, JPEG Extended: GDCM) is decoded in a worker process, as GDCM aborts
-# the whole process on some damaged files (cxr.data.dicom_worker).
+# Decoders that fail with a Python error on damaged data run here; GDCM's syntaxes, in the worker.
 IN_PROCESS = {JPEGBaseline8Bit: "pillow", JPEG2000Lossless: "pillow", JPEG2000: "pillow",
               RLELossless: "pydicom"}
 _MIN_TOKEN = 3  # shorter pieces ("F", "42") would blank out ordinary words and numbers
@@ -135,8 +129,7 @@ def shown(value, ids: re.Pattern | None) -> str:
     text = " ".join(str(value if value is not None else "").split()).upper()
     if not text:
         return ""
-    printable = text.isascii() and text.isprintable()
-    if len(text) > 64 or not printable or (ids and ids.search(text)):
+    if len(text) > 64 or not (text.isascii() and text.isprintable()) or (ids and ids.search(text)):
         return WITHHELD
     return text
 
@@ -156,7 +149,7 @@ def _read(data: bytes):
 
 
 def _to_image(ds, data: bytes, max_pixels: int, ids) -> LoadedImage:
-    frames = _check_one_image(ds, data)
+    _check_one_image(ds, data)
     check_pixel_count(int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0), max_pixels)
     photometric = shown(ds.get("PhotometricInterpretation", "MONOCHROME2"), ids)
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
@@ -172,7 +165,7 @@ def _to_image(ds, data: bytes, max_pixels: int, ids) -> LoadedImage:
     if photometric == "MONOCHROME1":  # 0 = white in the file; we show 0 = black
         pixels = 1.0 - pixels
     meta = {"format": "DICOM", "mode": photometric, "bits": int(ds.get("BitsStored", 0) or 0),
-            "frames": frames}
+            "frames": 1}
     for key, keyword in (("view", "ViewPosition"), ("modality", "Modality"),
                          ("body_part", "BodyPartExamined")):
         value = shown(ds.get(keyword), ids)
@@ -181,8 +174,8 @@ def _to_image(ds, data: bytes, max_pixels: int, ids) -> LoadedImage:
     return LoadedImage(pixels.astype(np.float32), meta)
 
 
-def _check_one_image(ds, data: bytes) -> int:
-    """Refuse what is not one acquired image; returns the number of frames (1)."""
+def _check_one_image(ds, data: bytes) -> None:
+    """Refuse what is not one acquired image."""
     sop = UID(str(ds.get("SOPClassUID", "") or ""))
     what = f"a DICOM {sop.name}" if sop.keyword else "a DICOM file"  # known classes only
     if "PixelData" not in ds:
@@ -196,7 +189,6 @@ def _check_one_image(ds, data: bytes) -> int:
     if frames > 1:
         raise ImageLoadError(f"multi-frame DICOM ({frames} frames): a chest radiograph is a "
                              "single image; export the film as a single-frame DICOM, PNG or JPEG")
-    return frames
 
 
 def _decode(ds, data: bytes, ids) -> np.ndarray:
@@ -226,12 +218,9 @@ def _output_range(ds) -> tuple[float, float]:
     """The value range after pydicom's modality + VOI steps, fixed by the header (never by the
     pixel values): a VOI LUT gives 0..2**bits-1 of its descriptor; windowing maps onto the
     stored range (after rescale); without either it is the stored range itself."""
-    voi = ds.get("VOILUTSequence")
-    if voi:
-        return 0.0, float(2 ** int(voi[0].LUTDescriptor[2]) - 1)
-    modality = ds.get("ModalityLUTSequence")
-    if modality:
-        return 0.0, float(2 ** int(modality[0].LUTDescriptor[2]) - 1)
+    for lut in (ds.get("VOILUTSequence"), ds.get("ModalityLUTSequence")):
+        if lut:
+            return 0.0, float(2 ** int(lut[0].LUTDescriptor[2]) - 1)
     bits = int(ds.BitsStored)
     if int(ds.get("PixelRepresentation", 0)) == 0:
         lo, hi = 0.0, float(2 ** bits - 1)

@@ -1,10 +1,9 @@
 """Decode DICOM pixel data in a worker process, so that a decoder that crashes costs one file.
 
-GDCM, which decodes JPEG Lossless and JPEG-LS here (see cxr.data.dicom), aborts the
-whole process on some damaged files: a C++ exception it does not catch ("terminate called after
-throwing an instance of 'gdcm::Exception'", seen on fuzzed JPEG data). Run in this worker, such
-a file fails alone, as an ordinary error, instead of killing the `cxr predict` run or the
-dashboard's server.
+GDCM (see cxr.data.dicom) aborts the whole process on some damaged files: a C++ exception it does
+not catch ("terminate called after throwing an instance of 'gdcm::Exception'", seen on fuzzed
+JPEG data). In this worker such a file fails alone, as an ordinary error, instead of killing the
+`cxr predict` run or the dashboard's server.
 
     >>> from cxr.data.dicom_worker import decode, DecoderCrashed
     >>> arr = decode(open("film.dcm", "rb").read())   # frame 0, as pydicom.pixels.pixel_array

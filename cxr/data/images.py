@@ -10,13 +10,10 @@ where 0 is white, is inverted). Integer images are scaled by their bit depth, ne
 maximum, so a dark 16-bit image stays dark: 8-bit / 255, 16-bit / 65535, DICOM by BitsStored
 (or by the window / VOI LUT output range when the file carries one).
 
-DICOM is recognised by the `DICM` magic at byte 128, whatever the file is called, and decoded by
-`cxr.data.dicom` (compressed transfer syntaxes, what it refuses, and why no patient identifier
-can come out). `meta` only ever holds `format`, `mode`, `bits`, and for DICOM `frames`, `view`
-(ViewPosition), `modality` and `body_part` (BodyPartExamined). Every failure (empty, not an
-image, truncated, corrupt, too large, not one greyscale image) is an `ImageLoadError` naming the
-file. `check_frontal` is the one rule for "is this a frontal chest film" that `cxr predict` and
-the dashboard share.
+DICOM, recognised by the `DICM` magic at byte 128 whatever the file is called, is decoded by
+`cxr.data.dicom` (syntaxes, refusals, why no patient identifier can come out). Every failure
+(empty, not an image, truncated, corrupt, too large, not one greyscale image) is an
+`ImageLoadError` naming the file.
 """
 from __future__ import annotations
 

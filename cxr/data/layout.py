@@ -1,12 +1,5 @@
-"""Where the files of a ChestX-ray14 dataset directory live (`--data DIR`).
-
-The layout is NIH's download as users unpack it, which `cxr synth` also writes:
-
-    DIR/Data_Entry_2017.csv[.gz]   (or Data_Entry_2017_v2020.csv[.gz], _original, ...)
-    DIR/train_val_list.txt, DIR/test_list.txt        the official split (optional)
-    DIR/BBox_List_2017.csv[.gz]                      expert boxes (optional)
-    DIR/images/*.png  or  DIR/images_001/images/*.png ...
-    DIR/splits/  DIR/cache/                          what this project adds
+"""Where the files of a ChestX-ray14 dataset directory live (`--data DIR`): NIH's download as
+users unpack it, which `cxr synth` also writes (ARCHITECTURE.md, "Dataset directory").
 
     >>> from cxr.data.layout import DatasetFiles, data_version
     >>> files = DatasetFiles.locate("../shared/data/nih")

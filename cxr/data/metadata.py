@@ -60,7 +60,7 @@ def read_data_entry(csv_path: str | Path, images_root: str | Path | None = None,
     })
     for i, name in enumerate(FINDINGS):
         table[name] = labels[:, i]
-    _check_unique(table["image"], where)
+    where.refuse(table["image"].duplicated(), table["image"], "image", "is listed twice")
     if images_root is not None:
         table = _attach_paths(table, Path(images_root), missing, csv_path)
     return table.sort_values("image", kind="stable").reset_index(drop=True)
@@ -74,6 +74,12 @@ class _Where:
 
     def __call__(self, row: int) -> str:
         return f"{self.csv_path} line {row + 2} ({self.images.iloc[row]})"
+
+    def refuse(self, bad: pd.Series, values: pd.Series, what: str, problem: str) -> None:
+        """MetadataError naming the first row where `bad` holds, its value and the problem."""
+        if bad.any():
+            row = int(np.argmax(bad.to_numpy()))
+            raise MetadataError(f"{self(row)}: {what} {values.iloc[row]!r} {problem}")
 
 
 def _read_raw(csv_path: Path) -> pd.DataFrame:
@@ -107,36 +113,21 @@ def _label_matrix(texts: pd.Series, where: _Where) -> np.ndarray:
 def _to_int(values: pd.Series, column: str, where: _Where) -> np.ndarray:
     numbers = pd.to_numeric(values, errors="coerce")
     bad = numbers.isna() | (numbers != np.floor(numbers))
-    if bad.any():
-        row = int(np.argmax(bad.to_numpy()))
-        raise MetadataError(f"{where(row)}: {column} {values.iloc[row]!r} is not an integer")
+    where.refuse(bad, values, column, "is not an integer")
     return numbers.to_numpy().astype(np.int64)
 
 
 def _ages(values: pd.Series, where: _Where) -> np.ndarray:
     """'058Y' -> 58.0, '011M' -> 0.917, '002D' -> 0.0055, '57' -> 57.0."""
     parts = values.str.upper().str.extract(r"^(\d+(?:\.\d+)?)\s*([YMWD]?)$")
-    bad = parts[0].isna()
-    if bad.any():
-        row = int(np.argmax(bad.to_numpy()))
-        raise MetadataError(f"{where(row)}: Patient Age {values.iloc[row]!r} is not a number of "
-                            "years (like 58 or 058Y; M, W, D for months, weeks, days)")
+    where.refuse(parts[0].isna(), values, "Patient Age", "is not a number of years (like 58 or "
+                 "058Y; M, W, D for months, weeks, days)")
     return (parts[0].astype(float) * parts[1].map(_AGE_UNITS)).to_numpy(dtype=np.float64)
 
 
 def _choice(values: pd.Series, allowed: tuple[str, ...], column: str, where: _Where):
-    bad = ~values.isin(allowed)
-    if bad.any():
-        row = int(np.argmax(bad.to_numpy()))
-        raise MetadataError(f"{where(row)}: {column} {values.iloc[row]!r} is not one of {allowed}")
+    where.refuse(~values.isin(allowed), values, column, f"is not one of {allowed}")
     return values.to_numpy(dtype=object)
-
-
-def _check_unique(images: pd.Series, where: _Where) -> None:
-    dup = images.duplicated()
-    if dup.any():
-        row = int(np.argmax(dup.to_numpy()))
-        raise MetadataError(f"{where(row)}: image {images.iloc[row]!r} is listed twice")
 
 
 def _attach_paths(table: pd.DataFrame, root: Path, missing: str, csv_path: Path) -> pd.DataFrame:
@@ -191,10 +182,7 @@ def read_bbox(csv_path: str | Path) -> pd.DataFrame:
                      dtype=str, keep_default_na=False)
     where = _Where(csv_path, df["image"])
     for col in extra:  # NIH's trailing columns are empty; anything else is not this format
-        filled = df[col].fillna("").str.strip() != ""
-        if filled.any():
-            row = int(np.argmax(filled.to_numpy()))
-            raise MetadataError(f"{where(row)}: unexpected value {df[col].iloc[row]!r} after h")
+        where.refuse(df[col].fillna("").str.strip() != "", df[col], "unexpected value", "after h")
     out = pd.DataFrame({"image": df["image"].str.strip().to_numpy(dtype=object),
                         "finding": _canonical_findings(df["finding"], where)})
     for col in ("x", "y", "w", "h"):
@@ -214,10 +202,7 @@ def _canonical_findings(values: pd.Series, where: _Where) -> np.ndarray:
 
 def _to_float(values: pd.Series, column: str, where: _Where) -> np.ndarray:
     numbers = pd.to_numeric(values.str.strip(), errors="coerce")
-    bad = numbers.isna()
-    if bad.any():
-        row = int(np.argmax(bad.to_numpy()))
-        raise MetadataError(f"{where(row)}: box {column} {values.iloc[row]!r} is not a number")
+    where.refuse(numbers.isna(), values, f"box {column}", "is not a number")
     return numbers.to_numpy(dtype=np.float64)
 
 

@@ -6,19 +6,17 @@
 
 Strategies:
 - `patient`: iterative stratification (Sechidis et al. 2011, the iterative-stratification
-  package) of PATIENTS into 70/10/20 on the patient-level label matrix (a patient has a finding
-  if any of their images does; a 15th "No Finding" column marks all-negative patients, and
-  "has >= 4/10/30 images" columns spread the patients with many images). Images follow their
-  patient, so no patient is in two splits. About 1 s for the 30,805 patients of the full table.
+  package) of PATIENTS into 70/10/20 on their labels and image counts (`_strata`). Images
+  follow their patient, so no patient is in two splits. About 1 s for the 30,805 patients of
+  the full table.
 - `official`: NIH's test_list.txt is the test split; validation is carved from
   train_val_list.txt by patient, stratified the same way.
 
 `--patient-fraction F` first keeps a stratified, seeded fraction F of the patients. Splits are
 made from the metadata alone (every row of Data_Entry, whether or not its image is downloaded),
-so the same seed gives the same split on every machine. Every split is written as a CSV
-(image, patient, split) plus a JSON sidecar (strategy, seed, patient_fraction, fractions,
-content_hash, data_version, report); `load_split` refuses a CSV whose hash does not match.
-The patient overlap between splits is computed and must be 0.
+so the same seed gives the same split on every machine. Every split is written as a CSV plus a
+JSON sidecar holding its hash (`save_split`); `load_split` refuses a CSV whose hash does not
+match. The patient overlap between splits is computed and must be 0.
 """
 from __future__ import annotations
 
@@ -217,10 +215,6 @@ def _max_gap(prevalence: dict, names) -> float:
     return round(100 * max(gaps, default=0.0), 3)
 
 
-def _csv_bytes(split_df: pd.DataFrame) -> bytes:
-    return split_df[list(SPLIT_COLUMNS)].to_csv(index=False, lineterminator="\n").encode()
-
-
 def save_split(split_df: pd.DataFrame, path: str | Path, meta: dict) -> dict:
     """Write the split CSV and its sidecar `path.with_suffix('.json')`, each atomically.
     meta needs strategy, seed, patient_fraction, fractions, data_version and report; the
@@ -229,7 +223,7 @@ def save_split(split_df: pd.DataFrame, path: str | Path, meta: dict) -> dict:
     if absent:
         raise ValueError(f"split metadata lacks {absent}")
     path = Path(path)
-    body = _csv_bytes(split_df)
+    body = split_df[list(SPLIT_COLUMNS)].to_csv(index=False, lineterminator="\n").encode()
     sidecar = {**meta, "content_hash": hashlib.sha256(body).hexdigest()}
     write_bytes(path, body)
     write_bytes(path.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())

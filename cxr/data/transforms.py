@@ -23,6 +23,7 @@ they were. Grey is replicated to 3 channels and normalised by mean/std (ImageNet
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -50,14 +51,19 @@ class AugmentConfig:
                              f"got {self.zoom}")
 
 
+@dataclass(eq=False)
 class EvalTransform:
     """Deterministic: antialiased resize to SxS, grey -> 3 channels, normalise. rng is ignored."""
+    image_size: int
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
 
-    def __init__(self, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        if int(image_size) < 1:
-            raise ValueError(f"image_size must be positive, got {image_size}")
-        self.image_size = int(image_size)
+    def __post_init__(self):
+        size, mean, std = self.image_size, self.mean, self.std
+        self.image_size = int(size)
         self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
+        if self.image_size < 1:
+            raise ValueError(f"image_size must be positive, got {size}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"mean/std must be 3 values (std > 0), got {mean} / {std}")
 
@@ -71,18 +77,15 @@ class EvalTransform:
         x = x.clamp(0.0, 1.0).expand(3, -1, -1)  # never in place: x may share the caller's array
         return F.normalize(x, self.mean, self.std)  # returns a new contiguous tensor
 
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(image_size={self.image_size}, mean={self.mean}, "
-                f"std={self.std})")
 
-
+@dataclass(eq=False)
 class TrainTransform(EvalTransform):
     """Resize, random flip, rotation + zoom (one affine warp), brightness; normalise."""
+    augment: AugmentConfig | None = None  # None: AugmentConfig(), the report's amounts
 
-    def __init__(self, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 augment: AugmentConfig | None = None):
-        super().__init__(image_size, mean, std)
-        self.augment = augment if augment is not None else AugmentConfig()
+    def __post_init__(self):
+        super().__post_init__()
+        self.augment = self.augment if self.augment is not None else AugmentConfig()
 
     def draw(self, rng: np.random.Generator) -> dict:
         """The random parameters for one sample: always four draws, in this order."""
@@ -108,9 +111,6 @@ class TrainTransform(EvalTransform):
         if p["brightness"] != 0.0:
             x = x + p["brightness"]
         return self._finish(x)
-
-    def __repr__(self) -> str:
-        return f"{super().__repr__()[:-1]}, augment={self.augment})"
 
 
 def build_transform(preprocess: dict, train: bool, augment: AugmentConfig | None = None):

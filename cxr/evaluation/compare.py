@@ -134,9 +134,8 @@ def table_markdown(table: pd.DataFrame, note: str) -> str:
 def paired_table(evals: list[Evaluated], y: np.ndarray, patients: np.ndarray,
                  n_resamples: int, seed: int) -> pd.DataFrame:
     """Every pair (A, B) in argument order: macro AUC of each, A - B, 95% CI, p-value."""
-    order = [pd.Series(np.arange(len(e.preds.images)), index=e.preds.images) for e in evals]
-    images = evals[0].preds.images
-    probs = [e.preds.prob[o.loc[images].to_numpy()] for e, o in zip(evals, order)]
+    images = evals[0].preds.images  # each model's rows in this order
+    probs = [pd.DataFrame(e.preds.prob, index=e.preds.images).loc[images].to_numpy() for e in evals]
     included = ~np.isnan(per_finding_auc(y, probs[0]))  # depends on labels only
     macros = [macro_auc(per_finding_auc(y[:, included], p[:, included]))[0] for p in probs]
     rows = []

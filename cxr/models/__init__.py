@@ -1,15 +1,11 @@
-"""Models: the report's networks and the project's variant behind one API (cxr/models/base.py).
+"""Models: the report's networks and the project's variant behind one API (cxr/models/base.py),
+built by name from the registry (cxr/models/registry.py; importing it does not import torch).
 
     from cxr.models import create_model, MODELS
     model = create_model("densenet121", pretrained=False)    # random init, 14 logits
     logits = model(x)                                        # x: (B, 3, S, S), model.preprocess
     again = create_model(model.model_name, **model.model_kwargs)  # same architecture, to load into
-    MODELS["fusion"].pretrained, MODELS["fusion"].report_network  # what a model is (registry.py)
-
-`pretrained=True` loads ImageNet weights through timm (needs the hub); `weights=PATH` loads a
-local timm checkpoint (fusion models: a dict, see cxr/models/fusion.py). A model built with
-either has `pretrained_backbone=True`. Importing this package does not import torch: the
-builders are imported when a model is built.
+    MODELS["fusion"].pretrained, MODELS["fusion"].report_network  # what a model is
 """
 from __future__ import annotations
 

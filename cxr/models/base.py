@@ -14,15 +14,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from cxr.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cxr.labels import FINDINGS, NUM_CLASSES
-
-IMAGENET_MEAN = [0.485, 0.456, 0.406]  # timm.data.IMAGENET_DEFAULT_MEAN / STD, as plain lists
-IMAGENET_STD = [0.229, 0.224, 0.225]
-
-
-def class_labels(num_classes: int) -> tuple[str, ...]:
-    """The 14 findings in NIH order; generic names only for non-default heads (experiments)."""
-    return FINDINGS if num_classes == NUM_CLASSES else tuple(f"class_{i}" for i in range(num_classes))
 
 
 class CXRModel(nn.Module):
@@ -35,7 +28,8 @@ class CXRModel(nn.Module):
 
     def _set_meta(self, model_kwargs: dict, input_size: int, pretrained_backbone: bool) -> None:
         self.model_kwargs = dict(model_kwargs)  # JSON-safe: create_model(model_name, **model_kwargs)
-        self.labels = class_labels(model_kwargs["num_classes"])
+        n = model_kwargs["num_classes"]  # generic labels only for other heads (experiments)
+        self.labels = FINDINGS if n == NUM_CLASSES else tuple(f"class_{i}" for i in range(n))
         self.preprocess = {"input_size": int(input_size), "mean": list(IMAGENET_MEAN),
                            "std": list(IMAGENET_STD)}
         self.pretrained_backbone = bool(pretrained_backbone)

@@ -15,11 +15,10 @@
                                               "efficientnet_b3": "b3.safetensors"})
     m = create_model("fusion_xattn", dense_stride=8, eff_stride=8, dim=128, heads=4)
 
-Until the report's exact network took the name `fusion`, this network was `fusion`; its
-checkpoints (meta model "fusion" with dense_stride / eff_stride / heads) load as this model
-(cxr/checkpoint.py). It reads the report's "Cross-Attention layer" literally: each backbone's
-map attends to the other's, where the report's parameter count implies one self-attention
-layer over the concatenation (see fusion.py).
+It reads the report's "Cross-Attention layer" literally: each backbone's map attends to the
+other's, where the report's parameter count implies one self-attention layer over the
+concatenation (fusion.py). Its checkpoints from when it was `fusion` still load
+(checkpoint.RENAMED).
 
 Blocks deeper than the taps are removed (timm `prune_intermediate_layers`), so they cost
 neither time nor parameters. The position code is computed from normalised coordinates

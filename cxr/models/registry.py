@@ -1,10 +1,7 @@
 """The model registry: every model `create_model` builds, and what each one is.
 
     from cxr.models import MODELS, create_model, list_models
-    MODELS["fusion"].pretrained        # True: ImageNet weights exist (timm hub or a local file)
-    MODELS["fusion"].input_size        # 224: the default input size (model.preprocess)
-    MODELS["fusion"].report_network    # which network of the student report it is (None: ours)
-    MODELS["fusion"].description       # one line, for menus and --help
+    MODELS["fusion"].pretrained, MODELS["fusion"].input_size   # True, 224 (see ModelInfo)
     list_models(pretrained=False)      # ["simple_cnn"]: trained from scratch, in one phase
     model = create_model("fusion")     # random init; the builder is imported only now
 
@@ -77,8 +74,9 @@ def create_model(name: str, pretrained: bool = False, weights=None, num_classes:
     """Build a registry model; extra keyword arguments are the model's own (its model_kwargs).
 
     `pretrained=True` loads ImageNet weights through timm (needs the hub); `weights=PATH` loads
-    a local timm checkpoint (fusion models: a dict, see cxr/models/fusion.py). A model without
-    ImageNet weights refuses both rather than start from random weights unannounced."""
+    a local timm checkpoint (fusion models: a dict, see cxr/models/fusion.py); either sets the
+    model's `pretrained_backbone`. A model without ImageNet weights refuses both rather than
+    start from random weights unannounced."""
     info = model_info(name)
     if (pretrained or weights is not None) and not info.pretrained:
         raise ValueError(f"{name} has no ImageNet weights: use pretrained=False, weights=None "

@@ -216,9 +216,8 @@ def diaphragm_y(a: Anatomy, side: int, x):
     return a.base(side) - a.dome * (1.0 - q * q)
 
 
-def lung_mask(a: Anatomy, side: int, grid: Grid, inside=None) -> np.ndarray:
-    inside = lung_inside(a, side, grid.x, grid.y) if inside is None else inside
-    return smoothstep(0.0, EDGE, inside)
+def lung_mask(a: Anatomy, side: int, grid: Grid) -> np.ndarray:
+    return smoothstep(0.0, EDGE, lung_inside(a, side, grid.x, grid.y))
 
 
 def heart_mask(a: Anatomy, grid: Grid) -> np.ndarray:
@@ -240,12 +239,9 @@ class BaseLayers:
     """Normal anatomy of one film, before any finding."""
     lungs: dict            # side -> soft mask
     lung: np.ndarray       # union of both
-    zone: np.ndarray       # 0 at the apices .. 1 at the bases (only meaningful in the lungs)
     soft: np.ndarray       # heart + mediastinum (over the lungs)
-    heart: np.ndarray
     density: np.ndarray    # body, abdomen, bones, breasts, gastric bubble
-    vessels: np.ndarray    # vascular markings in [0, 1] (shown only where lung is aerated)
-    fixed: "FixedLayers"
+    fixed: "FixedLayers"   # with zone and vessels
 
 
 @dataclass
@@ -257,8 +253,8 @@ class FixedLayers:
     tissue: np.ndarray     # soft tissue, texture and breasts
     ribs: np.ndarray       # ribs and clavicles
     spine: np.ndarray
-    zone: np.ndarray
-    vessels: np.ndarray
+    zone: np.ndarray       # 0 at the apices .. 1 at the bases (only meaningful in the lungs)
+    vessels: np.ndarray    # vascular markings in [0, 1] (shown only where lung is aerated)
     key: tuple             # the anatomy they were drawn for (see fixed_key)
 
 
@@ -283,12 +279,11 @@ def base_layers(a: Anatomy, grid: Grid, fixed: FixedLayers | None = None) -> Bas
         raise ValueError("fixed layers were drawn for another anatomy")
     lungs = {s: lung_mask(a, s, grid) for s in SIDES}
     lung = np.maximum(lungs[-1], lungs[1])
-    heart = heart_mask(a, grid)
-    soft = np.maximum(heart, mediastinum_mask(a, grid))
+    soft = np.maximum(heart_mask(a, grid), mediastinum_mask(a, grid))
     below = _below_diaphragm(a, grid) * fixed.body
     density = fixed.tissue + 0.06 * soft * (1.0 - below) + 0.09 * below + _stomach(a, grid)
     density += fixed.ribs * (1.0 - 0.6 * soft) + fixed.spine * (0.3 + 0.7 * soft)
-    return BaseLayers(lungs, lung, fixed.zone, soft, heart, density, fixed.vessels, fixed)
+    return BaseLayers(lungs, lung, soft, density, fixed)
 
 
 def _body(a: Anatomy, grid: Grid) -> np.ndarray:
@@ -384,8 +379,9 @@ def compose(a: Anatomy, base: BaseLayers, f: Fields) -> np.ndarray:
     """Density of one film: soft tissue minus lung air (less where the heart overlies it or
     a finding fills the air spaces), plus vessels, bones and whatever the findings add."""
     aerated = base.lung * (1.0 - f.opacity)
-    air = a.air * (1.0 + a.lucency + f.lucency) * (1.0 - 0.25 * base.zone) * (1.0 - 0.95 * base.soft)
-    vessels = a.markings * base.vessels * (1.0 - base.soft) * (1.0 - f.no_markings)
+    air = a.air * (1.0 + a.lucency + f.lucency) * (1.0 - 0.25 * base.fixed.zone) \
+        * (1.0 - 0.95 * base.soft)
+    vessels = a.markings * base.fixed.vessels * (1.0 - base.soft) * (1.0 - f.no_markings)
     return base.density - aerated * (air - vessels) + f.density
 
 

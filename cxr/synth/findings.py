@@ -201,7 +201,7 @@ def draw_fibrosis(p, a, grid, base):
     net = np.maximum(*(smoothstep(0.12, 0.0, np.abs(value_noise(rng, grid.size, 0.05) - 0.5))
                        for _ in range(2)))
     peripheral = np.abs(grid.x - a.midline) / a.half_width
-    zone = smoothstep(1 - p["extent"], 1.0 - 0.5 * p["extent"], base.zone) \
+    zone = smoothstep(1 - p["extent"], 1.0 - 0.5 * p["extent"], base.fixed.zone) \
         * smoothstep(0.35, 0.7, peripheral)
     return {"opacity": p["amount"] * net * zone * base.lung, "density": 0.1 * p["amount"] * net * zone * base.lung}
 

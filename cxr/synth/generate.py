@@ -73,8 +73,7 @@ def generate_dataset(out_dir, patients: int = DEFAULT_PATIENTS, size: int = DEFA
     films = plan_films(patients, seed)
     test = official_split(films, seed)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
     try:
         boxes = _render_all(films, seed, size, tmp / "images", workers)
@@ -85,8 +84,8 @@ def generate_dataset(out_dir, patients: int = DEFAULT_PATIENTS, size: int = DEFA
         summary = _summary(out_dir, films, test, boxes, patients, size, seed)
         (tmp / "README.md").write_text(_readme(summary))
         _check_target(out_dir, overwrite)
-        if out_dir.exists():
-            shutil.rmtree(out_dir) if any(out_dir.iterdir()) else out_dir.rmdir()
+        if out_dir.exists():  # empty, or an earlier `cxr synth` output (checked just above)
+            shutil.rmtree(out_dir)
         tmp.rename(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -3,12 +3,10 @@
 Prevalences follow NIH's ranking (Infiltration, Effusion, Atelectasis, ... Hernia) compressed
 by a floor, so that even Hernia has positives in every split of a ~2,000-image demo, and about
 half the films are `No Finding`, as in the real table (54%). Findings co-occur in the real
-table's patterns: an abnormal patient gets a primary finding and then, with real-like
-conditional probabilities, its usual companions (Effusion with Atelectasis, Cardiomegaly and
-Edema; Infiltration with Effusion and Atelectasis; Mass with Nodule; Emphysema with
-Pneumothorax...); primaries are dealt by quota so small datasets still hit the targets.
-A patient's findings persist over their follow-ups, each shown on a film with
-probability KEEP, and a film sometimes shows one new finding (NEW).
+table's patterns: an abnormal patient's primary findings bring their usual companions with
+real-like conditional probabilities (COMPANIONS); primaries are dealt by quota so small
+datasets still hit the targets. A patient's findings persist over their follow-ups, each shown
+on a film with probability KEEP, and a film sometimes shows one new finding (NEW).
 
     >>> rng = np.random.default_rng(0)
     >>> primaries = assign_primaries(rng, patients=700)      # one list per patient

@@ -10,6 +10,7 @@ number of worker processes that make them.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,10 +82,9 @@ def official_split(films: list[Film], seed: int) -> set[int]:
     """Test patients of an official-style split: whole patients, ~TEST_FRACTION of the films,
     random like NIH's, then nudged so every finding present twice has a patient on each side."""
     by_patient: dict[int, set[str]] = {}
-    counts: dict[int, int] = {}
     for film in films:
         by_patient.setdefault(film.patient, set()).update(film.findings)
-        counts[film.patient] = counts.get(film.patient, 0) + 1
+    counts = Counter(film.patient for film in films)
     order = [int(p) for p in stream_rng(seed, DATASET_STREAM, 1).permutation(sorted(by_patient))]
     test, n = set(), 0
     for pid in order:

@@ -57,15 +57,11 @@ def _layers(case: Case, grid: Grid, lesions, fixed=None):
 def _combine(shape, drawn: list[dict]) -> Fields:
     f = Fields.zeros(shape)
     clear = np.ones(shape, np.float32)
-    for fields in drawn:
-        if "opacity" in fields:
-            clear *= 1.0 - fields["opacity"]
-        if "lucency" in fields:
-            f.lucency += fields["lucency"]
-        if "no_markings" in fields:
-            f.no_markings = np.maximum(f.no_markings, fields["no_markings"])
-        if "density" in fields:
-            f.density += fields["density"]
+    for fields in drawn:  # each lesion draws some of the four; what it leaves out adds nothing
+        clear *= 1.0 - fields.get("opacity", 0.0)
+        f.lucency += fields.get("lucency", 0.0)
+        f.no_markings = np.maximum(f.no_markings, fields.get("no_markings", 0.0))
+        f.density += fields.get("density", 0.0)
     f.opacity = 1.0 - clear
     return f
 

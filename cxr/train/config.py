@@ -61,9 +61,8 @@ class TrainConfig(BaseModel):
     loss: str = "focal"                      # a cxr.losses.LOSSES name: focal | bce | weighted_bce
     focal_alpha: Probability = 0.25
     focal_gamma: NonNegative = 2.0
-    # How focal_alpha weighs each term. "balanced": torchvision's alpha_t (alpha for positives,
-    # 1 - alpha for negatives). "constant": the report's printed formula
-    # -alpha (1 - p_t)^gamma log(p_t), every term times alpha.
+    # balanced: alpha on positives, 1 - alpha on negatives (torchvision's alpha_t); constant: the
+    # report's printed formula, every term times alpha (cxr/losses.py, focal_loss)
     focal_alpha_mode: Literal["balanced", "constant"] = "balanced"
     # -- optimisation -------------------------------------------------------------------
     batch_size: AtLeast1 = 32                # global batch (split over DDP processes)
@@ -119,20 +118,15 @@ class TrainConfig(BaseModel):
             raise ValueError("expected a number, not true/false")
         return {} if value is None and kinds == {dict} else value
 
-    @field_validator("model")
+    @field_validator("model", "loss")
     @classmethod
-    def _known_model(cls, name: str) -> str:
-        from cxr.models import MODELS  # here: importing timm is slow, and rarely needed
-        if name not in MODELS:
-            raise ValueError(f"unknown model; expected one of {', '.join(MODELS)}")
-        return name
-
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, name: str) -> str:
-        from cxr.losses import LOSSES
-        if name not in LOSSES:
-            raise ValueError(f"unknown loss; expected one of {', '.join(LOSSES)}")
+    def _registered(cls, name: str, info) -> str:
+        if info.field_name == "model":
+            from cxr.models import MODELS as known  # the registry alone: no torch or timm import
+        else:
+            from cxr.losses import LOSSES as known
+        if name not in known:
+            raise ValueError(f"unknown {info.field_name}; expected one of {', '.join(known)}")
         return name
 
 

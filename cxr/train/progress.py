@@ -1,28 +1,23 @@
 """What a run tells the outside world while it trains: progress.json, history.csv, train.log.
 
 Only rank 0 writes, at the paths `cxr.rundir.RunDir` names. The dashboard polls these files from
-another process (RunDir.read_progress, read_history), so each is safe to read at any moment:
+another process (RunDir.read_progress, read_history), so each is safe to read at any moment.
+README.md ("Outputs and their formats") lists their keys and columns.
 
-- `progress.json` is rewritten atomically (temp file + os.replace), at most every
-  `interval` seconds during an epoch and always on phase/epoch/status changes:
-  `{"status": "running"|"finished"|"failed"|"stopped", "model", "phase", "phase_index",
-  "phases", "epoch", "epochs", "step", "steps", "global_step", "total_steps", "fraction",
-  "eta_s", "elapsed_s", "best_val_auc", "world_size", "message", "error", "pid", "updated",
-  "run_dir", "device"}`. `epoch` is counted over the whole run (1-based), `epochs` is the
-  most it can reach; `total_steps` and `eta_s` are upper bounds (early stopping may end sooner).
-- `history.csv`: one row per epoch, appended and flushed (columns: HISTORY_COLUMNS):
-  phase (head | finetune | full), epoch (over the run, 1-based), phase_epoch, train_loss
-  (mean over the epoch's images), val_loss, val_macro_auc (mean over the findings that have
-  both positives and negatives in val), val_classes (how many that is), val_images, one
-  val_auc_<Finding> per finding, lr (during the epoch), seconds (train + validation),
-  images_per_s (training, all processes). An empty cell is "no value": a finding without
-  positives or negatives in val (excluded from the macro mean, never counted as 0 or 0.5),
-  or an epoch that was not validated (val_every > 1). pandas reads empty cells as NaN.
+- `progress.json` is rewritten atomically, at most every `interval` seconds during an epoch and
+  always on phase/epoch/status changes. `epoch` counts over the whole run (1-based); `epochs`,
+  `total_steps` and `eta_s` are upper bounds (early stopping may end sooner).
+- `history.csv`: one flushed row per epoch (HISTORY_COLUMNS): train_loss is the mean over the
+  epoch's images, seconds is train + validation, images_per_s counts every process, and
+  val_macro_auc is the mean over the val_classes findings with both positives and negatives in
+  val. An empty cell is "no value" (a finding without both, never counted as 0 or 0.5, or an
+  epoch not validated when val_every > 1); pandas reads it as NaN.
 - `train.log`: the log lines (also on stderr).
 """
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import sys
@@ -89,16 +84,11 @@ class History:
         keep = [r for r in rows if r.get("epoch") and int(r["epoch"]) <= epoch]
         if len(keep) == len(rows):
             return
-        write_text(self.path, _rows_to_csv(keep))
-
-
-def _rows_to_csv(rows: list[dict]) -> str:
-    import io
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(keep)
+        write_text(self.path, text.getvalue())
 
 
 def setup_logger(run_dir: Path, enabled: bool) -> logging.Logger:
