@@ -27,19 +27,26 @@ from torch import nn
 from cxr.models.base import CXRModel
 
 
-def create_timm_backbone(arch: str, pretrained: bool = False, weights=None) -> nn.Module:
+def create_timm_backbone(arch: str, pretrained: bool = False, weights=None,
+                         drop_path_rate: float = 0.0) -> nn.Module:
     """A full timm ImageNet model, optionally with weights from the hub or a local file.
 
     The classifier is kept while loading, so timm loads strictly (with a 14- or 0-class head
     it would drop the classifier and stop checking missing keys); callers remove it after.
+    `drop_path_rate`: stochastic depth of EfficientNet's residual blocks while training (timm's
+    default 0; Keras's EfficientNet, which the report used, drops at 0.2 by default).
     """
+    extra = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
+    if drop_path_rate and not arch.startswith("efficientnet"):
+        raise ValueError(f"drop_path_rate={drop_path_rate}: {arch} has no residual blocks to "
+                         "drop (stochastic depth applies to the EfficientNets)")
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"{arch} weights file not found: {path}")
-        return timm.create_model(arch, pretrained=True,
+        return timm.create_model(arch, pretrained=True, **extra,
                                  pretrained_cfg_overlay=dict(file=str(path.resolve())))
-    return timm.create_model(arch, pretrained=pretrained)
+    return timm.create_model(arch, pretrained=pretrained, **extra)
 
 
 # Module whose output is timm's forward_features map (the last normalisation + activation).
@@ -50,12 +57,13 @@ class TimmClassifier(CXRModel):
     """A timm backbone's final feature map pooled into the report's head."""
 
     def __init__(self, arch: str, *, input_size: int, num_classes: int = 14,
-                 pretrained: bool = False, weights=None, drop_rate: float = 0.4, hidden: int = 512):
+                 pretrained: bool = False, weights=None, drop_rate: float = 0.4, hidden: int = 512,
+                 drop_path_rate: float = 0.0):
         super().__init__()
         if arch not in _GRADCAM_LAYER:
             raise ValueError(f"unsupported backbone {arch!r}; expected one of {sorted(_GRADCAM_LAYER)}")
         self.model_name = arch
-        self.backbone = create_timm_backbone(arch, pretrained, weights)
+        self.backbone = create_timm_backbone(arch, pretrained, weights, drop_path_rate)
         self.backbone.reset_classifier(0, "")  # forward_features gives the unpooled map
         features = self.backbone.num_features
         self.head = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(features, hidden),
@@ -63,7 +71,8 @@ class TimmClassifier(CXRModel):
                                   nn.Linear(hidden, num_classes))
         self.gradcam_layer = self.backbone.get_submodule(_GRADCAM_LAYER[arch])
         self._set_meta(dict(num_classes=num_classes, input_size=input_size, drop_rate=drop_rate,
-                            hidden=hidden), input_size, pretrained or weights is not None)
+                            hidden=hidden, drop_path_rate=drop_path_rate), input_size,
+                       pretrained or weights is not None)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_features(x)

@@ -7,7 +7,8 @@
          -> 1x1 conv with bias (no BatchNorm) -> 256 ch ------------------------------------+
     -> the two maps resized (bilinear) to one grid and concatenated: 512 ch
     -> ONE self-attention layer, SAGAN-style: x + gamma * attention(x), where attention(x) is
-       softmax over positions of q k^T / sqrt(512) applied to v; q, k, v are 1x1 convolutions
+       softmax over positions of q k^T / sqrt(512) applied to v (`scaled_attention=False`: no
+       scale, as SAGAN; the report does not say); q, k, v are 1x1 convolutions
        512 -> 512 with bias; gamma is a learned scalar that starts at 0, as in SAGAN, so the
        layer starts as the identity and learns how much attention to mix in
        = forward_features: the attention-refined fused map (Grad-CAM target)
@@ -16,6 +17,7 @@
     from cxr.models import create_model
     m = create_model("fusion")                                   # random init, 14x14 grid at 224 px
     m = create_model("fusion", grid="dense")                     # DenseNet's grid: 7x7 at 224 px
+    m = create_model("fusion", drop_path_rate=0.2)               # Keras EfficientNet's stochastic depth
     m = create_model("fusion", pretrained=True)                  # both backbones from the timm hub
     m = create_model("fusion", weights={"densenet121": "dn.safetensors",
                                         "efficientnet_b3": "b3.safetensors"})
@@ -78,10 +80,11 @@ def densenet121_to_concat(pretrained: bool, weights) -> nn.Sequential:
         (name, module) for name, module in full.features.named_children() if name != "norm5"))
 
 
-def efficientnet_b3_to_block6a_expand(pretrained: bool, weights) -> nn.Sequential:
+def efficientnet_b3_to_block6a_expand(pretrained: bool, weights,
+                                      drop_path_rate: float = 0.0) -> nn.Sequential:
     """timm EfficientNet-B3 through stage 5 and the expansion (1x1 conv + BN + SiLU) of stage
     6's first block: Keras's block6a_expand_activation."""
-    full = create_timm_backbone(EFF_ARCH, pretrained, weights)
+    full = create_timm_backbone(EFF_ARCH, pretrained, weights, drop_path_rate)
     block6a = full.blocks[5][0]
     return nn.Sequential(OrderedDict(
         conv_stem=full.conv_stem, bn1=full.bn1, blocks=full.blocks[:5],
@@ -91,8 +94,9 @@ def efficientnet_b3_to_block6a_expand(pretrained: bool, weights) -> nn.Sequentia
 class SelfAttention2d(nn.Module):
     """SAGAN self-attention over the h*w positions of a (B, C, h, w) map, C -> C projections."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, scaled: bool = True):
         super().__init__()
+        self.scale = None if scaled else 1.0  # None: SDPA's 1/sqrt(C); 1.0: SAGAN's raw q.k
         self.query = nn.Conv2d(channels, channels, 1)
         self.key = nn.Conv2d(channels, channels, 1)
         self.value = nn.Conv2d(channels, channels, 1)
@@ -102,7 +106,7 @@ class SelfAttention2d(nn.Module):
         b, c, h, w = x.shape
         q, k, v = (proj(x).flatten(2).transpose(1, 2)  # (B, h*w, C)
                    for proj in (self.query, self.key, self.value))
-        out = F.scaled_dot_product_attention(q, k, v)  # softmax over positions, scale 1/sqrt(C)
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # softmax over positions
         return x + self.gamma * out.transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -110,21 +114,24 @@ class FusionNet(CXRModel):
     model_name = "fusion"
 
     def __init__(self, *, input_size: int, num_classes: int = 14, pretrained: bool = False,
-                 weights=None, grid: str = "eff", dim: int = 256, drop_rate: float = 0.5):
+                 weights=None, grid: str = "eff", dim: int = 256, drop_rate: float = 0.5,
+                 scaled_attention: bool = True, drop_path_rate: float = 0.0):
         super().__init__()
         if grid not in GRIDS:
             raise ValueError(f"fusion grid must be one of {GRIDS}, got {grid!r}")
         dense_w, eff_w = fusion_weights(weights)
         self.grid = grid
         self.dense = densenet121_to_concat(pretrained, dense_w)
-        self.eff = efficientnet_b3_to_block6a_expand(pretrained, eff_w)
+        self.eff = efficientnet_b3_to_block6a_expand(pretrained, eff_w, drop_path_rate)
         self.align_dense = nn.Conv2d(1024, dim, 1)
         self.align_eff = nn.Conv2d(816, dim, 1)
-        self.attention = SelfAttention2d(2 * dim)
+        self.attention = SelfAttention2d(2 * dim, scaled_attention)
         self.head = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(2 * dim, num_classes))
         self.gradcam_layer = self.attention  # its output is the attention-refined fused map
         self._set_meta(dict(num_classes=num_classes, input_size=input_size, grid=grid, dim=dim,
-                            drop_rate=drop_rate), input_size, pretrained or weights is not None)
+                            drop_rate=drop_rate, scaled_attention=scaled_attention,
+                            drop_path_rate=drop_path_rate),
+                       input_size, pretrained or weights is not None)
 
     def backbone_modules(self) -> list[nn.Module]:
         return [self.dense, self.eff]

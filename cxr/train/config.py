@@ -77,6 +77,10 @@ class TrainConfig(BaseModel):
     plateau_factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
     patience: AtLeast1 = 5                   # early stopping: epochs without val AUC gain
     schedule: Literal["auto", "two_phase", "single_phase"] = "auto"  # see phases.py
+    # BatchNorm while fine-tuning (phase 2): train = batch statistics, running averages
+    # updated; frozen = eval mode, as the Keras transfer-learning guide advises. The report
+    # does not say which it used (MODEL_CARD.md, "The report vs this project").
+    finetune_batchnorm: Literal["train", "frozen"] = "train"
     # -- runtime ------------------------------------------------------------------------
     workers: Annotated[int, Field(ge=0)] | None = None  # DataLoader workers; None: from CPUs
     # Where the training augmentation runs. on: each batch of the uint8 image cache goes to the

@@ -3,7 +3,9 @@
     phase "head"      backbone frozen (requires_grad False, kept in eval mode so its BatchNorm
                       statistics stay ImageNet's), Adam on the head at lr_head (1e-3)
     phase "finetune"  from the best "head" weights, everything trainable, a fresh Adam at
-                      lr_finetune (1e-5)
+                      lr_finetune (1e-5); BatchNorm in train mode (batch statistics, running
+                      averages updated) unless finetune_batchnorm=frozen keeps it in eval mode
+                      (the Keras transfer-learning guide's advice; the report does not say)
     phase "full"      one end-to-end phase at lr_head: a model without ImageNet weights
                       (the registry's `pretrained` is False: simple_cnn), and any random-init
                       backbone under schedule=auto, because a frozen random backbone teaches
@@ -33,12 +35,13 @@ class Phase:
     name: str               # head | finetune | full
     lr: float
     freeze_backbone: bool
+    batchnorm_eval: bool = False  # backbone BatchNorm in eval mode although it trains
 
 
 def plan(cfg, model: nn.Module) -> tuple[list[Phase], str | None]:
     """(phases, notice to log or None)."""
     head = Phase("head", cfg.lr_head, True)
-    finetune = Phase("finetune", cfg.lr_finetune, False)
+    finetune = Phase("finetune", cfg.lr_finetune, False, cfg.finetune_batchnorm == "frozen")
     full = Phase("full", cfg.lr_head, False)
     if cfg.schedule == "two_phase":
         return [head, finetune], None
@@ -77,11 +80,16 @@ def apply_freeze(model: nn.Module, phase: Phase) -> list[nn.Parameter]:
 
 def set_train_mode(model: nn.Module, phase: Phase) -> None:
     """train() for the step, but a frozen backbone stays in eval mode (BatchNorm running
-    statistics neither used from the batch nor updated)."""
+    statistics neither used from the batch nor updated), and so does the backbone's BatchNorm
+    under finetune_batchnorm=frozen (its affine weights still train)."""
     model.train()
-    if phase.freeze_backbone:
-        for module in model.backbone_modules():
+    for module in model.backbone_modules():
+        if phase.freeze_backbone:
             module.eval()
+        elif phase.batchnorm_eval:
+            for m in module.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
 
 def make_optimizer(params, phase: Phase, cfg) -> torch.optim.Optimizer:

@@ -66,3 +66,20 @@ def test_incomplete_weights_file_is_an_error_not_random_init(densenet_file, tmp_
     save_file(partial, tmp_path / "partial.safetensors")
     with pytest.raises(RuntimeError, match="Missing key"):
         create_model("densenet121", weights=tmp_path / "partial.safetensors")
+
+
+def test_drop_path_rate_is_keras_stochastic_depth_for_efficientnet_only():
+    """`drop_path_rate` (MODEL_CARD: Keras EfficientNet drops residual blocks at 0.2 while
+    training; timm's default is 0): blocks get DropPath, eval mode stays deterministic."""
+    from timm.layers import DropPath
+    m = create_model("efficientnet_b0", input_size=32, drop_path_rate=0.2)
+    rates = [d.drop_prob for d in m.modules() if isinstance(d, DropPath)]
+    assert rates and max(rates) == pytest.approx(0.2, abs=0.02)
+    assert m.model_kwargs["drop_path_rate"] == 0.2
+    assert not any(isinstance(d, DropPath) for d in create_model("efficientnet_b0",
+                                                                 input_size=32).modules())
+    m.eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(m(x), m(x))
+    with pytest.raises(ValueError, match="no residual blocks"):
+        create_model("densenet121", input_size=32, drop_path_rate=0.2)

@@ -71,6 +71,24 @@ def test_attention_starts_as_identity_and_mixes_positions_once_gamma_moves():
         assert (model.attention(x2) - y)[:, :, 2, 2].abs().max() > 0
 
 
+def test_attention_scale_is_sqrt_c_by_default_and_none_as_in_sagan():
+    """scaled_attention (MODEL_CARD's "report vs this project"): softmax(q k^T / sqrt(C)) by
+    default, softmax(q k^T) with scaled_attention=False; checked against the formula."""
+    from cxr.models.fusion import SelfAttention2d
+    torch.manual_seed(0)
+    x = torch.randn(1, 8, 2, 3)
+    for scaled in (True, False):
+        layer = SelfAttention2d(8, scaled).eval()
+        layer.gamma.data.fill_(1.0)
+        q, k, v = (p(x).flatten(2).transpose(1, 2) for p in (layer.query, layer.key, layer.value))
+        weights = torch.softmax(q @ k.transpose(1, 2) / (8 ** 0.5 if scaled else 1.0), dim=-1)
+        expected = x + (weights @ v).transpose(1, 2).reshape(1, 8, 2, 3)
+        with torch.no_grad():
+            assert torch.allclose(layer(x), expected, atol=1e-5)
+    model = create_model("fusion", input_size=64, dim=16, scaled_attention=False)
+    assert model.model_kwargs["scaled_attention"] is False and model.attention.scale == 1.0
+
+
 def test_frozen_backbones_train_alignment_attention_head(fusion):
     fusion.train()
     for p in fusion.backbone_parameters():

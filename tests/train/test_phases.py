@@ -111,3 +111,22 @@ def test_plateau_scheduler_never_goes_below_min_lr_nor_above_phase_lr():
     for auc in [0.6] + [0.5] * 5:
         sched.step(auc)
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-5)
+
+
+def test_finetune_batchnorm_frozen_keeps_statistics_but_trains_weights(effnet):
+    """finetune_batchnorm=frozen (the Keras guide's fine-tuning): BatchNorm in eval mode, so
+    its running statistics stay; every weight, BatchNorm's affine ones included, still trains."""
+    cfg = TrainConfig(schedule="two_phase", finetune_batchnorm="frozen")
+    finetune = ph.plan(cfg, effnet)[0][1]
+    assert finetune.batchnorm_eval and not ph.plan(TrainConfig(), effnet)[0][0].batchnorm_eval
+    params = ph.apply_freeze(effnet, finetune)
+    ph.set_train_mode(effnet, finetune)
+    bns = [m for m in effnet.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(m.training for m in bns) and effnet.backbone.training
+    before = _snapshot(effnet)
+    opt = ph.make_optimizer(params, finetune, TrainConfig())
+    effnet(torch.rand(4, 3, 32, 32)).sigmoid().mean().backward()
+    opt.step()
+    changed = _changed(before, _snapshot(effnet))
+    assert not any(k.endswith(("running_mean", "running_var")) for k in changed)
+    assert any(k.startswith("backbone.bn") and k.endswith("weight") for k in changed)
