@@ -13,7 +13,7 @@ worklist and metrics.json name the model by the sha256 of the checkpoint FILE, a
 checkpoint to add the readout would change that hash and orphan every result keyed by it. The
 sidecar instead records the sha256 of the checkpoint it was fitted for; loading it beside any
 other file (a retrained best.pt) is an error naming both hashes, never a silent mismatch. A
-checkpoint without a sidecar still predicts, and callers say NOT_AVAILABLE.
+checkpoint without a sidecar still predicts, and callers say so (`not_available`).
 
 What is in it (cxr/evaluation/{calibration,operating_points,ood}.py say how each is fitted):
 - calibration: per-finding temperature (or Platt) map of the MC-mean logit, fitted on VAL;
@@ -61,8 +61,7 @@ FORMAT, VERSION = "cxr-readout", 1
 SUFFIX = ".readout.pt"  # best.pt -> best.readout.pt
 CALLS = ("positive", "negative", "uncertain", "n/a")
 CALL_QUANTILES = (10, 90)  # percentiles of the MC samples that must lie on one side of t
-NOT_AVAILABLE = ("no calibration / operating points / OOD guard available for this checkpoint "
-                 "(run `cxr calibrate --checkpoint {checkpoint}` to fit them)")
+NOT_AVAILABLE = "no calibration / operating points / OOD guard available"
 
 
 class ReadoutError(ValueError):
@@ -76,8 +75,13 @@ def readout_path(checkpoint: str | Path) -> Path:
 
 
 def not_available(checkpoint: str | Path | None = None) -> str:
-    """The message every output gives when a checkpoint has no readout."""
-    return NOT_AVAILABLE.format(checkpoint=checkpoint or "CHECKPOINT")
+    """The message every output gives when a checkpoint has no readout (or, with no checkpoint
+    named, when the caller passed none)."""
+    if checkpoint is None:
+        return (f"{NOT_AVAILABLE}: no readout was given (cxr.readout.load_readout(checkpoint) "
+                "loads the one `cxr calibrate` wrote)")
+    return (f"{NOT_AVAILABLE} for this checkpoint (run `cxr calibrate --checkpoint {checkpoint}` "
+            "to fit them)")
 
 
 @dataclass
@@ -244,7 +248,7 @@ def annotate(preds: list, readout: Readout | None, point: str = "youden",
              checkpoint: str | Path | None = None) -> list:
     """predict_images' post-step: fill each Prediction's calibrated, calls (at `point`),
     operating_point, ood_score and ood_flag from its probs, samples and features; without a
-    readout they stay None and readout_note says NOT_AVAILABLE."""
+    readout they stay None and readout_note says so (`not_available`)."""
     if readout is None:
         for p in preds:
             p.readout_note = not_available(checkpoint)
@@ -252,6 +256,9 @@ def annotate(preds: list, readout: Readout | None, point: str = "youden",
     readout.thresholds(point)  # an unknown point is an error even with no film to predict
     if not preds:
         return preds
+    if any(p.features is None for p in preds):
+        raise ReadoutError("predictions without pooled features (MCResult.features) cannot be "
+                           "scored for out-of-distribution")
     out = readout.apply(np.stack([p.probs for p in preds]), np.stack([p.features for p in preds]),
                         np.stack([p.samples for p in preds], axis=1))
     for i, p in enumerate(preds):
