@@ -14,6 +14,8 @@ COMMANDS = {
     "split": ("cxr.data.splits", "make a leak-free patient or official split"),
     "prepare": ("cxr.data.cache", "decode and resize images once into a memory-mapped cache"),
     "train": ("cxr.train.cli", "train a model (two-phase schedule, resumable, torchrun-ready)"),
+    "calibrate": ("cxr.evaluation.calibrate",
+                  "fit a checkpoint's calibration, operating points and OOD guard (a sidecar)"),
     "evaluate": ("cxr.evaluation.evaluate", "score a checkpoint or a predictions CSV"),
     "compare": ("cxr.evaluation.compare", "compare evaluated runs (Table 2, paired bootstrap)"),
     "predict": ("cxr.predict", "predict images or folders, optionally with Grad-CAM"),

@@ -13,8 +13,10 @@ What it does, reusing whatever already exists (a second run retrains nothing):
    has a fusion checkpoint soonest), with `configs/demo.yaml` (small images, few epochs, random
    init) and a time budget: the yaml's `max_minutes` for fusion, less for the baselines
    (DEMO_BUDGET_MINUTES); an interrupted run is resumed from its `last.pt`;
-4. evaluates each trained run (`cxr evaluate`), compares them (`cxr compare`) and imports the
-   test-split predictions into the review worklist.
+4. fits each trained run's readout (`cxr calibrate`: calibration, operating points and OOD
+   guard from its validation and training films, beside best.pt), evaluates it (`cxr
+   evaluate`), compares the runs (`cxr compare`) and imports the test-split predictions into
+   the review worklist.
 Progress goes to `checkpoints/demo_status.json`, which the Home page reads. Ctrl-C stops the
 training step cleanly (SIGTERM -> the trainer saves and marks the run `stopped`) and the app.
 Each step is a child process in its own session, so Ctrl-C in the terminal reaches only us.
@@ -146,9 +148,21 @@ class Demo:
                            "--config", self.args.config, *sets, "--force")
         return rc == 0 and run.status() == "finished"
 
+    def calibrate(self, model: str) -> bool:
+        """Fit best.pt's readout (`cxr calibrate`: calibration, operating points, OOD guard)
+        on the run's validation and training films, before evaluation reports it."""
+        run = self.run_dir(model)
+        if run.readout.is_file() and not self.args.retrain:
+            return True
+        self.set_stage(f"calibrating {model} on its validation split")
+        passes = [] if self.args.passes is None else ["--passes", self.args.passes]
+        return self.call("calibrate", "--checkpoint", run.best, *passes) == 0
+
     def evaluate(self, model: str) -> bool:
         run = self.run_dir(model)
-        if run.eval.metrics.is_file() and not self.args.retrain:
+        readout_newer = run.readout.is_file() and run.eval.metrics.is_file() and \
+            run.readout.stat().st_mtime > run.eval.metrics.stat().st_mtime
+        if run.eval.metrics.is_file() and not self.args.retrain and not readout_newer:
             return True
         self.set_stage(f"evaluating {model}")
         passes = [] if self.args.passes is None else ["--passes", self.args.passes]
@@ -170,6 +184,8 @@ class Demo:
             if not self.train(model):
                 self.set_stage(f"training {model} did not finish", failed=f"train {model}")
                 continue
+            if not self.calibrate(model):  # evaluation and the worklist work without it
+                self.set_stage(f"calibrating {model} failed", failed=f"calibrate {model}")
             if self.evaluate(model) and self.fill_worklist(model):
                 evaluated.append(model)
                 self.set_stage(f"{model} trained, evaluated and triaged", done=model)

@@ -44,6 +44,7 @@ import torch
 from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
 from cxr.device import DEVICES, pick_device
+from cxr.readout import annotate as annotate_readout
 from cxr.uncertainty import UNCERTAIN_STD, mc_predict, passes_for
 
 @dataclass
@@ -55,6 +56,14 @@ class Prediction:
     uncertain: bool                # any std > threshold
     source: str | None = None      # absolute path, when it came from a file
     meta: dict = field(default_factory=dict)  # load_image's meta (format, view, ...)
+    # Filled from the checkpoint's readout (cxr.readout.annotate); None without one.
+    features: np.ndarray | None = None    # (C,) pooled features: the OOD score's input
+    calibrated: np.ndarray | None = None  # (14,) calibrated MC-mean probability
+    calls: list[str] | None = None        # (14,) positive / negative / uncertain / n/a
+    operating_point: str | None = None    # youden / sensitivity / specificity
+    ood_score: float | None = None        # Mahalanobis distance to the training features
+    ood_flag: bool | None = None          # score above the readout's threshold
+    readout_note: str | None = None       # why the four fields above are None
 
 
 def load_frontal(source, name: str | None = None) -> LoadedImage:
@@ -70,10 +79,13 @@ def model_input(model: torch.nn.Module, pixels: np.ndarray) -> torch.Tensor:
 
 def predict_images(model: torch.nn.Module, items: Sequence, passes: int = 25,
                    threshold: float = UNCERTAIN_STD, seed: int | None = 0,
-                   batch_size: int = 16, names: Sequence[str] | None = None) -> list[Prediction]:
+                   batch_size: int = 16, names: Sequence[str] | None = None,
+                   readout=None, operating_point: str = "youden") -> list[Prediction]:
     """Paths or LoadedImages -> one Prediction each, in order. A path that cannot be loaded
     raises ImageLoadError naming it (the CLI catches it per file). seed fixes the dropout masks
-    (None: fresh ones each call)."""
+    (None: fresh ones each call). readout: the checkpoint's `cxr.readout.load_readout(path)`;
+    with it each Prediction gets calibrated probabilities, calls at `operating_point` and the
+    OOD score and flag, without it those are None and `readout_note` says so."""
     device = next(model.parameters()).device
     items, out = list(items), []
     for start in range(0, len(items), batch_size):
@@ -89,8 +101,8 @@ def predict_images(model: torch.nn.Module, items: Sequence, passes: int = 25,
         for i, (im, src) in enumerate(zip(images, sources)):
             name = chunk_names[i] or (Path(src).name if src else f"image_{start + i}")
             out.append(Prediction(name, r.mean[i], r.std[i], r.samples[:, i], bool(r.uncertain[i]),
-                                  src, dict(im.meta)))
-    return out
+                                  src, dict(im.meta), features=r.features[i]))
+    return annotate_readout(out, readout, operating_point)
 
 
 @dataclass

@@ -4,6 +4,7 @@ adds under eval/, and the dashboard's job files (ARCHITECTURE.md, "Run directory
     from cxr.rundir import RunDir
     run = RunDir("checkpoints/demo-fusion")
     run.best, run.last, run.progress, run.eval.metrics     # paths, whether they exist or not
+    run.readout             # best.pt's sidecar from `cxr calibrate` (cxr/readout.py)
     run.status()            # progress.json's status ("running", "finished", ...), None before it
     run.read_progress()     # progress.json as a dict, {} while it is absent or half-written
 
@@ -24,6 +25,7 @@ BEST, LAST = "best.pt", "last.pt"
 # Everything a training run writes: a folder holding any of them already has a run.
 RUN_FILES = (CONFIG, SPLIT, SPLIT_META, HISTORY, PROGRESS, BEST, LAST, LOG)
 STOP = "STOP"  # a stop request: the trainer polls for it once per step, stops and deletes it
+READOUT = "best.readout.pt"  # `cxr calibrate`'s sidecar of best.pt (cxr.readout.readout_path)
 EVAL = "eval"  # `cxr evaluate`'s default output folder
 
 
@@ -48,6 +50,8 @@ class EvalDir:
     metrics = property(lambda self: self.path / "metrics.json")
     roc = property(lambda self: self.path / "roc.csv")
     calibration = property(lambda self: self.path / "calibration.csv")
+    # the reliability table after the readout's calibration (cxr/evaluation/readout_report.py)
+    calibrated = property(lambda self: self.path / "calibration_calibrated.csv")
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class RunDir:
     best = property(lambda self: self.path / BEST)
     last = property(lambda self: self.path / LAST)
     stop = property(lambda self: self.path / STOP)
+    readout = property(lambda self: self.path / READOUT)
     eval = property(lambda self: EvalDir(self.path / EVAL))
 
     def job(self, kind: str, ext: str) -> Path:
@@ -81,8 +86,9 @@ class RunDir:
         return self.used() + [p.name for p in [self.job("train", "pid")] if p.exists()]
 
     def clear(self) -> None:
-        """Delete the run's files and its evaluation (`cxr train --force`); job files stay."""
-        for name in (*RUN_FILES, STOP):
+        """Delete the run's files, its readout and evaluation (`cxr train --force`); job files
+        stay."""
+        for name in (*RUN_FILES, STOP, READOUT):
             (self.path / name).unlink(missing_ok=True)
         if self.eval.path.is_dir():
             shutil.rmtree(self.eval.path)

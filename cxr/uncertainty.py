@@ -90,6 +90,7 @@ class MCResult:
     samples: np.ndarray            # (passes, B, C) float32
     uncertain: np.ndarray          # (B,) bool
     uncertain_classes: np.ndarray  # (B, C) bool
+    features: np.ndarray | None = None  # (B, D) pooled features (mc_predict): cxr.readout's OOD input
 
 
 def _result(probs: torch.Tensor, threshold: float) -> MCResult:
@@ -113,7 +114,9 @@ def mc_predict(model: nn.Module, x: torch.Tensor, passes: int = 25, seed: int | 
         pooled = model.pool_features(model.forward_features(x))  # (B, C)
     with _modes(model, dropout_on=True), _seeded(seed, x.device):
         logits = model.classify(pooled.repeat(passes, 1))     # (passes * B, classes)
-    return _result(to_proba(logits).view(passes, x.shape[0], -1), threshold)
+    result = _result(to_proba(logits).view(passes, x.shape[0], -1), threshold)
+    result.features = pooled.float().cpu().numpy()  # the OOD score needs no second backbone pass
+    return result
 
 
 @torch.no_grad()

@@ -143,3 +143,16 @@ ece = {e.name: e.metrics.get("per_finding", {}).get(cal_finding, {}).get("ece")
        for e in evals} if cal_finding != "all findings" else {}
 if ece:
     st.caption("ECE: " + ", ".join(f"{k} {v:.3f}" for k, v in ece.items() if v is not None))
+
+# Calibration fitted on validation by `cxr calibrate` (the checkpoint's readout), scored here.
+calibrated = [e for e in evals if not e.calibrated().empty]
+cal_key = None if cal_finding == "all findings" else cal_finding
+if calibrated:
+    st.plotly_chart(charts.calibration_before_after(
+        {e.name: (e.calibration(), e.calibrated()) for e in calibrated}, cal_key),
+        key="calibration_readout")
+    st.caption("ECE before → after calibration (fitted on validation): " + ", ".join(
+        f"{e.name} {b:.3f} → {a:.3f}" for e in calibrated for b, a in [e.ece_before_after(cal_key)]))
+else:
+    st.caption("No calibrated reliability curve: none of these runs has a readout. "
+               "`cxr calibrate --checkpoint RUN/best.pt`, then `cxr evaluate`, adds one.")

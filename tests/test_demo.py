@@ -191,3 +191,38 @@ def test_each_setting_has_one_source(tmp_path, monkeypatch):
     assert "--passes" not in commands([], demo.Demo.evaluate, "fusion")
     given = commands(["--passes", "3"], demo.Demo.evaluate, "fusion")
     assert given[given.index("--passes") + 1] == "3"
+
+
+def test_each_run_is_calibrated_before_it_is_evaluated_and_only_once(tmp_path, monkeypatch):
+    """`cxr calibrate` writes best.pt's readout before `cxr evaluate` reports it; a run that
+    has one is not calibrated again, and an evaluation older than its readout is redone."""
+    import argparse
+    from cxr import demo
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    calls = []
+    monkeypatch.setattr(demo.Demo, "call", lambda self, *args: calls.append(args) or 0)
+    monkeypatch.setattr(demo.Demo, "ensure_data", lambda self: None)
+    monkeypatch.setattr(demo.Demo, "ensure_cache", lambda self: None)
+    monkeypatch.setattr(demo.RunDir, "status", lambda run: "finished")
+    d = demo.Demo(parser.parse_args(["--runs", str(tmp_path), "--models", "simple_cnn",
+                                     "--passes", "3"]))
+    run = d.run_dir("simple_cnn")
+
+    def steps() -> list[str]:
+        calls.clear()
+        d.pipeline()
+        return [str(a[0]) for a in calls]
+
+    assert steps() == ["calibrate", "evaluate", "worklist"]
+    assert [str(a) for a in calls[0]] == ["calibrate", "--checkpoint", str(run.best),
+                                          "--passes", "3"]
+    run.eval.path.mkdir(parents=True)
+    run.readout.write_bytes(b"x")
+    run.eval.metrics.write_text("{}")
+    os.utime(run.readout, (1_000_000, 1_000_000))  # calibrated, then evaluated
+    assert steps() == ["worklist"]
+    os.utime(run.readout, None)  # calibrated again after the evaluation
+    os.utime(run.eval.metrics, (1_000_000, 1_000_000))
+    assert steps() == ["evaluate", "worklist"]

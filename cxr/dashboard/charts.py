@@ -98,24 +98,47 @@ def calibration_figure(tables: dict[str, pd.DataFrame], finding: str | None) -> 
     model; `finding=None` pools all findings' bins (count-weighted)."""
     fig = go.Figure()
     for i, (name, cal) in enumerate(tables.items()):
-        if cal.empty:
-            continue
-        if finding is not None:
-            part = cal[cal["finding"] == finding]
-        else:
-            weighted = cal.assign(wp=cal["mean_predicted"] * cal["count"],
-                                  wo=cal["observed_frequency"] * cal["count"])
-            g = weighted.groupby("bin")[["wp", "wo", "count"]].sum()
-            part = pd.DataFrame({"mean_predicted": g["wp"] / g["count"],
-                                 "observed_frequency": g["wo"] / g["count"], "count": g["count"]})
-        fig.add_trace(go.Scatter(x=part["mean_predicted"], y=part["observed_frequency"],
-                                 mode="lines+markers", name=name, line=dict(color=_color(i)),
-                                 customdata=part["count"],
-                                 hovertemplate="predicted %{x:.2f}, observed %{y:.2f} "
-                                               "(%{customdata} images)<extra></extra>"))
+        if not cal.empty:
+            fig.add_trace(_reliability_trace(cal, finding, name, dict(color=_color(i))))
+    return _reliability_layout(fig, f"calibration: {finding or 'all findings'}")
+
+
+def calibration_before_after(tables: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+                             finding: str | None) -> go.Figure:
+    """Reliability curves before (solid) and after (dashed) the readout's calibration, one
+    colour per model: {name: (calibration.csv, calibration_calibrated.csv)}."""
+    fig = go.Figure()
+    for i, (name, (before, after)) in enumerate(tables.items()):
+        for when, cal, dash in (("before", before, None), ("after", after, "dash")):
+            if not cal.empty:
+                fig.add_trace(_reliability_trace(cal, finding, f"{name} {when}",
+                                                 dict(color=_color(i), dash=dash)))
+    title = f"before / after calibration: {finding or 'all findings'}"
+    return _reliability_layout(fig, title)
+
+
+def _reliability_trace(cal: pd.DataFrame, finding: str | None, name: str,
+                       line: dict) -> go.Scatter:
+    """One reliability curve of a calibration table; `finding=None` pools all findings' bins
+    (count-weighted)."""
+    if finding is not None:
+        part = cal[cal["finding"] == finding]
+    else:
+        weighted = cal.assign(wp=cal["mean_predicted"] * cal["count"],
+                              wo=cal["observed_frequency"] * cal["count"])
+        g = weighted.groupby("bin")[["wp", "wo", "count"]].sum()
+        part = pd.DataFrame({"mean_predicted": g["wp"] / g["count"],
+                             "observed_frequency": g["wo"] / g["count"], "count": g["count"]})
+    return go.Scatter(x=part["mean_predicted"], y=part["observed_frequency"],
+                      mode="lines+markers", name=name, line=line, customdata=part["count"],
+                      hovertemplate="predicted %{x:.2f}, observed %{y:.2f} "
+                                    "(%{customdata} images)<extra></extra>")
+
+
+def _reliability_layout(fig: go.Figure, title: str) -> go.Figure:
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect",
                              line=dict(color="grey", dash="dot")))
-    fig.update_layout(title=f"calibration: {finding or 'all findings'}", height=420,
+    fig.update_layout(title=title, height=420,
                       xaxis_title="mean predicted probability", yaxis_title="observed frequency",
                       xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]))
     return fig

@@ -44,6 +44,18 @@ class Evaluation:
     def calibration(self) -> pd.DataFrame:
         return self._csv(self.run.eval.calibration)
 
+    def calibrated(self) -> pd.DataFrame:
+        """The reliability table after the readout's calibration; empty without a readout."""
+        return self._csv(self.run.eval.calibrated)
+
+    def ece_before_after(self, finding: str | None) -> tuple[float, float]:
+        """ECE of one finding (None: the macro over the 14) before and after the readout's
+        calibration, on the scored split; NaN without a readout."""
+        cal = (self.metrics.get("readout") or {}).get("calibration") or {}
+        part = cal.get("macro") if finding is None else cal.get("per_finding", {}).get(finding)
+        part = part or {}
+        return _num(part.get("ece_before")), _num(part.get("ece_after"))
+
     def auc(self, finding: str) -> float:
         return _num(self.metrics.get("per_finding", {}).get(finding, {}).get("auc"))
 

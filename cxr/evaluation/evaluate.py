@@ -9,7 +9,9 @@ Checkpoint mode (MC-dropout inference on the split the run was trained with; nev
 The validation split is predicted too, only to choose each finding's Youden threshold; the test
 split is never used to tune anything. Writes predictions.csv, metrics.json, roc.csv and
 calibration.csv (see cxr/evaluation/scoring.py). `--pointing-game` adds Grad-CAM localisation
-hit rates when the dataset has a bbox list.
+hit rates when the dataset has a bbox list. When the checkpoint has a readout (`cxr calibrate`),
+metrics.json gets its `readout` section and calibration_calibrated.csv is written
+(cxr/evaluation/readout_report.py); without one, the section says none is available.
 
 External mode (predictions from any model, `std_` columns optional):
 
@@ -27,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cxr.evaluation.predictions import Predictions, predictions_frame, read_predictions
+from cxr.evaluation.readout_report import readout_section
 from cxr.evaluation.scoring import labels_for, score, thresholds_from_validation, write_outputs
 from cxr.hashing import file_sha256
 from cxr.rundir import EvalDir, RunDir
@@ -161,6 +164,7 @@ def evaluate_checkpoint(args) -> Path:
     if args.pointing_game:
         metrics["pointing_game"] = inference.pointing_game_hook(model, scored, data)
     out = Path(args.out) if args.out else RunDir(ckpt.parent).eval.path
+    metrics["readout"] = readout_section(ckpt, model, scored, y, mean, out, args)  # best.readout.pt
     frame = predictions_frame(scored["image"], mean, std, uncertain)
     write_outputs(out, metrics, y, mean, frame)
     print(f"{args.split}: {len(y)} images, {metrics['n_patients']} patients: {_summary(metrics)}")

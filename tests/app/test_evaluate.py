@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from apptest_util import button, no_exception
 
 from cxr.dashboard import jobs
@@ -38,6 +40,27 @@ def test_table2_and_plots_for_two_models(app, fresh_world):
     at.multiselect(key="compare").set_value(["tiny-cnn"])
     at.run()
     assert list(at.dataframe[0].value.columns) == ["tiny-cnn"]
+
+
+def test_reliability_before_and_after_calibration_when_a_run_has_a_readout(app, fresh_world):
+    import json
+
+    from cxr.evaluation.metrics import calibration_table
+    from cxr.rundir import RunDir
+    at = app(fresh_world, PAGE)
+    assert any(c.value.startswith("No calibrated reliability curve") for c in at.caption)
+    run = RunDir(fresh_world.runs / "tiny-fusion")
+    metrics = json.loads(run.eval.metrics.read_text())
+    metrics["readout"] = {"available": True, "calibration": {
+        "macro": {"ece_before": 0.21, "ece_after": 0.04}, "per_finding": {}}}
+    run.eval.metrics.write_text(json.dumps(metrics))
+    y = np.tile([0, 1], (20, 7))
+    run.eval.calibrated.parent.mkdir(exist_ok=True)
+    calibration_table(y, np.full(y.shape, 0.5), FINDINGS).to_csv(run.eval.calibrated, index=False)
+    at = app(fresh_world, PAGE)
+    no_exception(at)
+    assert len(at.get("plotly_chart")) == 7  # the six above + before / after calibration
+    assert any("tiny-fusion 0.210 → 0.040" in c.value for c in at.caption)
 
 
 def test_best_per_finding_is_highlighted(fresh_world):

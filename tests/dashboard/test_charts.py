@@ -67,6 +67,20 @@ def test_pooled_calibration_weights_bins_by_count():
     assert list(mass.x) == [0.2]
 
 
+def test_calibration_before_after_one_colour_per_model_dashed_after():
+    before = pd.DataFrame({"finding": ["Mass", "Mass"], "bin": [2, 12],
+                           "mean_predicted": [0.15, 0.85], "observed_frequency": [0.4, 0.6],
+                           "count": [5, 5]})
+    after = before.assign(mean_predicted=[0.38, 0.62])
+    fig = charts.calibration_before_after({"a": (before, after), "b": (before, pd.DataFrame())},
+                                          "Mass")
+    names = [t.name for t in fig.data]
+    assert names == ["a before", "a after", "b before", "perfect"]
+    assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
+    assert fig.data[0].line.dash is None and fig.data[1].line.dash == "dash"
+    assert list(fig.data[1].x) == [0.38, 0.62]
+
+
 def test_figures_skip_models_without_data():
     roc = pd.DataFrame({"fpr": [0, 1], "tpr": [0, 1]})
     fig = charts.roc_figure({"a": (roc, 0.5), "b": (pd.DataFrame(), float("nan"))}, "Mass")

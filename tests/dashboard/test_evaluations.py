@@ -71,3 +71,16 @@ def test_real_eval_outputs_feed_every_figure(tmp_path):
     assert len(charts.selective_figure({"run": e.selective()}).data) == 1
     bars = charts.macro_auc_bars(["run"], [e.macro], [e.macro_ci[0]], [e.macro_ci[1]])
     assert bars.data[0].error_y.array[0] == pytest.approx(e.macro_ci[1] - e.macro)
+
+
+def test_calibrated_table_and_ece_before_after_come_from_the_readout(tmp_path):
+    e = fake_eval(tmp_path, "a", [0.7] * 14, 0.7)
+    assert e.calibrated().empty and np.isnan(e.ece_before_after("Mass")).all()
+    e.metrics["readout"] = {"available": True, "calibration": {
+        "macro": {"ece_before": 0.2, "ece_after": 0.05},
+        "per_finding": {"Mass": {"ece_before": 0.3, "ece_after": 0.1}}}}
+    assert e.ece_before_after(None) == (0.2, 0.05) and e.ece_before_after("Mass") == (0.3, 0.1)
+    assert np.isnan(e.ece_before_after("Edema")).all()
+    e.run.eval.calibrated.write_text("finding,bin,mean_predicted,observed_frequency,count\n"
+                                     "Mass,3,0.2,0.25,4\n")
+    assert e.calibrated()["count"].tolist() == [4]

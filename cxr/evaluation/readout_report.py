@@ -1,0 +1,86 @@
+"""What `cxr evaluate --checkpoint` adds when the checkpoint has a readout (cxr/readout.py): the
+`readout` section of metrics.json and eval/calibration_calibrated.csv.
+
+    >>> from cxr.evaluation.readout_report import readout_section
+    >>> metrics["readout"] = readout_section(ckpt, model, scored, y, mean, out_dir, args)
+
+The section, on the SCORED split (the readout was fitted on validation and training films):
+  available: false + note        when the checkpoint has no sidecar (nothing else is written)
+  calibration: {method, per_finding.<Finding>: {ece_before, ece_after, brier_before,
+                brier_after, a, b, temperature, fitted}, macro: {ece_*, brier_*}}
+  operating_points: {target, youden|sensitivity|specificity: {<Finding>: {threshold,
+                val_sensitivity, val_specificity, sensitivity, specificity, ppv, npv,
+                <rate>_ci [lo, hi] (patient bootstrap, --bootstrap/--seed), n_called_positive}}}
+                (a film is called positive when its calibrated MC mean >= threshold)
+  ood: {threshold, share, expected_flag_rate (1 - share), flag_rate, n_flagged, n_images,
+        score_median, score_p95}
+  fitted_on_scored_split: true for --split val (then every "after" number is in-sample)
+calibration_calibrated.csv has calibration.csv's columns for the calibrated probabilities: the
+reliability curve after calibration (calibration.csv is the one before).
+
+The OOD score needs the scored films' pooled features: one extra deterministic backbone pass
+over the scored split (`pooled_features`), since mc_predict_table returns none.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cxr.labels import FINDINGS
+from cxr.rundir import EvalDir
+
+
+def readout_section(checkpoint: Path, model, rows, y: np.ndarray, mean: np.ndarray,
+                    out_dir: Path, args) -> dict:
+    """The `readout` section of metrics.json; writes calibration_calibrated.csv to out_dir
+    (and removes a stale one when the checkpoint has no readout)."""
+    from cxr.evaluation.ood import pooled_features
+    from cxr.evaluation.operating_points import point_metrics
+    from cxr.evaluation.predictions import write_csv
+    from cxr.evaluation.metrics import calibration_table
+    from cxr.readout import load_readout, not_available, readout_path
+
+    calibrated_csv = EvalDir(out_dir).calibrated
+    readout = load_readout(checkpoint)
+    if readout is None:
+        calibrated_csv.unlink(missing_ok=True)
+        print(f"readout: {not_available(checkpoint)}")
+        return {"available": False, "note": not_available(checkpoint)}
+    p_cal = readout.calibrate(mean)
+    score = readout.ood_scores(pooled_features(model, rows, args.batch_size, args.device))
+    flagged = score > readout.ood.threshold
+    write_csv(calibration_table(y, p_cal, FINDINGS), calibrated_csv)
+    section = {
+        "available": True, "sidecar": str(readout_path(checkpoint)),
+        "fitted_on_scored_split": args.split == "val",
+        "calibration": calibration_section(y, mean, p_cal, readout.calibration),
+        "operating_points": {"target": readout.target, **point_metrics(
+            y, p_cal, rows["patient"].to_numpy(), readout.points, FINDINGS, args.bootstrap,
+            args.seed)},
+        "ood": {"threshold": readout.ood.threshold, "share": readout.ood.share,
+                "expected_flag_rate": 1 - readout.ood.share, "flag_rate": float(flagged.mean()),
+                "n_flagged": int(flagged.sum()), "n_images": int(len(flagged)),
+                "score_median": float(np.median(score)),
+                "score_p95": float(np.percentile(score, 95))}}
+    c = section["calibration"]["macro"]
+    print(f"readout: macro ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f} after "
+          f"{readout.calibration.method} scaling; {section['ood']['n_flagged']} of "
+          f"{len(flagged)} films flagged out of distribution")
+    return section
+
+
+def calibration_section(y: np.ndarray, p: np.ndarray, p_cal: np.ndarray, cal) -> dict:
+    """ECE and Brier per finding and macro (mean over the 14), before and after the map."""
+    from cxr.evaluation.metrics import brier, ece
+
+    per_finding = {}
+    for k, name in enumerate(FINDINGS):
+        per_finding[name] = {
+            "ece_before": ece(y[:, k], p[:, k]), "ece_after": ece(y[:, k], p_cal[:, k]),
+            "brier_before": brier(y[:, k], p[:, k]), "brier_after": brier(y[:, k], p_cal[:, k]),
+            "a": float(cal.a[k]), "b": float(cal.b[k]), "temperature": float(cal.temperature[k]),
+            "fitted": bool(cal.fitted[k])}
+    keys = ("ece_before", "ece_after", "brier_before", "brier_after")
+    macro = {key: float(np.mean([v[key] for v in per_finding.values()])) for key in keys}
+    return {"method": cal.method, "per_finding": per_finding, "macro": macro}
