@@ -17,10 +17,10 @@ SQL, with the image's uncertainty score under the predictions' rule (`uncertaint
 `uncertainty_rule`: cxr.uncertainty; the default sort) and both summaries (`mean_std`,
 `max_std`). A database made before rules existed is migrated when opened: its cases were
 flagged by the per-finding rule, so they get `uncertainty_rule` 'any' (their `uncertainty` was
-the max std, the 'any' score) and `max_std`. Decisions are appended, never updated: a case's status is its latest decision, or
-'pending'. Every call opens its own short connection, so one Worklist can be shared by threads
-(Streamlit) and many processes can write at once: writes take the lock up front
-(BEGIN IMMEDIATE) and wait on it (busy_timeout) instead of failing.
+the max std, the 'any' score) and `max_std`. Decisions are appended, never updated: a case's
+status is its latest decision, or 'pending'. Every call opens its own short connection, so
+one Worklist can be shared by threads (Streamlit) and many processes can write at once: writes
+take the lock up front (BEGIN IMMEDIATE) and wait on it (busy_timeout) instead of failing.
 """
 from __future__ import annotations
 
