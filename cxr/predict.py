@@ -12,27 +12,41 @@ predicted, in errors.csv with its reason, or ignored because it is hidden (a nam
 folder). The summary line counts all three and they add up to the number of files:
     1000 files: 208 predicted, 780 not usable (errors.csv), 12 ignored (hidden/excluded)
 Writes to --out (default `predictions/`):
-  predictions.csv   Image Index, prob_<Finding> x14 (MC mean), std_<Finding> x14, uncertain
-                    (any std > --threshold), source (the file's absolute path)
+  predictions.csv   Image Index, prob_<Finding> x14 (MC mean), std_<Finding> x14, uncertain,
+                    uncertainty (the image score: mean std under the rule "mean", max std under
+                    "any"; uncertain = score > --threshold), uncertainty_rule, source (the
+                    file's absolute path)
   errors.csv        file, error: every input that could not be used (corrupt, truncated, not an
                     image, not a frontal chest radiograph, a folder link), also reported on
                     stderr; the rest go on
   cam/<stem>_<Finding>.png  with --cam: Grad-CAM overlays of the --top-k findings per film
 Nothing read from a DICOM header but its format, view, modality and body part reaches any of
 these (cxr.data.dicom), so no patient identifier is written or printed.
-Exit status 0 when at least one image was predicted, 1 when none was.
+Exit status 0 when at least one image was predicted, 1 when none was. The rule is the run's
+`uncertainty_rule` (the report's "mean" for checkpoints saved before it existed) unless
+`--uncertainty-rule mean|any` overrides it; the summary line names it.
+
+Sharded over GPUs or nodes with torchrun (cxr/train/distributed.py; gloo on CPU): the files
+are cut into batches of --batch-size, rank r scores batches r, r + N, ..., and rank 0 receives
+them in order and alone writes predictions.csv, errors.csv (with every rank's errors) and the
+overlays: the same files a single process writes, because each film's dropout noise comes from
+--seed and its name (cxr.uncertainty.film_seed) and its batch is the same films:
+
+    torchrun --nproc_per_node=8 -m cxr.cli predict --checkpoint best.pt archive/ --out out/pred
 
 The Python API the dashboard uses (one film -> probabilities, stds, MC samples):
 
     >>> from cxr.predict import predict_images
     >>> [p] = predict_images(model, [load_image(upload, name="film.dcm")], passes=25)
     >>> p.probs, p.std, p.samples.shape, p.uncertain        # (14,), (14,), (25, 14), bool
+    >>> p.score, p.rule                                      # image uncertainty, "mean"
 """
 from __future__ import annotations
 
+import io
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Sequence
@@ -43,9 +57,11 @@ import torch
 
 from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
-from cxr.device import DEVICES, pick_device
+from cxr.device import DEVICES
 from cxr.readout import annotate as annotate_readout
-from cxr.uncertainty import UNCERTAIN_STD, mc_predict, passes_for
+from cxr.uncertainty import (DEFAULT_RULE, UNCERTAIN_STD, UNCERTAINTY_RULES, describe_rule,
+                             film_seeds_for, mc_predict, passes_for, rule_for)
+
 
 @dataclass
 class Prediction:
@@ -53,9 +69,11 @@ class Prediction:
     probs: np.ndarray              # (14,) MC mean probability
     std: np.ndarray                # (14,) MC std: the uncertainty
     samples: np.ndarray            # (passes, 14) per-pass probabilities, for histograms
-    uncertain: bool                # any std > threshold
+    uncertain: bool                # score > threshold: flagged under `rule`
     source: str | None = None      # absolute path, when it came from a file
     meta: dict = field(default_factory=dict)  # load_image's meta (format, view, ...)
+    score: float = float("nan")    # the image's uncertainty under `rule` (cxr.uncertainty)
+    rule: str = DEFAULT_RULE
     # Filled from the checkpoint's readout (cxr.readout.annotate); None without one.
     features: np.ndarray | None = None    # (C,) pooled features: the OOD score's input
     calibrated: np.ndarray | None = None  # (14,) calibrated MC-mean probability
@@ -80,28 +98,34 @@ def model_input(model: torch.nn.Module, pixels: np.ndarray) -> torch.Tensor:
 def predict_images(model: torch.nn.Module, items: Sequence, passes: int = 25,
                    threshold: float = UNCERTAIN_STD, seed: int | None = 0,
                    batch_size: int = 16, names: Sequence[str] | None = None,
-                   readout=None, operating_point: str = "youden") -> list[Prediction]:
+                   rule: str = DEFAULT_RULE, readout=None,
+                   operating_point: str = "youden") -> list[Prediction]:
     """Paths or LoadedImages -> one Prediction each, in order. A path that cannot be loaded
-    raises ImageLoadError naming it (the CLI catches it per file). seed fixes the dropout masks
-    (None: fresh ones each call). readout: the checkpoint's `cxr.readout.load_readout(path)`;
+    raises ImageLoadError naming it (the CLI catches it per file). Each film's dropout masks
+    come from (seed, its name) (cxr.uncertainty.film_seed), so a film gets the same samples
+    alone or in any batch; seed None: fresh masks each call. Names: `names`, else the file's
+    name, else image_<position>. readout: the checkpoint's `cxr.readout.load_readout(path)`;
     with it each Prediction gets calibrated probabilities, calls at `operating_point` and the
     OOD score and flag, without it those are None and `readout_note` says so."""
     device = next(model.parameters()).device
     items, out = list(items), []
     for start in range(0, len(items), batch_size):
         chunk = list(items[start:start + batch_size])
-        chunk_names = list(names[start:start + batch_size]) if names else [None] * len(chunk)
+        given = list(names[start:start + batch_size]) if names else [None] * len(chunk)
         images, sources = [], []
-        for item, name in zip(chunk, chunk_names):
+        for item in chunk:
             is_path = isinstance(item, (str, os.PathLike))
             images.append(item if isinstance(item, LoadedImage) else load_frontal(item))
             sources.append(str(Path(item).resolve()) if is_path else None)
+        chunk_names = [name or (Path(src).name if src else f"image_{start + i}")
+                       for i, (name, src) in enumerate(zip(given, sources))]
         x = torch.stack([model_input(model, im.pixels) for im in images]).to(device)
-        r = mc_predict(model, x, passes=passes, seed=seed, threshold=threshold)
+        seeds = film_seeds_for(seed, chunk_names) if seed is not None else None
+        r = mc_predict(model, x, passes=passes, threshold=threshold, rule=rule, film_seeds=seeds)
         for i, (im, src) in enumerate(zip(images, sources)):
-            name = chunk_names[i] or (Path(src).name if src else f"image_{start + i}")
-            out.append(Prediction(name, r.mean[i], r.std[i], r.samples[:, i], bool(r.uncertain[i]),
-                                  src, dict(im.meta), features=r.features[i]))
+            out.append(Prediction(chunk_names[i], r.mean[i], r.std[i], r.samples[:, i],
+                                  bool(r.uncertain[i]), src, dict(im.meta), float(r.score[i]),
+                                  rule, features=r.features[i]))
     return annotate_readout(out, readout, operating_point)
 
 
@@ -178,7 +202,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--passes", type=int, default=None,
                         help="MC-dropout passes (default: the run's mc_passes, 25)")
     parser.add_argument("--threshold", type=float, default=UNCERTAIN_STD,
-                        help="std above which a finding is uncertain (default %(default)s)")
+                        help="image score above which a film is uncertain (default %(default)s)")
+    parser.add_argument("--uncertainty-rule", choices=UNCERTAINTY_RULES, default=None,
+                        help="image score: mean (the report's: mean std over the findings) or any "
+                             "(max std); default: the run's uncertainty_rule")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="seed of the dropout masks")
     parser.add_argument("--cam", action="store_true", help="write Grad-CAM overlays to OUT/cam/")
@@ -190,37 +217,51 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from cxr.checkpoint import load_model
-    from cxr.evaluation.predictions import predictions_frame, write_csv
+    from cxr.train import distributed
 
     if (args.passes is not None and args.passes < 2) or args.batch_size < 1 or args.top_k < 1:
         raise ValueError("--passes must be >= 2, --batch-size and --top-k >= 1")
-    model, meta = load_model(args.checkpoint, pick_device(args.device))
+    info = distributed.setup(args.device)
+    try:
+        with distributed.main_prints_only(info):
+            return _predict(args, info)
+    finally:
+        distributed.teardown(info)
+
+
+@dataclass
+class _Batch:
+    """One batch of files as scored by one rank, for rank 0 to write."""
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    preds: list[Prediction] = field(default_factory=list)        # without their samples
+    cams: list[dict[str, bytes]] = field(default_factory=list)   # per pred: finding -> PNG
+
+
+def _predict(args, info) -> int:
+    from cxr.checkpoint import load_model
+    from cxr.evaluation.predictions import predictions_frame, write_csv
+    from cxr.train.distributed import gather_to_main
+
+    model, meta = load_model(args.checkpoint, info.device)
     args.passes = passes_for(meta, args.passes)
+    rule, origin = rule_for(meta, args.uncertainty_rule)
+    print(f"uncertainty rule {rule}, from {origin}"
+          + (f"; {info.world_size} processes" if info.distributed else ""))
     found = find_inputs(args.inputs, args.exclude)
-    errors = list(found.errors)
-    for path, reason in found.errors:
-        print(f"cxr predict: skipped {path}: {reason}", file=sys.stderr)
-    preds: list[Prediction] = []
-    cam_names: set[str] = set()
-    for start in range(0, len(found.files), args.batch_size):
-        loaded = []
-        for path in found.files[start:start + args.batch_size]:
-            try:
-                loaded.append((path, load_frontal(path)))
-            except ImageLoadError as exc:
-                errors.append((str(path), str(exc)))
-                print(f"cxr predict: skipped {path}: {exc}", file=sys.stderr)
-        if not loaded:
-            continue
-        batch = predict_images(model, [im for _, im in loaded], passes=args.passes,
-                               threshold=args.threshold, seed=args.seed,
-                               batch_size=args.batch_size, names=[p.name for p, _ in loaded])
-        for (path, image), pred in zip(loaded, batch):
-            pred.source = str(path.resolve())
-            if args.cam:
-                _write_cams(model, image, pred, args, cam_names)
-        preds.extend(batch)
+    errors, preds, stems = [], [], set()
+    _report(errors, found.errors, info)
+    files = found.files
+    batches = [files[i:i + args.batch_size] for i in range(0, len(files), args.batch_size)]
+    for first in range(0, len(batches), info.world_size):  # a round: one batch per rank
+        mine = first + info.rank
+        part = _score_batch(model, batches[mine], args, rule) if mine < len(batches) else _Batch()
+        for batch in gather_to_main(info, part) or []:  # rank order is file order
+            _report(errors, batch.errors, info)
+            preds.extend(batch.preds)
+            for pred, cams in zip(batch.preds, batch.cams):
+                _save_cams(args.out, pred.name, cams, stems)
+    if not info.is_main:
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(pd.DataFrame(errors, columns=["file", "error"]), args.out / "errors.csv")
     summary = (f"{found.total} files: {len(preds)} predicted, {len(errors)} not usable "
@@ -230,29 +271,70 @@ def run(args) -> int:
               f"{args.out / 'errors.csv'})", file=sys.stderr)
         return 1
     df = predictions_frame([p.name for p in preds], np.stack([p.probs for p in preds]),
-                           np.stack([p.std for p in preds]), np.array([p.uncertain for p in preds]))
+                           np.stack([p.std for p in preds]), np.array([p.uncertain for p in preds]),
+                           np.array([p.score for p in preds]), rule)
     df["source"] = [p.source for p in preds]
     write_csv(df, args.out / "predictions.csv")
-    print(f"{summary}; {int(df['uncertain'].sum())} uncertain; wrote "
-          f"{args.out / 'predictions.csv'}")
+    print(f"{summary}; {int(df['uncertain'].sum())} uncertain under rule "
+          f"{describe_rule(rule, args.threshold)}; wrote {args.out / 'predictions.csv'}")
     return 0
 
 
-def _write_cams(model, image: LoadedImage, pred: Prediction, args, used: set[str]) -> None:
-    """Overlays of the top-k findings, at the film's resolution; stems made unique."""
+def _report(errors: list, new: list[tuple[str, str]], info) -> None:
+    """Record unusable files for errors.csv and say so on stderr (rank 0 only: it writes)."""
+    if info.is_main:
+        errors.extend(new)
+        for path, reason in new:
+            print(f"cxr predict: skipped {path}: {reason}", file=sys.stderr)
+
+
+def _score_batch(model, paths: list[Path], args, rule: str) -> _Batch:
+    """Load, predict and (with --cam) render one batch of files; unusable files become errors."""
+    out, loaded = _Batch(), []
+    for path in paths:
+        try:
+            loaded.append((path, load_frontal(path)))
+        except ImageLoadError as exc:
+            out.errors.append((str(path), str(exc)))
+    if not loaded:
+        return out
+    batch = predict_images(model, [im for _, im in loaded], passes=args.passes,
+                           threshold=args.threshold, seed=args.seed, batch_size=args.batch_size,
+                           names=[p.name for p, _ in loaded], rule=rule)
+    for (path, image), pred in zip(loaded, batch):
+        pred.source = str(path.resolve())
+        out.cams.append(_render_cams(model, image, pred, args) if args.cam else {})
+        out.preds.append(replace(pred, samples=pred.samples[:0], meta={}))  # light to send
+    return out
+
+
+def _render_cams(model, image: LoadedImage, pred: Prediction, args) -> dict[str, bytes]:
+    """finding -> PNG bytes of its overlay, for the top-k findings, at the film's resolution."""
     from PIL import Image
 
     from cxr.explain import cam_maps, overlay
 
-    stem, k = Path(pred.name).stem, 1
-    while stem in used:  # same file name in two folders
-        stem, k = f"{Path(pred.name).stem}_{k}", k + 1
-    used.add(stem)
     labels = list(model.labels)
     top = [labels[i] for i in np.argsort(-pred.probs)[:args.top_k]]
     x = model_input(model, image.pixels).to(next(model.parameters()).device)
     maps = cam_maps(model, x, top, method=args.cam_method, size=image.pixels.shape)
-    (args.out / "cam").mkdir(parents=True, exist_ok=True)
+    pngs = {}
     for finding, cam in maps.items():
-        Image.fromarray(overlay(image.pixels, cam, args.opacity)).save(
-            args.out / "cam" / f"{stem}_{finding}.png")
+        buffer = io.BytesIO()
+        Image.fromarray(overlay(image.pixels, cam, args.opacity)).save(buffer, format="PNG")
+        pngs[finding] = buffer.getvalue()
+    return pngs
+
+
+def _save_cams(out: Path, name: str, pngs: dict[str, bytes], used: set[str]) -> None:
+    """Write a film's overlays as cam/<stem>_<Finding>.png, the stem made unique (the same
+    file name in two folders) in the order films are written."""
+    if not pngs:
+        return
+    stem, k = Path(name).stem, 1
+    while stem in used:
+        stem, k = f"{Path(name).stem}_{k}", k + 1
+    used.add(stem)
+    (out / "cam").mkdir(parents=True, exist_ok=True)
+    for finding, data in pngs.items():
+        (out / "cam" / f"{stem}_{finding}.png").write_bytes(data)

@@ -13,10 +13,14 @@
     ...                    corrected=["Effusion"], note="blunted angle")
 
 One row per case (image x checkpoint), per-finding mean and std as columns so filters run in
-SQL. Decisions are appended, never updated: a case's status is its latest decision, or
-'pending'. Every call opens its own short connection, so one Worklist can be shared by threads
-(Streamlit) and many processes can write at once: writes take the lock up front
-(BEGIN IMMEDIATE) and wait on it (busy_timeout) instead of failing.
+SQL, with the image's uncertainty score under the predictions' rule (`uncertainty`,
+`uncertainty_rule`: cxr.uncertainty; the default sort) and both summaries (`mean_std`,
+`max_std`). A database made before rules existed is migrated when opened: its cases were
+flagged by the per-finding rule, so they get `uncertainty_rule` 'any' (their `uncertainty` was
+the max std, the 'any' score) and `max_std`. Decisions are appended, never updated: a case's
+status is its latest decision, or 'pending'. Every call opens its own short connection, so
+one Worklist can be shared by threads (Streamlit) and many processes can write at once: writes
+take the lock up front (BEGIN IMMEDIATE) and wait on it (busy_timeout) instead of failing.
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ DECISIONS = ("agree", "disagree", "second_read")
 STATUSES = ("pending", *DECISIONS)
 BUSY_TIMEOUT_MS = 60_000
 PROB, STD = PROB_COLUMNS, STD_COLUMNS  # the cases table has one column per finding of each
+SORTABLE = ("uncertainty", "mean_std", "max_std", "created_at", "image", *PROB)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS cases (
@@ -49,9 +54,11 @@ CREATE TABLE IF NOT EXISTS cases (
     checkpoint_hash TEXT NOT NULL,  -- sha256 of the checkpoint file
     {", ".join(f"{c} REAL NOT NULL" for c in PROB)},
     {", ".join(f"{c} REAL" for c in STD)},
-    uncertainty REAL,               -- max std over findings (NULL: the CSV had no std)
+    uncertainty REAL,               -- image score under uncertainty_rule (NULL: no std)
+    uncertainty_rule TEXT,          -- 'mean' or 'any' (cxr.uncertainty; NULL: no std)
     mean_std REAL,
-    uncertain INTEGER NOT NULL,     -- 1: some std above the threshold
+    max_std REAL,
+    uncertain INTEGER NOT NULL,     -- 1: flagged uncertain under the rule
     source_csv TEXT NOT NULL,
     created_at TEXT NOT NULL,
     UNIQUE (image, checkpoint_hash)
@@ -67,6 +74,12 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_case ON decisions(case_id, id);
 """
+# Columns added since the first schema: (name, type, how existing cases get their value).
+_MIGRATIONS = (
+    ("uncertainty_rule", "TEXT", "UPDATE cases SET uncertainty_rule = 'any' "
+                                 "WHERE uncertainty IS NOT NULL"),
+    ("max_std", "REAL", f"UPDATE cases SET max_std = MAX({', '.join(STD)})"),
+)
 # A case with its latest decision (the highest id: ids only grow, timestamps may tie).
 _CASES_VIEW = """
 SELECT c.*, COALESCE(d.decision, 'pending') AS status, d.reviewer AS reviewer,
@@ -95,6 +108,22 @@ class Worklist:
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
             con.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns an older database lacks, under the write lock and checked again
+        there, so two processes opening it at once do not both add them."""
+        def missing(con) -> list[tuple[str, str, str]]:
+            have = {row[1] for row in con.execute("PRAGMA table_info(cases)")}
+            return [m for m in _MIGRATIONS if m[0] not in have]
+
+        with self._connect() as con:
+            if not missing(con):
+                return
+        with self._transaction() as con:
+            for name, kind, fill in missing(con):
+                con.execute(f"ALTER TABLE cases ADD COLUMN {name} {kind}")
+                con.execute(fill)
 
     @contextmanager
     def _connect(self, readonly: bool = False):
@@ -132,13 +161,14 @@ class Worklist:
         with self._transaction() as con:
             before = con.total_changes
             columns = ["image", "path", "model", "checkpoint_hash", *PROB, *STD, "uncertainty",
-                       "mean_std", "uncertain", "source_csv", "created_at"]
+                       "uncertainty_rule", "mean_std", "max_std", "uncertain", "source_csv",
+                       "created_at"]
             con.executemany(
                 f"INSERT OR IGNORE INTO cases ({', '.join(columns)}) "
                 f"VALUES ({', '.join('?' * len(columns))})",
                 [(r["image"], r["path"], model, checkpoint_hash, *r["prob"], *r["std"],
-                  r["uncertainty"], r["mean_std"], r["uncertain"], str(csv_path.resolve()),
-                  created) for r in rows])
+                  r["uncertainty"], r["uncertainty_rule"], r["mean_std"], r["max_std"],
+                  r["uncertain"], str(csv_path.resolve()), created) for r in rows])
             inserted = con.total_changes - before
         return {"inserted": inserted, "skipped": len(rows) - inserted}
 
@@ -147,11 +177,13 @@ class Worklist:
               status: str | None = None, min_uncertainty: float | None = None,
               max_uncertainty: float | None = None, sort: str = "uncertainty",
               ascending: bool = False) -> pd.DataFrame:
-        """Cases with their status, most uncertain first by default.
+        """Cases with their status, most uncertain first by default (`uncertainty`: each case's
+        image score under its rule; min/max_uncertainty filter on it too).
 
         finding: keep cases whose mean probability for it is >= min_prob.
         status: 'pending', 'agree', 'disagree' or 'second_read' (the latest decision).
-        sort: 'uncertainty', 'mean_std', 'created_at', 'image' or a 'prob_<Finding>' column.
+        sort: 'uncertainty', 'mean_std', 'max_std', 'created_at', 'image' or a 'prob_<Finding>'
+        column.
         Cases without std (external models) sort last either way."""
         where, params = [], []
         if finding is not None:
@@ -168,7 +200,7 @@ class Worklist:
         if max_uncertainty is not None:
             where.append("uncertainty <= ?")
             params.append(float(max_uncertainty))
-        if sort not in ("uncertainty", "mean_std", "created_at", "image", *PROB):
+        if sort not in SORTABLE:
             raise ValueError(f"cannot sort by {sort!r}")
         order = f"{sort} IS NULL, {sort} {'ASC' if ascending else 'DESC'}, id"
         sql = (f"SELECT * FROM ({_CASES_VIEW}) "
@@ -237,11 +269,14 @@ def _read_predictions(csv_path: Path, images_root) -> list[dict]:
                                                                               images_root)
     rows = []
     for i, image in enumerate(preds.images):
-        std = preds.std[i].tolist() if preds.std is not None else [None] * len(STD)
+        has_std = preds.std is not None
+        std = preds.std[i].tolist() if has_std else [None] * len(STD)
         rows.append({"image": image, "path": paths[i], "prob": preds.prob[i].tolist(),
                      "std": std, "uncertain": int(preds.uncertain[i]),
-                     "uncertainty": max(std) if preds.std is not None else None,
-                     "mean_std": sum(std) / len(std) if preds.std is not None else None})
+                     "uncertainty": float(preds.score[i]) if has_std else None,
+                     "uncertainty_rule": preds.rule if has_std else None,
+                     "mean_std": sum(std) / len(std) if has_std else None,
+                     "max_std": max(std) if has_std else None})
     return rows
 
 

@@ -12,6 +12,7 @@ from cxr.dashboard import analysis, charts
 from cxr.dashboard.runs import best_run, list_runs
 from cxr.dashboard.status import overview
 from cxr.models import model_info
+from cxr.uncertainty import describe_rule, rule_for
 
 r = app_ui.roots()
 st.title("Predict")
@@ -59,9 +60,9 @@ except Exception as exc:  # a checkpoint being rewritten or broken: say so, keep
 
 
 @st.cache_data(max_entries=32, show_spinner="Running MC dropout…")
-def predict(digest: str, ckpt: str, mtime: float, passes: int, _pixels, _model):
+def predict(digest: str, ckpt: str, mtime: float, passes: int, rule: str, _pixels, _model):
     # keyed by the film's hash and the checkpoint version; the arrays themselves are not hashed
-    return analysis.analyse(_model, _pixels, passes=passes)
+    return analysis.analyse(_model, _pixels, passes=passes, rule=rule)
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM…")
@@ -71,8 +72,9 @@ def cam(digest: str, ckpt: str, mtime: float, finding: str, _pixels, _model):
 
 key = (digest, str(run.checkpoint), run.checkpoint.stat().st_mtime)
 lock = app_ui.model_lock(run.checkpoint, device)
+rule, rule_origin = rule_for(meta)  # the run's uncertainty_rule (old checkpoints: the default)
 with lock:
-    result = predict(*key, passes, img.pixels, model)
+    result = predict(*key, passes, rule, img.pixels, model)
 
 film = analysis.display_film(img.pixels)
 left, right = st.columns([2, 3])
@@ -81,16 +83,19 @@ with left:
              f"{img.pixels.shape[0]} px" + (f" · view {img.meta['view']}" if 'view' in img.meta
                                              else ""), clamp=True, width="stretch")
 with right:
-    if result.uncertain:
-        st.warning(f"**Uncertain**: MC-dropout std > {result.threshold} for "
-                   f"{', '.join(result.uncertain)}. Treat these estimates with caution; a human "
-                   "read is needed.", icon=":material/help:")
+    rule_text = (f"image uncertainty {result.score:.3f}, rule "
+                 f"{describe_rule(result.rule, result.threshold)}")
+    wide = (f" Findings with std above {result.threshold}: {', '.join(result.uncertain)}."
+            if result.uncertain else "")
+    if result.flagged:
+        st.warning(f"**Uncertain**: {rule_text}.{wide} Treat these estimates with caution; a "
+                   "human read is needed.", icon=":material/help:")
     else:
-        st.success(f"No finding has MC-dropout std above {result.threshold}.")
+        st.success(f"Not flagged uncertain: {rule_text}.{wide}")
     st.plotly_chart(charts.probability_bars(result.labels, result.mean, result.std,
                                             result.threshold), width="stretch", key="bars")
     st.caption(f"{run.name} ({meta['model']['name']}, {meta['preprocess']['input_size']} px), "
-               f"{passes} passes on {device}.")
+               f"{passes} passes on {device}; uncertainty rule {rule} from {rule_origin}.")
 
 st.dataframe(result.table(), hide_index=True, width="stretch", key="probs", column_config={
     "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0,

@@ -34,12 +34,14 @@ with st.container(border=True):
                                disabled=finding == triage.ANY)
     status = c3.selectbox("Status", [triage.ANY, *STATUSES], key="f_status")
     top = triage.MAX_UNCERTAINTY
-    uncertainty = c4.slider("Uncertainty (max std)", 0.0, top, (0.0, top), 0.01, key="f_unc")
+    uncertainty = c4.slider("Uncertainty (image score)", 0.0, top, (0.0, top), 0.01, key="f_unc",
+                            help="each case's score under its uncertainty rule")
     sort = c5.selectbox("Sort by", list(triage.SORTS), key="f_sort")
     ascending = c5.toggle("ascending", key="f_asc")
 
 cases = triage.find_cases(wl, finding, min_prob, status, uncertainty, sort, ascending)
-st.caption(f"{len(cases)} case(s) shown; {worklist_counts(r.worklist)['pending']} pending in all.")
+st.caption(f"{len(cases)} case(s) shown; {worklist_counts(r.worklist)['pending']} pending in all. "
+           + triage.rules_caption(cases))
 if cases.empty:
     st.info("No case matches these filters.")
     st.stop()
@@ -50,8 +52,9 @@ event = st.dataframe(
     selection_default={"selection": {"rows": [0]}},
     column_config={
         "id": st.column_config.NumberColumn("case", width="small"),
-        "uncertainty": st.column_config.NumberColumn("uncertainty", format="%.3f",
-                                                     help="max MC-dropout std over findings"),
+        "uncertainty": st.column_config.NumberColumn(
+            "uncertainty", format="%.3f", help="the image score under the case's rule: mean = "
+            "mean MC-dropout std over the findings (the report's), any = the largest"),
         "top P": st.column_config.ProgressColumn("top P", min_value=0.0, max_value=1.0,
                                                  format="%.2f"),
         **{f: st.column_config.ProgressColumn(f, min_value=0.0, max_value=1.0, format="%.2f")
@@ -64,7 +67,8 @@ case_id = int(case["id"])
 # -- the case ------------------------------------------------------------------------------------
 st.subheader(f"Case {case_id}: {case['image']}")
 st.caption(f"model {case['model']} · status **{case['status']}** · uncertainty "
-           f"{case['uncertainty']:.3f}" if case["uncertainty"] == case["uncertainty"]
+           f"{case['uncertainty']:.3f} (rule {case['uncertainty_rule']})"
+           if case["uncertainty"] == case["uncertainty"]
            else f"model {case['model']} · status **{case['status']}**")
 mean, std = triage.case_probabilities(case)
 

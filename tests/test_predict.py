@@ -79,14 +79,18 @@ def test_folder_with_corrupt_file_reports_it_and_predicts_the_rest(checkpoint, f
     assert "broken.png" in err and "lateral.dcm" in err and "'LL'" in err
     df = pd.read_csv(out / "predictions.csv")
     assert list(df.columns) == (["Image Index"] + [f"prob_{f}" for f in FINDINGS]
-                                + [f"std_{f}" for f in FINDINGS] + ["uncertain", "source"])
+                                + [f"std_{f}" for f in FINDINGS]
+                                + ["uncertain", "uncertainty", "uncertainty_rule", "source"])
     assert sorted(df["Image Index"]) == ["1.2.840.99", "a.png", "b.png", "c.jpg"]
     assert set(df["source"]) == {str((folder / n).resolve())
                                  for n in ("a.png", "b.png", "c.jpg", "sub/1.2.840.99")}
     probs = df[[f"prob_{f}" for f in FINDINGS]].to_numpy()
     stds = df[[f"std_{f}" for f in FINDINGS]].to_numpy()
     assert ((probs > 0) & (probs < 1)).all() and (stds >= 0).all() and (stds > 0).any()
-    assert (df["uncertain"] == (stds > 0.1).any(axis=1)).all()
+    # the report's rule, the default for a checkpoint that names none: mean std over findings
+    assert (df["uncertainty_rule"] == "mean").all()
+    np.testing.assert_allclose(df["uncertainty"], stds.mean(axis=1), rtol=1e-12)
+    assert (df["uncertain"] == (stds.mean(axis=1) > 0.1)).all()
     errors = pd.read_csv(out / "errors.csv")
     assert sorted(errors["file"].map(lambda p: p.rsplit("/", 1)[-1])) == ["broken.png",
                                                                           "lateral.dcm",
@@ -95,6 +99,8 @@ def test_folder_with_corrupt_file_reports_it_and_predicts_the_rest(checkpoint, f
     assert errors["error"].str.contains("notes.txt: not an image").any()
     assert "8 files: 4 predicted, 3 not usable (errors.csv), 1 ignored (hidden/excluded)" \
         in out_text
+    assert "uncertain under rule mean (uncertain when the mean MC-dropout std" in out_text
+    assert "uncertainty rule mean, from the default: the checkpoint predates" in out_text
 
 
 def test_exclude_globs_ignore_files_and_are_counted(checkpoint, folder, tmp_path, capsys):
@@ -124,9 +130,13 @@ def test_nothing_predicted_is_an_error(checkpoint, tmp_path, capsys):
 
 def test_dicom_gives_the_same_prediction_as_the_png_of_its_pixels(checkpoint, folder):
     model, _ = load_model(checkpoint)
-    [png] = predict_images(model, [folder / "a.png"], passes=8, seed=3)
-    [dcm] = predict_images(model, [folder / "sub" / "1.2.840.99"], passes=8, seed=3)
-    assert dcm.meta["format"] == "DICOM" and dcm.name == "1.2.840.99"
+    # one name for both: the dropout noise is the film's name's (cxr.uncertainty.film_seed)
+    [png] = predict_images(model, [folder / "a.png"], passes=8, seed=3, names=["film"])
+    [dcm] = predict_images(model, [folder / "sub" / "1.2.840.99"], passes=8, seed=3,
+                           names=["film"])
+    assert dcm.meta["format"] == "DICOM" and dcm.name == "film"
+    assert predict_images(model, [folder / "sub" / "1.2.840.99"], passes=2)[0].name == \
+        "1.2.840.99"
     np.testing.assert_allclose(dcm.probs, png.probs, rtol=1e-6)
     np.testing.assert_allclose(dcm.samples, png.samples, rtol=1e-6)
     assert png.samples.shape == (8, 14) and png.probs.shape == png.std.shape == (14,)
@@ -146,6 +156,66 @@ def test_cam_overlays_for_top_k_findings(checkpoint, folder, tmp_path):
         assert files == sorted(f"{name}_{f}.png" for f in top)
         img = Image.open(out / "cam" / files[0])
         assert img.mode == "RGB" and img.size == (40, 48)  # the film's own size
+
+
+# --- the uncertainty rule and per-film noise -----------------------------------------------------
+
+def _std_checkpoint(path, rule=None):
+    """simple_cnn whose head spreads one finding wide (its std far above 0.1) and squeezes the
+    others (std near 0); config names `rule` if given."""
+    torch.manual_seed(0)
+    model = create_model("simple_cnn", input_size=32)
+    with torch.no_grad():
+        model.head[-1].weight.mul_(0.01)
+        model.head[-1].weight[0].mul_(3000)
+    return save_checkpoint(path, model, {"config": {"uncertainty_rule": rule}} if rule else {})
+
+
+@pytest.mark.parametrize("saved, flag, expected", [("any", [], "any"), ("mean", [], "mean"),
+                                                   ("mean", ["--uncertainty-rule", "any"], "any"),
+                                                   (None, ["--uncertainty-rule", "any"], "any")])
+def test_rule_comes_from_the_checkpoint_or_the_flag(tmp_path, folder, capsys, saved, flag,
+                                                    expected):
+    ckpt = _std_checkpoint(tmp_path / "best.pt", saved)
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(ckpt), str(folder), "--passes", "6",
+                 "--out", str(out), *flag]) == 0
+    df = pd.read_csv(out / "predictions.csv")
+    stds = df[[f"std_{f}" for f in FINDINGS]].to_numpy()
+    score = stds.max(axis=1) if expected == "any" else stds.mean(axis=1)
+    assert (df["uncertainty_rule"] == expected).all()
+    np.testing.assert_allclose(df["uncertainty"], score, rtol=1e-12)
+    assert (df["uncertain"] == (score > 0.1)).all()
+    assert f"uncertain under rule {expected} (" in capsys.readouterr().out
+
+
+def test_rules_disagree_on_a_film_with_one_wide_finding(tmp_path, folder):
+    """One finding's std above 0.1, the mean std below: uncertain under `any`, certain under
+    the report's `mean` (the reverse case is in tests/test_uncertainty.py)."""
+    model, _ = load_model(_std_checkpoint(tmp_path / "best.pt"))
+    films = [folder / n for n in ("a.png", "b.png", "c.jpg")]
+    by_mean = predict_images(model, films, passes=20, rule="mean")
+    by_any = predict_images(model, films, passes=20, rule="any")
+    for m, a in zip(by_mean, by_any):
+        np.testing.assert_array_equal(m.std, a.std)  # the same samples, scored two ways
+        assert (m.score, a.score) == pytest.approx((m.std.mean(), m.std.max()))
+        assert (m.uncertain, a.uncertain) == (m.score > 0.1, a.score > 0.1)
+    assert all(a.uncertain and not m.uncertain for m, a in zip(by_mean, by_any))
+
+
+def test_a_films_samples_do_not_depend_on_its_batch(checkpoint, folder):
+    model, _ = load_model(checkpoint)
+    films = [folder / n for n in ("a.png", "b.png", "c.jpg", "sub/1.2.840.99")]
+    together = predict_images(model, films, passes=8, seed=5, batch_size=4)
+    alone = [predict_images(model, [f], passes=8, seed=5)[0] for f in films]
+    reordered = predict_images(model, films[::-1], passes=8, seed=5, batch_size=4)[::-1]
+    for t, a, r in zip(together, alone, reordered):
+        # equal up to the backbone's float rounding, which depends on the batch (the dropout
+        # masks are the film's own; tests/test_uncertainty.py checks them bit for bit)
+        np.testing.assert_allclose(t.samples, a.samples, atol=1e-6)
+        np.testing.assert_allclose(t.samples, r.samples, atol=1e-6)
+    assert not np.allclose(together[0].samples, predict_images(model, films[:1], passes=8,
+                                                               seed=6)[0].samples, atol=1e-3)
 
 
 # --- every input accounted for ------------------------------------------------------------------
@@ -262,9 +332,11 @@ def test_each_lossless_syntax_predicts_as_the_uncompressed_film(tiny_model, tmp_
                    Modality="CR", ViewPosition="PA", BodyPartExamined="CHEST")
     (tmp_path / "plain.dcm").write_bytes(D.encode(ds, "explicit"))
     (tmp_path / "packed.dcm").write_bytes(D.encode(ds, syntax))
-    # one call each, same seed: the same dropout masks (a batch would draw them per image)
-    [plain] = predict_images(tiny_model, [tmp_path / "plain.dcm"], passes=6, seed=4)
-    [packed] = predict_images(tiny_model, [tmp_path / "packed.dcm"], passes=6, seed=4)
+    # same seed and name: the same dropout masks (cxr.uncertainty.film_seed)
+    [plain] = predict_images(tiny_model, [tmp_path / "plain.dcm"], passes=6, seed=4,
+                             names=["film"])
+    [packed] = predict_images(tiny_model, [tmp_path / "packed.dcm"], passes=6, seed=4,
+                              names=["film"])
     np.testing.assert_allclose(packed.probs, plain.probs, atol=1e-4)
     np.testing.assert_allclose(packed.std, plain.std, atol=1e-4)
 
@@ -288,7 +360,8 @@ def test_real_lossless_films_predict_as_their_uncompressed_pixels(tiny_model, ni
     (tmp_path / "plain.dcm").write_bytes(D.encode(plain, "explicit"))
     paths = [tmp_path / "plain.dcm", D.SHARED_DICOM / "nih_jpeg_lossless_sv1.dcm",
              D.SHARED_DICOM / "nih_jpeg_ls.dcm"]
-    plain, sv1, jpeg_ls = (predict_images(tiny_model, [p], passes=6, seed=1)[0] for p in paths)
+    plain, sv1, jpeg_ls = (predict_images(tiny_model, [p], passes=6, seed=1, names=["film"])[0]
+                           for p in paths)
     for p in (sv1, jpeg_ls):
         np.testing.assert_allclose(p.probs, plain.probs, atol=1e-4)
 

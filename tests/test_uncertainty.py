@@ -1,5 +1,10 @@
-"""MC dropout: the fast path (backbone once, head sampled) is the naive method's distribution."""
+"""MC dropout: the fast path (backbone once, head sampled) is the naive method's distribution;
+per-film dropout noise that does not depend on the batch; the image uncertainty rules."""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,8 +13,10 @@ from torch import nn
 
 from cxr.models import create_model
 from cxr.models.base import CXRModel
-from cxr.uncertainty import (DEFAULT_PASSES, flag_uncertain, mc_predict, mc_predict_naive, passes_for,
-                             predict_proba)
+from cxr.uncertainty import (DEFAULT_PASSES, DEFAULT_RULE, UNCERTAIN_STD, UNCERTAINTY_RULES,
+                             describe_rule, film_seed, film_seeds_for, image_uncertainty,
+                             mc_predict, mc_predict_naive, passes_for, predict_proba, rule_for,
+                             sample_head)
 
 torch.set_num_threads(1)
 
@@ -94,13 +101,120 @@ def test_result_fields_and_threshold_flags(simple):
     np.testing.assert_allclose(r.mean, r.samples.mean(0), rtol=1e-6)
     np.testing.assert_allclose(r.std, r.samples.std(0), rtol=1e-5)
     assert np.array_equal(r.uncertain_classes, r.std > 0.1)
-    assert np.array_equal(r.uncertain, r.uncertain_classes.any(1))
+    assert r.rule == DEFAULT_RULE == "mean" and r.score.shape == (3,)
+    np.testing.assert_allclose(r.score, r.std.mean(axis=1), rtol=1e-6)
+    assert np.array_equal(r.uncertain, r.score > 0.1)
+    by_any = mc_predict(simple, x, 30, seed=0, rule="any")
+    np.testing.assert_array_equal(by_any.std, r.std)
+    assert np.array_equal(by_any.uncertain, r.uncertain_classes.any(1))
     assert mc_predict(simple, x, 30, seed=0, threshold=0.0).uncertain.all()
     assert not mc_predict(simple, x, 30, seed=0, threshold=1.0).uncertain.any()
-    images, classes = flag_uncertain(np.array([[0.05, 0.2], [0.1, 0.0]]))
-    assert images.tolist() == [True, False] and classes.tolist() == [[False, True], [False, False]]
     with pytest.raises(ValueError, match="passes >= 2"):
         mc_predict(simple, x, passes=1)
+    with pytest.raises(ValueError, match="uncertainty rule 'max' is not one of mean, any"):
+        mc_predict(simple, x, passes=2, rule="max")
+
+
+# -- the image rule: the report's mean std, or any finding's std --------------------------------
+
+def test_rules_on_a_hand_made_std_matrix():
+    std = np.full((3, 14), 0.02)
+    std[0, 4] = 0.5            # one wide finding, small mean: (0.5 + 13 * 0.02) / 14 = 0.054
+    std[1] = 0.09              # every finding just under 0.1: mean 0.09, max 0.09
+    std[2] = 0.12              # every finding above: uncertain either way
+    score, flag = image_uncertainty(std, "mean")
+    np.testing.assert_allclose(score, [(0.5 + 13 * 0.02) / 14, 0.09, 0.12])
+    assert flag.tolist() == [False, False, True]
+    score_any, flag_any = image_uncertainty(std, "any")
+    np.testing.assert_allclose(score_any, [0.5, 0.09, 0.12])
+    assert flag_any.tolist() == [True, False, True]
+    # the reverse case: the rules rank images 0 and 1 in opposite orders (a worklist sorted by
+    # the image score shows them the other way round)
+    assert score[1] > score[0] and score_any[0] > score_any[1]
+    # the mean never exceeds the max: an image certain under `any` is certain under `mean`
+    rng = np.random.default_rng(0).random((500, 14)) * 0.2
+    assert not (image_uncertainty(rng, "mean")[1] & ~image_uncertainty(rng, "any")[1]).any()
+    assert image_uncertainty(std[0], "any", threshold=0.6)[1] == False  # noqa: E712 (np.bool_)
+    with pytest.raises(ValueError, match="not one of mean, any"):
+        image_uncertainty(std, "median")
+
+
+def test_rule_for_prefers_the_request_then_the_checkpoint_and_says_when_defaulted():
+    assert UNCERTAINTY_RULES == ("mean", "any") and UNCERTAIN_STD == 0.1
+    assert rule_for({"config": {"uncertainty_rule": "any"}}) == ("any", "the checkpoint's config")
+    assert rule_for({"config": {"uncertainty_rule": "any"}}, "mean")[0] == "mean"
+    rule, origin = rule_for({"config": {"mc_passes": 25}})  # saved before the setting existed
+    assert rule == "mean" and "predates the uncertainty_rule setting" in origin
+    with pytest.raises(ValueError, match="'max'"):
+        rule_for({}, "max")
+    assert describe_rule("mean", 0.1) == \
+        "mean (uncertain when the mean MC-dropout std over the findings > 0.1)"
+    assert describe_rule("any", 0.2) == "any (uncertain when some finding's MC-dropout std > 0.2)"
+
+
+# -- per-film dropout noise ----------------------------------------------------------------------
+
+class PointwiseCNN(CXRModel):
+    """Features that are exactly the same for a film in any batch (no conv, whose rounding
+    depends on the batch size) and a two-dropout head."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Sequential(nn.Dropout(0.5), nn.Linear(3, 16), nn.ReLU(), nn.Dropout(0.5),
+                                  nn.Linear(16, 14))
+        self.gradcam_layer = nn.Identity()
+        self._set_meta(dict(num_classes=14), 8, False)
+
+    def forward_features(self, x):
+        return x * 3.0
+
+
+def test_a_films_noise_is_its_own_in_any_batch_and_order():
+    torch.manual_seed(0)
+    model = PointwiseCNN()
+    x = torch.randn(4, 3, 8, 8)
+    names = ["a.png", "b.png", "c.png", "d.png"]
+    state = torch.get_rng_state()
+    batch = mc_predict(model, x, passes=9, film_seeds=film_seeds_for(0, names))
+    assert torch.equal(torch.get_rng_state(), state)
+    for i, name in enumerate(names):
+        alone = mc_predict(model, x[i:i + 1], passes=9, film_seeds=film_seeds_for(0, [name]))
+        np.testing.assert_array_equal(alone.samples[:, 0], batch.samples[:, i])  # bit for bit
+    order = [2, 0, 3, 1]
+    shuffled = mc_predict(model, x[order], passes=9,
+                          film_seeds=film_seeds_for(0, [names[i] for i in order]))
+    np.testing.assert_array_equal(shuffled.samples, batch.samples[:, order])
+    assert batch.std.min() > 0  # dropout really sampled
+    other_seed = mc_predict(model, x, passes=9, film_seeds=film_seeds_for(1, names))
+    assert not np.array_equal(other_seed.samples, batch.samples)
+    # the same film under another name draws other masks
+    renamed = mc_predict(model, x[:1], passes=9, film_seeds=film_seeds_for(0, ["z.png"]))
+    assert not np.array_equal(renamed.samples[:, 0], batch.samples[:, 0])
+
+
+def test_sample_head_per_film_on_real_pooled_features(simple):
+    pooled = simple.pool_features(simple.forward_features(torch.randn(4, 3, 32, 32)))
+    seeds = film_seeds_for(3, ["w", "x", "y", "z"])
+    together = sample_head(simple, pooled, 7, film_seeds=seeds)
+    assert together.shape == (7, 4, 14)
+    for i in range(4):
+        assert torch.equal(sample_head(simple, pooled[i:i + 1], 7, film_seeds=seeds[i:i + 1])[:, 0],
+                           together[:, i])
+    with pytest.raises(ValueError, match="not both"):
+        sample_head(simple, pooled, 7, seed=0, film_seeds=seeds)
+    with pytest.raises(ValueError, match="3 film seeds for 4 films"):
+        sample_head(simple, pooled, 7, film_seeds=seeds[:3])
+
+
+def test_film_seed_is_stable_across_processes():
+    """Python's hash() is salted per process; the film seed must not be."""
+    code = "from cxr.uncertainty import film_seed; print(film_seed(0, '00000001_000.png'))"
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout.strip()
+            for h in (1, 2)}
+    assert seen == {str(film_seed(0, "00000001_000.png"))}
+    assert film_seed(0, "a") != film_seed(1, "a") != film_seed(1, "b")
+    assert 0 <= film_seed(2**40, "x" * 1000) < 2**63
 
 
 def test_predict_proba_is_eval_sigmoid_and_restores_mode(simple):

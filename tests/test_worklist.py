@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 
 import numpy as np
 import pandas as pd
@@ -13,8 +14,10 @@ from cxr.hashing import file_sha256
 from cxr.worklist import Worklist
 
 
-def _predictions(path, n=6, with_std=True, with_source=True, seed=0):
-    """A predictions.csv like `cxr predict` writes; case i has max std 0.02 * (i + 1)."""
+def _predictions(path, n=6, with_std=True, with_source=True, seed=0, rule=None):
+    """A predictions.csv like `cxr predict` wrote before uncertainty rules (flags by any std;
+    `rule` given: as it writes now, with `uncertainty` and `uncertainty_rule`); case i has max
+    std 0.02 * (i + 1), the others half that."""
     rng = np.random.default_rng(seed)
     df = pd.DataFrame({"Image Index": [f"img{i}.png" for i in range(n)]})
     probs = rng.uniform(0.0, 0.4, size=(n, 14))
@@ -25,6 +28,10 @@ def _predictions(path, n=6, with_std=True, with_source=True, seed=0):
         for j, f in enumerate(FINDINGS):
             df[f"std_{f}"] = [0.02 * (i + 1) * (0.5 if j else 1.0) for i in range(n)]
     df["uncertain"] = [0.02 * (i + 1) > 0.1 for i in range(n)]
+    if rule:
+        std = df[[f"std_{f}" for f in FINDINGS]].to_numpy()
+        score = std.mean(axis=1) if rule == "mean" else std.max(axis=1)
+        df["uncertain"], df["uncertainty"], df["uncertainty_rule"] = score > 0.1, score, rule
     if with_source:
         df["source"] = [f"/films/img{i}.png" for i in range(n)]
     df.to_csv(path, index=False)
@@ -48,6 +55,72 @@ def test_import_sorts_by_uncertainty_and_is_idempotent(tmp_path):
     # the same images from another checkpoint are other cases
     assert wl.import_predictions(tmp_path / "p.csv", "densenet121", "def")["inserted"] == 6
     assert len(wl.cases()) == 12
+
+
+def test_import_stores_the_rules_score_and_both_summaries(tmp_path):
+    _predictions(tmp_path / "mean.csv", rule="mean")
+    wl = Worklist(tmp_path / "wl.sqlite")
+    wl.import_predictions(tmp_path / "mean.csv", "fusion", "abc")
+    table = wl.cases()
+    mean_std = [0.02 * (i + 1) * (1 + 13 * 0.5) / 14 for i in (5, 4, 3, 2, 1, 0)]
+    assert (table["uncertainty_rule"] == "mean").all()
+    assert table["uncertainty"].tolist() == pytest.approx(mean_std)
+    assert table["mean_std"].tolist() == pytest.approx(mean_std)
+    assert table["max_std"].tolist() == pytest.approx([0.12, 0.10, 0.08, 0.06, 0.04, 0.02])
+    assert table["uncertain"].tolist() == [0] * 6  # mean std 0.065 at most: none above 0.1
+    assert list(wl.cases(sort="max_std")["image"])[0] == "img5.png"
+    # a legacy CSV (flags by any std, no rule column) is stored as what it is: rule 'any'
+    _predictions(tmp_path / "old.csv")
+    wl.import_predictions(tmp_path / "old.csv", "fusion", "old")
+    old = wl.cases().query("checkpoint_hash == 'old'")
+    assert (old["uncertainty_rule"] == "any").all()
+    assert old["uncertainty"].tolist() == pytest.approx(old["max_std"].tolist())
+
+
+OLD_SCHEMA = f"""
+CREATE TABLE cases (
+    id INTEGER PRIMARY KEY, image TEXT NOT NULL, path TEXT, model TEXT NOT NULL,
+    checkpoint_hash TEXT NOT NULL, {", ".join(f"prob_{f} REAL NOT NULL" for f in FINDINGS)},
+    {", ".join(f"std_{f} REAL" for f in FINDINGS)}, uncertainty REAL, mean_std REAL,
+    uncertain INTEGER NOT NULL, source_csv TEXT NOT NULL, created_at TEXT NOT NULL,
+    UNIQUE (image, checkpoint_hash));
+CREATE TABLE decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL REFERENCES cases(id),
+    decision TEXT NOT NULL, corrected TEXT, note TEXT NOT NULL DEFAULT '',
+    reviewer TEXT NOT NULL, created_at TEXT NOT NULL);
+"""  # the worklist before uncertainty rules (uncertainty = max std)
+
+
+def test_a_worklist_from_before_uncertainty_rules_opens_and_is_migrated(tmp_path):
+    db = tmp_path / "old.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript(OLD_SCHEMA)
+    std = [0.3] + [0.01] * 13
+    base = {"model": "fusion", "source_csv": "p.csv", "created_at": "2026-01-01",
+            **{f"prob_{f}": 0.2 for f in FINDINGS}}
+    rows = [{**base, "image": "old.png", "checkpoint_hash": "abc", "uncertain": 1,
+             "uncertainty": 0.3, "mean_std": sum(std) / 14,
+             **{f"std_{f}": v for f, v in zip(FINDINGS, std)}},
+            {**base, "image": "ext.png", "checkpoint_hash": "def", "uncertain": 0}]  # no std
+    for row in rows:
+        con.execute(f"INSERT INTO cases ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()))
+    con.execute("INSERT INTO decisions (case_id, decision, reviewer, created_at) "
+                "VALUES (1, 'agree', 'dr a', '2026-01-02')")
+    con.commit()
+    con.close()
+    wl = Worklist(db)
+    table = wl.cases().set_index("image")
+    assert table.loc["old.png", "uncertainty_rule"] == "any"  # it was flagged by the max std
+    assert table.loc["old.png", "max_std"] == pytest.approx(0.3)
+    assert table.loc["old.png", "uncertainty"] == pytest.approx(0.3)
+    assert table.loc["old.png", "status"] == "agree"  # decisions survive
+    assert pd.isna(table.loc["ext.png", "uncertainty_rule"]) and pd.isna(table.loc["ext.png",
+                                                                                   "max_std"])
+    _predictions(tmp_path / "p.csv", rule="mean")
+    assert wl.import_predictions(tmp_path / "p.csv", "fusion", "new")["inserted"] == 6
+    assert Worklist(db).counts() == {"cases": 8, "pending": 7, "decided": 1}  # reopens as is
+    assert set(Worklist(db).cases()["uncertainty_rule"].dropna()) == {"any", "mean"}
 
 
 def test_filters(tmp_path):

@@ -2,7 +2,8 @@
 
     >>> img = read_upload(open("film.dcm", "rb").read(), "film.dcm")   # UploadError if unusable
     >>> model, meta = load_model("checkpoints/demo-fusion/best.pt", device_name())
-    >>> a = analyse(model, img.pixels, passes=25)          # a.mean, a.std, a.samples (25, 14)
+    >>> a = analyse(model, img.pixels, passes=25, rule=rule_for(meta)[0])
+    >>> a.mean, a.std, a.samples, a.score, a.flagged   # (14,), (14,), (25, 14), float, bool
     >>> cams = explain(model, img.pixels, ["Effusion"])    # {"Effusion": HxW in [0, 1]}
     >>> rgb = overlay(display_film(img.pixels), cams["Effusion"], opacity=0.4)
 
@@ -24,7 +25,7 @@ from cxr.data.images import MIN_SIDE, ImageLoadError, LoadedImage, check_frontal
 from cxr.data.transforms import build_transform
 from cxr.device import pick_device
 from cxr.explain import cam_maps, overlay  # noqa: F401  (overlay: the pages blend CAMs with it)
-from cxr.uncertainty import UNCERTAIN_STD, mc_predict
+from cxr.uncertainty import DEFAULT_RULE, UNCERTAIN_STD, image_uncertainty, mc_predict
 
 SAFE_META = ("format", "mode", "bits", "frames", "view", "modality", "body_part")
 ACCEPTED = ("The page reads one frontal chest radiograph: PNG, JPEG, or a single-frame greyscale "
@@ -68,9 +69,21 @@ class Analysis:
     std: np.ndarray       # (14,) its standard deviation: the uncertainty
     samples: np.ndarray   # (passes, 14) each pass's probabilities
     threshold: float
+    rule: str = DEFAULT_RULE  # the image rule (cxr.uncertainty): "mean" or "any"
+
+    @property
+    def score(self) -> float:
+        """The film's uncertainty under `rule` (mean or max std over the findings)."""
+        return float(image_uncertainty(self.std, self.rule)[0])
+
+    @property
+    def flagged(self) -> bool:
+        """Uncertain under `rule`: score > threshold."""
+        return self.score > self.threshold
 
     @property
     def uncertain(self) -> list[str]:
+        """The findings whose own std is above the threshold."""
         return [self.labels[k] for k in np.flatnonzero(self.std > self.threshold)]
 
     def top(self, k: int) -> list[int]:
@@ -84,11 +97,11 @@ class Analysis:
 
 
 def analyse(model: torch.nn.Module, pixels: np.ndarray, passes: int = 25, seed: int | None = 0,
-            threshold: float = UNCERTAIN_STD) -> Analysis:
+            threshold: float = UNCERTAIN_STD, rule: str = DEFAULT_RULE) -> Analysis:
     """MC-dropout prediction for one film (seeded: the same film gives the same numbers)."""
     x = to_input(model, pixels)[None]
-    r = mc_predict(model, x, passes=passes, seed=seed, threshold=threshold)
-    return Analysis(tuple(model.labels), r.mean[0], r.std[0], r.samples[:, 0], threshold)
+    r = mc_predict(model, x, passes=passes, seed=seed, threshold=threshold, rule=rule)
+    return Analysis(tuple(model.labels), r.mean[0], r.std[0], r.samples[:, 0], threshold, rule)
 
 
 def explain(model: torch.nn.Module, pixels: np.ndarray, findings: list[str],

@@ -78,7 +78,9 @@ class Evaluation:
                  f"split {m.get('split')} ({m.get('strategy') or 'n/a'}, seed {m.get('seed')})",
                  f"data {m.get('data_version') or 'n/a'}",
                  f"{m.get('n_images', '?')} images / {m.get('n_patients', '?')} patients",
-                 f"{m.get('passes')} MC passes" if m.get("passes") else None]
+                 f"{m.get('passes')} MC passes" if m.get("passes") else None,
+                 f"uncertainty rule {m['uncertainty_rule']}" if m.get("uncertainty_rule")
+                 else None]
         return ", ".join(p for p in parts if p)
 
     def selective(self) -> pd.DataFrame:

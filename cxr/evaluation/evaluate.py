@@ -12,6 +12,14 @@ calibration.csv (see cxr/evaluation/scoring.py). `--pointing-game` adds Grad-CAM
 hit rates when the dataset has a bbox list. When the checkpoint has a readout (`cxr calibrate`),
 metrics.json gets its `readout` section and calibration_calibrated.csv is written
 (cxr/evaluation/readout_report.py); without one, the section says none is available.
+The uncertainty rule (flags, selective prediction) is the run's `uncertainty_rule` unless
+`--uncertainty-rule mean|any` overrides it.
+
+Sharded over GPUs or nodes with torchrun (cxr/train/distributed.py; gloo on CPU): each rank
+scores whole batches, rank 0 gathers them and alone writes the same files a single process
+writes (each film's MC-dropout noise comes from the seed and its name, cxr/uncertainty.py):
+
+    torchrun --nproc_per_node=8 -m cxr.cli evaluate --checkpoint runs/fusion/best.pt
 
 External mode (predictions from any model, `std_` columns optional):
 
@@ -33,7 +41,8 @@ from cxr.evaluation.readout_report import readout_section
 from cxr.evaluation.scoring import labels_for, score, thresholds_from_validation, write_outputs
 from cxr.hashing import file_sha256
 from cxr.rundir import EvalDir, RunDir
-from cxr.uncertainty import UNCERTAIN_STD
+from cxr.uncertainty import (DEFAULT_RULE, UNCERTAIN_STD, UNCERTAINTY_RULES, describe_rule,
+                             image_uncertainty)
 
 
 def add_arguments(parser) -> None:
@@ -52,6 +61,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of MC dropout and bootstrap")
     parser.add_argument("--std-threshold", type=float, default=UNCERTAIN_STD,
                         help="MC std above which an image is flagged uncertain (default %(default)s)")
+    parser.add_argument("--uncertainty-rule", choices=UNCERTAINTY_RULES, default=None,
+                        help="image score: mean (the report's: mean std over the findings) or any "
+                             "(max std); default: the run's uncertainty_rule (external: the "
+                             "file's, else mean)")
     parser.add_argument("--pointing-game", action="store_true",
                         help="add Grad-CAM pointing-game hit rates (needs the bbox list)")
     parser.add_argument("--labels", help="external mode: Data_Entry_2017.csv[.gz] with the labels")
@@ -63,7 +76,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     out = evaluate_checkpoint(args) if args.checkpoint else evaluate_external(args)
-    print(f"wrote {EvalDir(out).metrics}")
+    if out is not None:  # None: a torchrun rank other than 0, which writes nothing
+        print(f"wrote {EvalDir(out).metrics}")
     return 0
 
 
@@ -105,6 +119,7 @@ def evaluate_external(args) -> Path:
         preds = _select(preds, _read_list(args.images), args.images)
     table = read_data_entry(args.labels)
     y, patients = labels_for(preds.images, table, source=str(args.predictions))
+    rule = args.uncertainty_rule or preds.rule or DEFAULT_RULE
     thresholds = None
     if args.val_predictions:
         val = read_predictions(args.val_predictions)
@@ -116,47 +131,67 @@ def evaluate_external(args) -> Path:
         thresholds = thresholds_from_validation(
             labels_for(val.images, table, source=str(args.val_predictions))[0], val.prob)
     metrics = score(y, preds.prob, patients, std=preds.std, thresholds=thresholds,
-                    n_bootstrap=args.bootstrap, seed=args.seed, std_threshold=args.std_threshold)
+                    n_bootstrap=args.bootstrap, seed=args.seed, std_threshold=args.std_threshold,
+                    uncertainty_rule=rule)
     metrics.update({"mode": "external", "split": Path(args.images).name if args.images else None,
                     "seed": args.seed, "strategy": None,
                     "data_version": data_version(args.labels),
                     "labels_file": str(Path(args.labels).resolve()),
                     "model": None, "predictions_file": str(Path(args.predictions).resolve()),
                     "predictions_sha256": file_sha256(args.predictions), "passes": None})
-    out = write_outputs(args.out, metrics, y, preds.prob,
-                        predictions_frame(preds.images, preds.prob, preds.std, None))
+    frame = predictions_frame(preds.images, preds.prob, preds.std, None)
+    if preds.std is not None:  # flags and scores under the rule in force
+        image_score, flags = image_uncertainty(preds.std, rule, args.std_threshold)
+        frame = predictions_frame(preds.images, preds.prob, preds.std, flags, image_score, rule)
+    out = write_outputs(args.out, metrics, y, preds.prob, frame)
     print(f"{len(y)} images, {metrics['n_patients']} patients: {_summary(metrics)}")
     return out
 
 
 # -- checkpoint mode --------------------------------------------------------------------------
 
-def evaluate_checkpoint(args) -> Path:
-    from cxr.checkpoint import load_model
-    from cxr.evaluation import inference
-    from cxr.device import pick_device
-    from cxr.uncertainty import passes_for
+def evaluate_checkpoint(args) -> Path | None:
+    """Checkpoint mode, in one process or as one torchrun rank: the output folder, or None on
+    ranks other than 0 (they score their batches and write nothing)."""
+    from cxr.train import distributed
 
     if args.split not in ("test", "val"):
         raise ValueError(f"--split {args.split!r}: only 'test' or 'val' can be scored; the "
                          "training images are never evaluated")
+    info = distributed.setup(args.device)
+    try:
+        with distributed.main_prints_only(info):
+            return _evaluate_checkpoint(args, info)
+    finally:
+        distributed.teardown(info)
+
+
+def _evaluate_checkpoint(args, info) -> Path | None:
+    from cxr.checkpoint import load_model
+    from cxr.evaluation import inference
+    from cxr.uncertainty import passes_for, rule_for
+
     ckpt = Path(args.checkpoint)
-    args.device = str(pick_device(args.device))
+    args.device = str(info.device)
     model, meta = load_model(ckpt, args.device)
     args.passes = passes_for(meta, args.passes)
+    rule, origin = rule_for(meta, args.uncertainty_rule)
+    print(f"uncertainty rule {describe_rule(rule, args.std_threshold)}, from {origin}"
+          + (f"; {info.world_size} processes" if info.distributed else ""))
     data = inference.RunData.open(ckpt.parent, meta, args.data)
     scored = data.rows(args.split)
     val = data.rows("val") if args.split == "test" else None
     common = dict(passes=args.passes, batch_size=args.batch_size, seed=args.seed,
-                  std_threshold=args.std_threshold, device=args.device)
+                  std_threshold=args.std_threshold, device=args.device, rule=rule, dist=info)
     mean, std, uncertain = inference.mc_predict_table(model, scored, **common)
-    thresholds = None
-    if val is not None and len(val):
-        v_mean, _, _ = inference.mc_predict_table(model, val, **common)
-        thresholds = thresholds_from_validation(data.targets(val), v_mean)
+    v_mean = inference.mc_predict_table(model, val, **common)[0] if val is not None else None
+    if not info.is_main:
+        return None
+    thresholds = thresholds_from_validation(data.targets(val), v_mean) if val is not None else None
     y = data.targets(scored)
     metrics = score(y, mean, scored["patient"].to_numpy(), std=std, thresholds=thresholds,
-                    n_bootstrap=args.bootstrap, seed=args.seed, std_threshold=args.std_threshold)
+                    n_bootstrap=args.bootstrap, seed=args.seed, std_threshold=args.std_threshold,
+                    uncertainty_rule=rule)
     metrics.update({"mode": "checkpoint", "split": args.split, "seed": args.seed,
                     **data.provenance(), "model": meta["model"],
                     "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": file_sha256(ckpt),
@@ -165,7 +200,9 @@ def evaluate_checkpoint(args) -> Path:
         metrics["pointing_game"] = inference.pointing_game_hook(model, scored, data)
     out = Path(args.out) if args.out else RunDir(ckpt.parent).eval.path
     metrics["readout"] = readout_section(ckpt, model, scored, y, mean, out, args)  # best.readout.pt
-    frame = predictions_frame(scored["image"], mean, std, uncertain)
+    image_score = image_uncertainty(std, rule)[0]
+    frame = predictions_frame(scored["image"], mean, std, uncertain, image_score, rule)
     write_outputs(out, metrics, y, mean, frame)
-    print(f"{args.split}: {len(y)} images, {metrics['n_patients']} patients: {_summary(metrics)}")
+    print(f"{args.split}: {len(y)} images, {metrics['n_patients']} patients: {_summary(metrics)}"
+          f"; {int(uncertain.sum())} uncertain under rule {rule}")
     return out

@@ -5,7 +5,7 @@ labels, MC-dropout predictions over a table, and the pointing game (`--pointing-
     >>> from cxr.evaluation.inference import RunData, mc_predict_table
     >>> model, meta = load_model("runs/fusion/best.pt")
     >>> run = RunData.open("runs/fusion", meta, data_dir=None)       # config's data_dir
-    >>> mean, std, uncertain = mc_predict_table(model, run.rows("test"), passes=25)
+    >>> mean, std, uncertain = mc_predict_table(model, run.rows("test"), passes=25, rule="mean")
 
 The split is the run's own (RUN_DIR/split.csv, checked against the checkpoint's content_hash)
 and the dataset must be the version the run was trained on: scoring a run against other labels
@@ -22,7 +22,8 @@ import torch
 
 from cxr.hashing import file_sha256
 from cxr.labels import FINDINGS
-from cxr.uncertainty import UNCERTAIN_STD, mc_predict
+from cxr.uncertainty import (DEFAULT_RULE, UNCERTAIN_STD, film_seeds_for, image_uncertainty,
+                             mc_predict)
 
 
 @dataclass
@@ -109,32 +110,43 @@ def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
-def _loader(model, rows: pd.DataFrame, batch_size: int, seed: int):
+def _loader(model, rows: pd.DataFrame, batches: list[list[int]], seed: int):
     from cxr.data.dataset import CXRDataset
     from cxr.data.transforms import build_transform
 
     dataset = CXRDataset(rows, build_transform(model.preprocess, train=False), seed=seed)
-    return dataset, torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    return dataset, torch.utils.data.DataLoader(dataset, batch_sampler=batches)
 
 
 @torch.no_grad()
 def mc_predict_table(model, rows: pd.DataFrame, passes: int = 25, batch_size: int = 32,
-                     seed: int = 0, std_threshold: float = UNCERTAIN_STD, device: str = "cpu"):
-    """(mean (N, 14), std (N, 14), uncertain (N,)) over the table's images, in row order.
+                     seed: int = 0, std_threshold: float = UNCERTAIN_STD, device: str = "cpu",
+                     rule: str = DEFAULT_RULE, dist=None):
+    """(mean (N, 14), std (N, 14), uncertain (N,)) over the table's images, in row order;
+    `uncertain` under `rule` (its score: cxr.uncertainty.image_uncertainty(std, rule)[0]).
 
-    Batch i uses seed + i for its dropout masks, so a rerun with the same seed and batch size
-    reproduces the predictions exactly."""
-    means, stds, flags = [], [], []
-    _, loader = _loader(model, rows, batch_size, seed)
-    for i, (x, _) in enumerate(loader):
-        result = mc_predict(model, x.to(device), passes=passes, seed=seed + i,
-                            threshold=std_threshold)
+    Each film's dropout noise comes from (seed, its image name) (cxr.uncertainty.film_seed), so
+    a rerun with the same seed reproduces the predictions exactly, whatever the batch size or
+    the number of ranks. dist (cxr.train.distributed.DistInfo, under torchrun): this rank scores
+    whole batches (shard_batches) and every rank gets all rows back, in row order."""
+    from cxr.train.distributed import DistInfo, gather_arrays, shard_batches
+
+    if rows.empty:
+        raise ValueError("no images to predict")
+    info = dist or DistInfo()
+    names = rows["image"].astype(str).tolist()
+    batches = shard_batches(len(rows), batch_size, info)
+    classes = len(model.labels)
+    means, stds = [np.zeros((0, classes), np.float32)], [np.zeros((0, classes), np.float32)]
+    _, loader = _loader(model, rows, batches, seed)
+    for batch, (x, _) in zip(batches, loader):
+        result = mc_predict(model, x.to(device), passes=passes, threshold=std_threshold,
+                            rule=rule, film_seeds=film_seeds_for(seed, [names[i] for i in batch]))
         means.append(_numpy(result.mean))
         stds.append(_numpy(result.std))
-        flags.append(_numpy(result.uncertain).astype(bool).reshape(-1))
-    if not means:
-        raise ValueError("no images to predict")
-    return np.concatenate(means), np.concatenate(stds), np.concatenate(flags)
+    index = np.array([i for batch in batches for i in batch], dtype=np.int64)
+    mean, std = gather_arrays(info, index, np.concatenate(means), np.concatenate(stds))
+    return mean, std, image_uncertainty(std, rule, std_threshold)[1]
 
 
 # -- Grad-CAM pointing game (cxr.explain) ------------------------------------------------------
@@ -153,7 +165,7 @@ def pointing_game_hook(model, rows: pd.DataFrame, run: RunData) -> dict:
     with_boxes = rows[rows["image"].isin(boxes)].reset_index(drop=True)
     if with_boxes.empty:
         return {"skipped": "none of the scored images has a box in the bbox list"}
-    dataset, _ = _loader(model, with_boxes, 1, 0)
+    dataset, _ = _loader(model, with_boxes, [], 0)
     images = []
     for i, name in enumerate(with_boxes["image"]):
         pixels = dataset.pixels(i)  # original resolution: boxes are in its pixel space

@@ -1,8 +1,10 @@
 """The predictions CSV (ARCHITECTURE.md, "Predictions CSV"): write it, and read one back strictly.
 
 Columns: `Image Index`, `prob_<Finding>` x14 (MC mean), `std_<Finding>` x14 (optional for
-external models: all or none), `uncertain`; `cxr predict` adds `source`. Reading checks every
-column and value and names the problem (file, column, line, value): a scorer must never guess.
+external models: all or none), `uncertain`, `uncertainty` (the image's score under the rule) and
+`uncertainty_rule` ("mean" or "any", cxr.uncertainty: one rule per file); `cxr predict` adds
+`source`. Reading checks every column and value and names the problem (file, column, line,
+value): a scorer must never guess.
 `cxr evaluate`, `cxr compare` and the worklist import all read through `read_predictions`.
 
     >>> from cxr.evaluation.predictions import read_predictions
@@ -19,11 +21,12 @@ import pandas as pd
 
 from cxr.atomic import atomic_open
 from cxr.labels import FINDINGS
-from cxr.uncertainty import UNCERTAIN_STD
+from cxr.uncertainty import DEFAULT_RULE, UNCERTAINTY_RULES, image_uncertainty
 
 IMAGE_COLUMN = "Image Index"
 PROB_COLUMNS = [f"prob_{f}" for f in FINDINGS]
 STD_COLUMNS = [f"std_{f}" for f in FINDINGS]
+SCORE_COLUMN, RULE_COLUMN = "uncertainty", "uncertainty_rule"
 TRUE, FALSE = ("1", "1.0", "true"), ("0", "0.0", "false")
 
 
@@ -32,19 +35,27 @@ class Predictions:
     images: np.ndarray  # (N,) object, file names
     prob: np.ndarray  # (N, 14) float
     std: np.ndarray | None  # (N, 14) float, or None when the file has no std_ columns
-    uncertain: np.ndarray | None = None  # (N,) bool: the file's flag, else any std > UNCERTAIN_STD
+    uncertain: np.ndarray | None = None  # (N,) bool: the file's flag, else by `rule`
     source: np.ndarray | None = None  # (N,) object: each film's path (None: not given)
+    score: np.ndarray | None = None  # (N,) the image uncertainty under `rule` (None: no std)
+    rule: str | None = None  # the file's uncertainty rule (None: no std)
 
 
 def predictions_frame(images, prob: np.ndarray, std: np.ndarray | None,
-                      uncertain: np.ndarray | None) -> pd.DataFrame:
-    """Arrays -> the CSV's DataFrame, columns in contract order."""
+                      uncertain: np.ndarray | None, score: np.ndarray | None = None,
+                      rule: str | None = None) -> pd.DataFrame:
+    """Arrays -> the CSV's DataFrame, columns in contract order (score needs its rule)."""
     df = pd.DataFrame({IMAGE_COLUMN: list(images)})
     df[PROB_COLUMNS] = np.asarray(prob, dtype=float)
     if std is not None:
         df[STD_COLUMNS] = np.asarray(std, dtype=float)
     if uncertain is not None:
         df["uncertain"] = np.asarray(uncertain).astype(bool)
+    if score is not None:
+        if rule not in UNCERTAINTY_RULES:
+            raise ValueError(f"an uncertainty score needs its rule, one of {UNCERTAINTY_RULES}")
+        df[SCORE_COLUMN] = np.asarray(score, dtype=float)
+        df[RULE_COLUMN] = rule
     return df
 
 
@@ -66,10 +77,49 @@ def _numeric(df: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
     return values
 
 
-def _flags(df: pd.DataFrame, std: np.ndarray | None, path: Path) -> np.ndarray:
-    """The `uncertain` column (true/false/1/0); an empty cell or no column: any std above
-    UNCERTAIN_STD (never uncertain without std)."""
-    rule = (std > UNCERTAIN_STD).any(axis=1) if std is not None else np.zeros(len(df), bool)
+def _line(df: pd.DataFrame, bad: pd.Series) -> tuple[int, str]:
+    """(row, 'line L (image)') of the first True in `bad`, for error messages."""
+    row = int(np.argmax(bad.to_numpy()))
+    return row, f"line {row + 2} ({df[IMAGE_COLUMN].iloc[row]})"
+
+
+def _rule(df: pd.DataFrame, path: Path) -> str:
+    """The file's uncertainty rule: its `uncertainty_rule` column (one known rule for every
+    row); without it, a filled `uncertain` column was written before rules existed, under the
+    per-finding rule of that time ("any"); otherwise the default (the report's "mean")."""
+    if RULE_COLUMN not in df.columns:
+        filled = "uncertain" in df.columns and (df["uncertain"].str.strip() != "").any()
+        return "any" if filled else DEFAULT_RULE
+    values = df[RULE_COLUMN].str.strip()
+    bad = ~values.isin(UNCERTAINTY_RULES)
+    if bad.any():
+        row, where = _line(df, bad)
+        raise ValueError(f"{path} {where}: {RULE_COLUMN} {values.iloc[row]!r} is not one of "
+                         f"{', '.join(UNCERTAINTY_RULES)}")
+    if values.nunique() > 1:
+        row, where = _line(df, values != values.iloc[0])
+        raise ValueError(f"{path} {where}: {RULE_COLUMN} {values.iloc[row]!r} differs from "
+                         f"{values.iloc[0]!r} above; a file holds one rule")
+    return values.iloc[0] if len(values) else DEFAULT_RULE
+
+
+def _score(df: pd.DataFrame, std: np.ndarray, rule: str, path: Path) -> np.ndarray:
+    """The image scores of `std` under `rule`; a file's own `uncertainty` column must agree."""
+    score = image_uncertainty(std, rule)[0]
+    if SCORE_COLUMN in df.columns:
+        stated = _numeric(df, [SCORE_COLUMN], path)[:, 0]
+        off = pd.Series(np.abs(stated - score) > 1e-6)
+        if off.any():
+            row, where = _line(df, off)
+            raise ValueError(f"{path} {where}: {SCORE_COLUMN} {stated[row]} is not the "
+                             f"{rule!r} score of its std_ columns ({score[row]:.6g})")
+    return score
+
+
+def _flags(df: pd.DataFrame, rule_flags: np.ndarray | None, path: Path) -> np.ndarray:
+    """The `uncertain` column (true/false/1/0); an empty cell or no column: the rule's flag
+    (never uncertain without std)."""
+    rule = rule_flags if rule_flags is not None else np.zeros(len(df), bool)
     if "uncertain" not in df.columns:
         return rule
     text = df["uncertain"].str.strip().str.lower()
@@ -106,8 +156,16 @@ def read_predictions(path: str | Path) -> Predictions:
         raise ValueError(f"{path} line {row + 2}: image {images.iloc[row]!r} is predicted more "
                          f"than once ({int(dup.sum())} repeated row(s) in all)")
     std = _numeric(df, STD_COLUMNS, path) if present_std else None
+    rule = score = None
+    if std is not None:
+        rule = _rule(df, path)
+        score = _score(df, std, rule, path)
+    elif SCORE_COLUMN in df.columns:
+        raise ValueError(f"{path}: an '{SCORE_COLUMN}' column needs the std_ columns it scores")
     source = None
     if "source" in df.columns:
         source = np.array([s or None for s in df["source"].str.strip()], dtype=object)
+    flags = image_uncertainty(std, rule)[1] if std is not None else None
     return Predictions(images=images.to_numpy(dtype=object), prob=_numeric(df, PROB_COLUMNS, path),
-                       std=std, uncertain=_flags(df, std, path), source=source)
+                       std=std, uncertain=_flags(df, flags, path), source=source, score=score,
+                       rule=rule)

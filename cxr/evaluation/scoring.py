@@ -14,7 +14,8 @@ metrics.json (NaN written as null):
   macro_auc, macro_auc_ci, micro_auc, excluded_findings (no positives or no negatives),
   bootstrap {n_resamples, seed, unit: "patient"}, thresholds_from, n_images, n_patients,
   selective {"0.0".."0.3": {referred_fraction, n_kept, macro_auc, excluded_findings}},
-  referral_rate_at_threshold, std_threshold (null selective without std_ columns)
+  referral_rate_at_threshold, std_threshold, uncertainty_rule (the image score that refers and
+  flags: "mean" or "any", cxr.uncertainty; null selective without std_ columns)
   + provenance added by `cxr evaluate`: mode, split, seed (MC dropout + bootstrap), strategy,
   split_seed, split_path, split_content_hash, data_version, labels_file, model, checkpoint,
   checkpoint_sha256, passes, images_missing, pointing_game (with --pointing-game).
@@ -33,7 +34,7 @@ from cxr.evaluation.predictions import write_csv
 from cxr.evaluation.selective import referral_rate, selective_macro_auc
 from cxr.labels import FINDINGS
 from cxr.rundir import EvalDir
-from cxr.uncertainty import UNCERTAIN_STD
+from cxr.uncertainty import DEFAULT_RULE, UNCERTAIN_STD
 
 
 def labels_for(images, table: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +59,7 @@ def thresholds_from_validation(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarr
 
 def score(y: np.ndarray, prob: np.ndarray, patients: np.ndarray, std: np.ndarray | None = None,
           thresholds: np.ndarray | None = None, n_bootstrap: int = 1000, seed: int = 0,
-          std_threshold: float = UNCERTAIN_STD) -> dict:
+          std_threshold: float = UNCERTAIN_STD, uncertainty_rule: str = DEFAULT_RULE) -> dict:
     """The metric part of metrics.json (provenance is added by the caller).
 
     thresholds: from VALIDATION (thresholds_from_validation); None leaves threshold,
@@ -83,11 +84,13 @@ def score(y: np.ndarray, prob: np.ndarray, patients: np.ndarray, std: np.ndarray
            "thresholds_from": "validation" if thresholds is not None else None,
            "n_images": int(len(y)), "n_patients": int(len(np.unique(patients)))}
     if std is not None:
-        out["selective"] = selective_macro_auc(y, prob, std, findings=FINDINGS)
-        out["referral_rate_at_threshold"] = referral_rate(std, std_threshold)
+        out["selective"] = selective_macro_auc(y, prob, std, findings=FINDINGS,
+                                               rule=uncertainty_rule)
+        out["referral_rate_at_threshold"] = referral_rate(std, std_threshold, uncertainty_rule)
         out["std_threshold"] = std_threshold
+        out["uncertainty_rule"] = uncertainty_rule
     else:  # external predictions without std_ columns: nothing to refer on
-        out["selective"] = out["referral_rate_at_threshold"] = None
+        out["selective"] = out["referral_rate_at_threshold"] = out["uncertainty_rule"] = None
     return out
 
 

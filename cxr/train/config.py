@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cxr.device import DEVICES
+from cxr.uncertainty import DEFAULT_RULE, UNCERTAINTY_RULES
 
 AtLeast1 = Annotated[int, Field(ge=1)]
 Positive = Annotated[float, Field(gt=0)]
@@ -92,6 +93,10 @@ class TrainConfig(BaseModel):
     amp: bool = True                         # bf16 autocast on CUDA and on CPUs with native
     channels_last: bool = True               # bf16; fp32 elsewhere (cxr/train/precision.py)
     mc_passes: AtLeast1 = 25                 # MC-dropout passes for evaluation / prediction
+    # When an image counts as uncertain (cxr/uncertainty.py): "mean", the report's rule (the
+    # mean MC-dropout std over the 14 findings > 0.1), or "any" (some finding's std > 0.1).
+    # Saved in every checkpoint; `cxr predict` / `cxr evaluate --uncertainty-rule` override it.
+    uncertainty_rule: Literal[UNCERTAINTY_RULES] = DEFAULT_RULE
     seed: int = 0
     max_steps_per_epoch: AtLeast1 | None = None  # cap (tests, the demo); None: whole split
     val_every: AtLeast1 = 1                  # validate every N epochs (and always the last)

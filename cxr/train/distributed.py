@@ -1,4 +1,5 @@
-"""Plain PyTorch DDP for `cxr train`, launched by torchrun (one process per GPU).
+"""Plain PyTorch DDP for `cxr train`, and sharded `cxr predict` / `cxr evaluate`, launched by
+torchrun (one process per GPU).
 
     # one GPU, or CPU: no launcher needed
     cxr train --data DIR --model fusion --out RUN_DIR
@@ -21,9 +22,16 @@ Validation: each rank scores `indices[rank::world]` of the validation set (no pa
 no image is counted twice), the predictions are gathered and put back in dataset order, and
 every rank computes the same metrics from the same arrays; decisions (early stopping, stop
 requests, non-finite losses) therefore agree, and the per-step flags are all-reduced.
+
+Inference (`cxr predict`, `cxr evaluate`): each rank scores whole batches (`shard_batches`:
+batch k to rank k % world, so a film shares its batch with the same films as in a single
+process), the results go to rank 0 (`gather_to_main`, or `gather_arrays`), and rank 0 alone
+writes; with each film's dropout seeded by its name (cxr.uncertainty), the files are the
+single-process run's.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -119,6 +127,36 @@ def shard(n: int, info: DistInfo) -> list[int]:
     return list(range(info.rank, n, info.world_size))
 
 
+def shard_batches(n: int, batch_size: int, info: DistInfo) -> list[list[int]]:
+    """This rank's whole batches of range(n) for inference: batch k (indices k * batch_size
+    onwards) goes to rank k % world. Every index is on exactly one rank, and every batch holds
+    the films a single process would put together (a backbone's float rounding depends on its
+    batch, so this keeps sharded outputs bit-identical)."""
+    starts = range(0, n, batch_size)[info.rank::info.world_size]
+    return [list(range(s, min(s + batch_size, n))) for s in starts]
+
+
+def gather_to_main(info: DistInfo, obj) -> list | None:
+    """[obj of rank 0, obj of rank 1, ...] on rank 0 and None on the others: results that
+    only rank 0 writes."""
+    if not info.distributed:
+        return [obj]
+    parts = [None] * info.world_size if info.is_main else None
+    dist.gather_object(obj, parts, dst=0)
+    return parts
+
+
+@contextlib.contextmanager
+def main_prints_only(info: DistInfo):
+    """Silence stdout on ranks other than 0, so a torchrun command prints its lines once
+    (stderr, where errors go, stays open on every rank)."""
+    if info.is_main:
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
 def gather_arrays(info: DistInfo, index: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     """Concatenate each rank's rows and sort them by `index` (dataset order); returns the
     arrays without the index. Every rank receives the full result."""
@@ -129,7 +167,7 @@ def gather_arrays(info: DistInfo, index: np.ndarray, *arrays: np.ndarray) -> tup
         arrays = tuple(np.concatenate([p[i + 1] for p in parts]) for i in range(len(arrays)))
     order = np.argsort(index, kind="stable")
     if len(np.unique(index)) != len(index):  # sharding bug guard: an image scored twice
-        raise RuntimeError("validation gathered duplicate images")
+        raise RuntimeError("gathered duplicate rows: an image was scored on two ranks")
     return tuple(a[order] for a in arrays)
 
 

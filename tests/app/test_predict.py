@@ -56,7 +56,11 @@ def test_upload_shows_14_probabilities_histograms_and_a_cam(app, world):
     top = table["finding"].iloc[0]
     assert any(c.startswith(f"{top}: p = ") for c in captions)  # the Grad-CAM overlay
     banner = [w.value for w in at.warning] + [s.value for s in at.success]
-    assert any("std" in b for b in banner)  # uncertain banner, or the all-clear
+    # uncertain banner or the all-clear, with the image score and the rule in force: the
+    # fixture's checkpoints name none, so the report's rule, the default, and the page says so
+    assert len(banner) == 1 and "image uncertainty 0." in banner[0]
+    assert "rule mean (uncertain when the mean MC-dropout std over the findings > 0.1)" in banner[0]
+    assert any("uncertainty rule mean from the default" in c.value for c in at.caption)
 
 
 def world_findings():

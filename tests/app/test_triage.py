@@ -30,6 +30,12 @@ def test_table_is_sorted_by_uncertainty_and_first_case_is_shown(app, world):
     table = cases_table(at)
     assert len(table) == 6
     assert table["uncertainty"].is_monotonic_decreasing
+    # the default sort is the rule's image score, and the page says which rule the scores follow
+    assert at.selectbox(key="f_sort").value == "uncertainty (image score, by rule)"
+    rules = set(Worklist(world.worklist).cases()["uncertainty_rule"].dropna())
+    assert set(table["rule"]) - {""} == rules and rules
+    assert any("Uncertainty is each case's image score under its rule: " in c.value
+               for c in at.caption)
     first = int(table["id"].iloc[0])
     assert at.subheader[0].value.startswith(f"Case {first}:")
     # the case's film with its Grad-CAM (the checkpoint that predicted it is a known run)

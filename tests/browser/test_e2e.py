@@ -268,7 +268,7 @@ def test_predict_then_triage_in_a_real_browser(server, driver, film, world):
     most_uncertain = wl.cases(sort="uncertainty").iloc[0]
     assert by_image["id"] != most_uncertain["id"]
     choose(d, "Sort by", "image")
-    choose(d, "Sort by", "uncertainty (max std)")
+    choose(d, "Sort by", "uncertainty (image score, by rule)")
     case_id = int(most_uncertain["id"])
     wait_for(d, lambda d: case_header(d).startswith(f"Case {case_id}:"), 60,
              f"case {case_id} (the most uncertain) to be shown first")

@@ -67,6 +67,11 @@ def test_analyse_is_seeded_and_shaped(model, pixels):
     table = a.table()
     assert len(table) == 14 and table["probability"].is_monotonic_decreasing
     assert a.uncertain == [a.labels[k] for k in range(14) if a.std[k] > a.threshold]
+    assert a.rule == "mean" and a.score == pytest.approx(float(a.std.mean()))
+    assert a.flagged == (a.score > a.threshold)
+    by_any = analysis.analyse(model, pixels, passes=7, rule="any", threshold=float(a.std.max()) / 2)
+    np.testing.assert_array_equal(by_any.std, a.std)
+    assert by_any.score == pytest.approx(float(a.std.max())) and by_any.flagged
     assert a.top(3) == list(np.argsort(-a.mean)[:3])
     assert not any(m.training for m in model.modules())  # modes restored
 

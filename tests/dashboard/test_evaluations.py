@@ -43,6 +43,9 @@ def test_table2_best_per_finding_and_cis(tmp_path):
     assert text.loc["Atelectasis", "b"] == "0.800 [0.750, 0.850]"
     assert text.loc["Hernia", "a"] == ""
     assert "split test (patient, seed 0)" in a.provenance()
+    assert "uncertainty rule" not in a.provenance()  # an evaluation from before rules existed
+    a.metrics["uncertainty_rule"] = "mean"
+    assert a.provenance().endswith("25 MC passes, uncertainty rule mean")
 
 
 def test_missing_evaluation_is_a_clear_error(tmp_path):

@@ -70,6 +70,26 @@ def test_case_table_names_each_cases_top_finding(wl):
     assert table[FINDINGS[1]].tolist() == pytest.approx([0.1, 0.1, 0.9, 0.1, 0.1])
 
 
+def test_the_table_and_caption_name_each_cases_rule(wl, tmp_path):
+    table = triage.case_table(triage.find_cases(wl, sort="image", ascending=True))
+    assert table["rule"].tolist() == ["", "mean", "mean", "mean", "mean"]  # ext: no std
+    assert list(table.columns[4:6]) == ["uncertainty", "rule"]
+    caption = triage.rules_caption(triage.find_cases(wl))
+    assert "mean (uncertain when the mean MC-dropout std over the findings > 0.1): 4 case(s)" \
+        in caption and "not comparable" not in caption
+    assert "no case here has" in triage.rules_caption(triage.find_cases(wl, finding=FINDINGS[LAST],
+                                                                        min_prob=0.5)).lower()
+    frame = pd.read_csv(tmp_path / "p.csv")
+    frame["Image Index"] = "any_" + frame["Image Index"]
+    frame["uncertainty_rule"] = "any"
+    frame.to_csv(tmp_path / "any.csv", index=False)
+    wl.import_predictions(tmp_path / "any.csv", "fusion", "abc")
+    assert "any (uncertain when some finding's" in triage.rules_caption(triage.find_cases(wl))
+    assert "not comparable" in triage.rules_caption(triage.find_cases(wl))
+    assert triage.DEFAULT_SORT == "uncertainty (image score, by rule)"
+    assert triage.SORTS[triage.DEFAULT_SORT] == "uncertainty"
+
+
 def test_case_probabilities_read_a_missing_std_as_zero(wl):
     cases = triage.find_cases(wl, sort="image", ascending=True)
     mean, std = triage.case_probabilities(cases.iloc[0])       # external: no std

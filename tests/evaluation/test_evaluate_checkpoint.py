@@ -2,6 +2,7 @@
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -25,7 +26,12 @@ def test_scores_the_runs_test_split(tiny_run):
     preds = pd.read_csv(out / "predictions.csv")
     test_images = [f"{i:08d}_000.png" for i in range(48, 60)]  # patients 25-30
     assert preds["Image Index"].tolist() == test_images
-    assert list(preds.columns) == ["Image Index", *PROB_COLUMNS, *STD_COLUMNS, "uncertain"]
+    assert list(preds.columns) == ["Image Index", *PROB_COLUMNS, *STD_COLUMNS, "uncertain",
+                                   "uncertainty", "uncertainty_rule"]
+    std = preds[STD_COLUMNS].to_numpy()  # the checkpoint names no rule: the report's, mean
+    assert metrics["uncertainty_rule"] == "mean" and (preds["uncertainty_rule"] == "mean").all()
+    np.testing.assert_allclose(preds["uncertainty"], std.mean(axis=1), rtol=1e-12)
+    assert (preds["uncertain"] == (std.mean(axis=1) > 0.1)).all()
     assert (preds[STD_COLUMNS].to_numpy() > 0).any()  # MC dropout really sampled
     assert metrics["n_images"] == 12 and metrics["n_patients"] == 6 and metrics["passes"] == 5
     assert metrics["split"] == "test" and metrics["strategy"] == "patient"
@@ -38,6 +44,27 @@ def test_scores_the_runs_test_split(tiny_run):
     assert set(metrics["selective"]) == {"0.0", "0.1", "0.2", "0.3"}
     assert 0 <= metrics["referral_rate_at_threshold"] <= 1
     assert (out / "roc.csv").is_file() and (out / "calibration.csv").is_file()
+
+
+def test_uncertainty_rule_flag_overrides_and_is_recorded(tiny_run, tmp_path, capsys):
+    run, _, _ = tiny_run
+    assert _evaluate(run, "--uncertainty-rule", "any", "--std-threshold", "0.01",
+                     "--out", str(tmp_path / "any")) == 0
+    assert "uncertainty rule any (uncertain when some finding's MC-dropout std > 0.01), from " \
+           "requested" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "any" / "metrics.json").read_text())
+    preds = pd.read_csv(tmp_path / "any" / "predictions.csv")
+    std = preds[STD_COLUMNS].to_numpy()
+    assert metrics["uncertainty_rule"] == "any" and (preds["uncertainty_rule"] == "any").all()
+    np.testing.assert_allclose(preds["uncertainty"], std.max(axis=1), rtol=1e-12)
+    assert metrics["referral_rate_at_threshold"] == pytest.approx((std.max(axis=1) > 0.01).mean())
+
+
+def test_unknown_rule_is_refused(tiny_run, capsys):
+    run, _, _ = tiny_run
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--checkpoint", str(run / "best.pt"), "--uncertainty-rule", "max"])
+    assert "invalid choice: 'max'" in capsys.readouterr().err
 
 
 def test_same_seed_same_predictions(tiny_run, tmp_path):

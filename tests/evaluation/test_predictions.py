@@ -32,17 +32,39 @@ def test_round_trip_keeps_order_values_and_flags(tmp_path):
 
 
 def test_without_flag_or_std_the_rule_decides(tmp_path):
-    frame = _frame()
+    frame = _frame()  # image 1: one std of 0.3, the rest 0.01 (mean 0.031)
     frame.to_csv(tmp_path / "std.csv", index=False)
-    assert read_predictions(tmp_path / "std.csv").uncertain.tolist() == [False, True, False,
-                                                                         False, False]
+    preds = read_predictions(tmp_path / "std.csv")  # no rule column: the report's rule
+    assert preds.rule == "mean" and not preds.uncertain.any()
+    np.testing.assert_allclose(preds.score, preds.std.mean(axis=1))
+    frame.assign(uncertainty_rule="any").to_csv(tmp_path / "any.csv", index=False)
+    preds = read_predictions(tmp_path / "any.csv")
+    assert preds.rule == "any" and preds.uncertain.tolist() == [False, True, False, False, False]
+    np.testing.assert_allclose(preds.score, preds.std.max(axis=1))
+    # an `uncertain` column without a rule column was written when the rule was per finding
     frame["uncertain"] = ["true", "", "0", "1", "False"]  # an empty cell: the rule
     frame.to_csv(tmp_path / "mixed.csv", index=False)
-    assert read_predictions(tmp_path / "mixed.csv").uncertain.tolist() == [True, True, False,
-                                                                           True, False]
+    preds = read_predictions(tmp_path / "mixed.csv")
+    assert preds.rule == "any" and preds.uncertain.tolist() == [True, True, False, True, False]
     _frame(std=False).to_csv(tmp_path / "external.csv", index=False)
     external = read_predictions(tmp_path / "external.csv")
     assert external.std is None and not external.uncertain.any()
+    assert external.score is None and external.rule is None
+
+
+def test_score_and_rule_columns_round_trip(tmp_path):
+    std = np.full((3, 14), 0.05)
+    std[0, 0], std[1] = 0.9, 0.2
+    for rule, score in (("mean", std.mean(axis=1)), ("any", std.max(axis=1))):
+        frame = predictions_frame(["a", "b", "c"], np.full((3, 14), 0.5), std, score > 0.1,
+                                  score, rule)
+        assert list(frame.columns)[-3:] == ["uncertain", "uncertainty", "uncertainty_rule"]
+        write_csv(frame, tmp_path / f"{rule}.csv")
+        preds = read_predictions(tmp_path / f"{rule}.csv")
+        assert preds.rule == rule and preds.uncertain.tolist() == (score > 0.1).tolist()
+        np.testing.assert_allclose(preds.score, score, rtol=1e-12)
+    with pytest.raises(ValueError, match="needs its rule"):
+        predictions_frame(["a"], np.zeros((1, 14)), np.zeros((1, 14)), None, np.zeros(1))
 
 
 def test_source_column_and_stray_whitespace(tmp_path):
@@ -71,6 +93,14 @@ def test_source_column_and_stray_whitespace(tmp_path):
      r"line 5 \(img3\.png\): prob_Edema \(empty\) is not a number"),
     (lambda f: f.assign(uncertain=["yes", "", "", "", ""]),
      r"line 2 \(img0\.png\): uncertain 'yes' is not true/false"),
+    (lambda f: f.assign(uncertainty_rule=["mean", "mean", "max", "mean", "mean"]),
+     r"line 4 \(img2\.png\): uncertainty_rule 'max' is not one of mean, any"),
+    (lambda f: f.assign(uncertainty_rule=["mean", "mean", "any", "mean", "mean"]),
+     r"line 4 \(img2\.png\): uncertainty_rule 'any' differs from 'mean' above"),
+    (lambda f: f.assign(uncertainty=[0.01, 0.3, 0.01, 0.01, 0.01], uncertainty_rule="mean"),
+     r"line 3 \(img1\.png\): uncertainty 0\.3 is not the 'mean' score of its std_ columns"),
+    (lambda f: f.drop(columns=STD_COLUMNS).assign(uncertainty=0.1),
+     r"an 'uncertainty' column needs the std_ columns"),
 ])
 def test_bad_files_name_file_line_and_column(tmp_path, change, message):
     change(_frame()).to_csv(tmp_path / "p.csv", index=False)

@@ -72,8 +72,15 @@ def test_selective_prediction_needs_std(scored):
     m = score(y, prob, patients, std=std, n_bootstrap=0, std_threshold=0.15)
     assert set(m["selective"]) == {"0.0", "0.1", "0.2", "0.3"}
     assert m["selective"]["0.3"]["n_kept"] == len(y) - 90
-    assert m["referral_rate_at_threshold"] == pytest.approx((std.max(axis=1) > 0.15).mean())
+    # the report's rule by default: the mean std over the findings refers and flags
+    assert m["uncertainty_rule"] == "mean"
+    assert m["referral_rate_at_threshold"] == pytest.approx((std.mean(axis=1) > 0.15).mean())
     assert m["std_threshold"] == 0.15
+    by_any = score(y, prob, patients, std=std, n_bootstrap=0, std_threshold=0.15,
+                   uncertainty_rule="any")
+    assert by_any["uncertainty_rule"] == "any"
+    assert by_any["referral_rate_at_threshold"] == pytest.approx((std.max(axis=1) > 0.15).mean())
+    assert score(y, prob, patients, n_bootstrap=0)["uncertainty_rule"] is None
 
 
 def test_bootstrap_cis_bracket_the_auc(scored):

@@ -19,11 +19,16 @@ def test_oracle_uncertainty_raises_auc():
     assert aucs[3] - aucs[0] > 3 * abs(random - aucs[0])
 
 
-def test_per_finding_std_uses_max_and_referral_rate():
+def test_per_finding_std_is_scored_by_the_rule_and_referral_rate():
     std = np.array([[0.01, 0.2], [0.05, 0.02], [0.11, 0.0], [0.1, 0.1]])
-    assert referral_rate(std, 0.1) == 0.5  # rows 0 and 2; 0.1 itself is not above 0.1
+    assert referral_rate(std, 0.1, rule="any") == 0.5  # rows 0 and 2; 0.1 is not above 0.1
+    assert referral_rate(std, 0.1) == 0.25  # the report's mean: row 0 (0.105) only
     y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
     out = selective_macro_auc(y, np.full((4, 2), 0.5), std, fractions=(0.5,),
-                              findings=["A", "B"])
+                              findings=["A", "B"], rule="any")
     assert out["0.5"]["n_kept"] == 2
     assert out["0.5"]["excluded_findings"] == ["A"]  # kept rows 1 and 3: A has no positive
+    # by mean std (0.105, 0.035, 0.055, 0.1) rows 0 and 3 are referred: rows 1, 2 kept
+    out = selective_macro_auc(y, np.full((4, 2), 0.5), std, fractions=(0.5,),
+                              findings=["A", "B"])
+    assert out["0.5"]["n_kept"] == 2 and out["0.5"]["excluded_findings"] == ["B"]

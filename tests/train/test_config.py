@@ -1,3 +1,5 @@
+import typing
+
 import pytest
 import yaml
 
@@ -121,6 +123,16 @@ def test_yaml_syntax_error_names_the_file(tmp_path):
 def test_focal_alpha_mode_defaults_to_balanced_and_accepts_constant():
     assert TrainConfig().focal_alpha_mode == "balanced"
     assert load_config(None, ["focal_alpha_mode=constant"]).focal_alpha_mode == "constant"
+
+
+def test_uncertainty_rule_defaults_to_the_reports_mean_and_travels_in_the_config():
+    from cxr.uncertainty import UNCERTAINTY_RULES
+    assert TrainConfig().uncertainty_rule == "mean"
+    assert load_config(None, ["uncertainty_rule=any"]).to_dict()["uncertainty_rule"] == "any"
+    with pytest.raises(ValueError, match="config uncertainty_rule='max': expected 'mean' or 'any'"):
+        load_config(None, ["uncertainty_rule=max"])
+    assert set(typing.get_args(TrainConfig.model_fields["uncertainty_rule"].annotation)) == \
+        set(UNCERTAINTY_RULES)
 
 
 def test_to_dict_is_json_safe_and_rebuilds_the_config():

@@ -90,3 +90,72 @@ def test_two_process_ddp_matches_one_process(base_values, tmp_path, cxr_command,
     # AUC only to 0.01: a barely trained model scores many images almost alike, and batch-size
     # rounding (1e-7) can swap such a pair (one pair of ~100 = 0.01 of one finding's AUC)
     assert auc == pytest.approx(b["val_macro_auc"].iloc[-1], abs=0.01)
+
+
+# -- sharded prediction and evaluation ------------------------------------------------------------
+
+def test_shard_batches_keeps_whole_batches_and_covers_every_index_once():
+    from cxr.train.distributed import DistInfo, shard_batches
+
+    ranks = [shard_batches(10, 3, DistInfo(rank=r, world_size=3)) for r in range(3)]
+    assert ranks == [[[0, 1, 2], [9]], [[3, 4, 5]], [[6, 7, 8]]]
+    assert shard_batches(10, 3, DistInfo()) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert shard_batches(2, 4, DistInfo(rank=1, world_size=2)) == []  # nothing for this rank
+
+
+def _films(reference_run, tiny_data, folder):
+    """30 of the dataset's films and three unusable files, spread so that both ranks meet one
+    (batches of 4: files 0-3 on rank 0, 4-7 on rank 1, ...; sorted by name)."""
+    import shutil
+    folder.mkdir()
+    for path in sorted((tiny_data / "images").rglob("*.png"))[:30]:
+        shutil.copy(path, folder / path.name)
+    names = sorted(p.name for p in folder.iterdir())
+    (folder / (names[1][:-4] + "_a.png")).write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)  # rank 0
+    (folder / (names[5][:-4] + "_a.txt")).write_text("not an image")                   # rank 1
+    (folder / (names[29] + ".zz")).write_bytes(b"")                                      # last
+
+
+def _run(cmd, env):
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _same_files(a, b):
+    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    assert names == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
+    for name in names:  # bit for bit: the same batches, and each film's noise its own
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    return names
+
+
+def test_torchrun_predict_and_evaluate_write_the_single_process_files(
+        reference_run, tiny_data, tmp_path, cxr_command):
+    """2 CPU processes (gloo) vs 1: identical bytes. Each rank scores whole batches of the same
+    films a single process batches together (a backbone's float rounding depends on its
+    batch), each film's dropout noise comes from --seed and its name, and rank 0 alone writes
+    (OMP_NUM_THREADS=1 in both: the thread count may change rounding too)."""
+    films = tmp_path / "films"
+    _films(reference_run, tiny_data, films)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+                "--nproc_per_node=2", "-m", "cxr.cli"]
+    single = [sys.executable, "-m", "cxr.cli"]
+    predict = ["predict", "--checkpoint", str(reference_run / "best.pt"), str(films),
+               "--passes", "5", "--batch-size", "4", "--cam", "--top-k", "1", "--device", "cpu"]
+    out_1 = _run(single + predict + ["--out", str(tmp_path / "p1")], cxr_command.env)
+    out_2 = _run(torchrun + predict + ["--out", str(tmp_path / "p2")], cxr_command.env)
+    names = _same_files(tmp_path / "p1", tmp_path / "p2")
+    assert len([n for n in names if n.startswith("cam/")]) == 30
+    assert len(pd.read_csv(tmp_path / "p2" / "errors.csv")) == 3  # from both ranks
+    summary = "33 files: 30 predicted, 3 not usable (errors.csv), 0 ignored"
+    assert summary in out_1 and out_2.count(summary) == 1  # printed by rank 0 only
+    assert "2 processes" in out_2
+
+    evaluate = ["evaluate", "--checkpoint", str(reference_run / "best.pt"), "--passes", "5",
+                "--batch-size", "4", "--bootstrap", "20", "--device", "cpu"]
+    _run(single + evaluate + ["--out", str(tmp_path / "e1")], cxr_command.env)
+    out_2 = _run(torchrun + evaluate + ["--out", str(tmp_path / "e2")], cxr_command.env)
+    assert _same_files(tmp_path / "e1", tmp_path / "e2") == [
+        "calibration.csv", "metrics.json", "predictions.csv", "roc.csv"]
+    assert out_2.count("wrote ") == 1
