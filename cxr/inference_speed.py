@@ -144,6 +144,11 @@ class InferenceModel(CXRModel):
                 self._cache.popitem(last=False)
         return features.clone()
 
+    def clear_cache(self) -> None:
+        """Forget the kept maps (benchmarks time the backbone with it; memory)."""
+        with self._lock:
+            self._cache.clear()
+
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
         if self._onnx is not None:
             return self._onnx(x)
