@@ -29,9 +29,13 @@ def sidebar(r: Roots) -> None:
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def cached_model(path: str, mtime: float, device: str):
     """(model, meta), loaded once per checkpoint file version: the key holds its mtime, so a
-    retrained best.pt is picked up and a second upload never reloads the same one."""
+    retrained best.pt is picked up and a second upload never reloads the same one. The model
+    is a `cxr.inference_speed.InferenceModel`: on CPU its backbone runs in ONNX Runtime, and a
+    film's features serve its MC dropout and all its Grad-CAMs."""
     from cxr.checkpoint import load_model
-    return load_model(path, device)
+    from cxr.inference_speed import InferenceModel
+    model, meta = load_model(path, device)
+    return InferenceModel(model), meta
 
 
 def model_for(checkpoint: Path, device: str):

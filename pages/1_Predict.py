@@ -38,6 +38,13 @@ device = analysis.device_name()
 
 upload = st.file_uploader("Chest X-ray (PNG, JPEG or DICOM; any file name)", type=None,
                           key="film")
+# Loaded (on CPU: exported to ONNX Runtime, seconds) while the clinician picks a film, not
+# after the upload; cached per checkpoint version, so later runs of the page get it at once.
+try:
+    model, meta = app_ui.model_for(run.checkpoint, device)
+except Exception as exc:  # a checkpoint being rewritten or broken: say so, keep the app up
+    st.error(f"Cannot load checkpoint `{run.checkpoint}`: {exc}")
+    st.stop()
 if upload is None:
     st.info("Waiting for a film. Nothing you upload is stored; DICOM patient fields are never "
             "read out or shown.")
@@ -50,12 +57,6 @@ try:
 except analysis.UploadError as exc:
     st.error(f"Cannot analyse this file: {exc}")
     st.caption(analysis.ACCEPTED)
-    st.stop()
-
-try:
-    model, meta = app_ui.model_for(run.checkpoint, device)
-except Exception as exc:  # a checkpoint being rewritten or broken: say so, keep the app up
-    st.error(f"Cannot load checkpoint `{run.checkpoint}`: {exc}")
     st.stop()
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -111,6 +112,21 @@ def test_overlay_is_rgb_uint8_of_film_size():
     assert not (out[..., 0] == out[..., 2]).all()  # colour where the heat is
     with pytest.raises(ValueError, match="opacity"):
         overlay(film, cam, opacity=1.5)
+
+
+@pytest.mark.parametrize("opacity", [0.0, 0.05, 0.4, 1.0])
+def test_overlay_is_pytorch_grad_cams_blend_to_the_bit(opacity):
+    """overlay blends in place, the grey film broadcast; the reference is the library's
+    show_cam_on_image on the film copied to RGB (what overlay called before)."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+    rng = np.random.default_rng(0)
+    film = rng.random((130, 97)).astype(np.float32)
+    cam = rng.random((14, 14)).astype(np.float32)
+    heat = cv2.resize(cam, (97, 130), interpolation=cv2.INTER_LINEAR).clip(0, 1)
+    rgb = np.repeat(film[:, :, None], 3, axis=2)
+    expected = (np.round(rgb * 255).astype(np.uint8) if opacity == 0.0 else
+                show_cam_on_image(rgb, heat, use_rgb=True, image_weight=1.0 - opacity))
+    np.testing.assert_array_equal(overlay(film, cam, opacity), expected)
 
 
 def test_box_mask_scales_original_pixels_to_grid():

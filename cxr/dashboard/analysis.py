@@ -7,6 +7,11 @@
     >>> cams = explain(model, img.pixels, ["Effusion"])    # {"Effusion": HxW in [0, 1]}
     >>> rgb = overlay(display_film(img.pixels), cams["Effusion"], opacity=0.4)
 
+`model` is any registry model; the pages pass `cxr.inference_speed.InferenceModel(model)`
+(app_ui.model_for), whose backbone runs in ONNX Runtime on CPU and once per film: `analyse`
+and then `explain` on the same film reuse its feature map. With the plain model each call
+runs the backbone (the reference the tests compare against).
+
 Uploads are decoded by `cxr.data.images.load_image` (content decides PNG / JPEG / DICOM, never
 the extension) and checked by `check_frontal`, the rule `cxr predict` applies too; only the
 whitelisted meta (format, mode, bits, frames, view, modality, body part) ever reaches the page,

@@ -84,6 +84,28 @@ def test_model_is_loaded_once_for_two_uploads(app, world, monkeypatch):
     assert len(calls) == 1
 
 
+def test_each_film_gets_its_own_features_and_the_plain_models_numbers(app, world):
+    """The page's model is an InferenceModel (ONNX Runtime backbone, feature maps kept per
+    film): each upload's probabilities and stds are the plain torch model's, and the second
+    film is never served the first one's features."""
+    from cxr.checkpoint import load_model
+    from cxr.dashboard import analysis
+    plain, _ = load_model(world.run_dir / "best.pt", "cpu")
+    at = app(world, PAGE)
+    at.slider[0].set_value(4)
+    tables = []
+    for seed in (7, 8):
+        at = upload(at, f"film{seed}.png", png_bytes(seed), "image/png")
+        no_exception(at)
+        table = probs(at).set_index("finding")
+        expected = analysis.analyse(plain, analysis.read_upload(png_bytes(seed)).pixels, passes=4)
+        labels = list(expected.labels)
+        np.testing.assert_allclose(table.loc[labels, "probability"], expected.mean, atol=1e-4)
+        np.testing.assert_allclose(table.loc[labels, "std"], expected.std, atol=1e-4)
+        tables.append(table.loc[labels, "probability"].to_numpy())
+    assert not np.allclose(tables[0], tables[1], rtol=0, atol=1e-7)
+
+
 def test_opacity_and_findings_to_explain(app, world):
     at = app(world, PAGE)
     at.slider[0].set_value(3)
