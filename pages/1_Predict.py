@@ -13,6 +13,7 @@ from cxr.dashboard.runs import best_run, list_runs
 from cxr.dashboard.status import overview
 from cxr.models import model_info
 
+app_ui.viewer()  # signed in (or local mode), else only the sign-in screen
 r = app_ui.roots()
 st.title("Predict")
 st.caption("Upload a frontal chest film. " + app_ui.DISCLAIMER)
