@@ -7,7 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from cxr.dashboard.auth import AuthConfigError, AuthSettings, Viewer, is_loopback
+from cxr.dashboard.auth import (AuthConfigError, AuthSettings, Viewer, load_settings,
+                                served_locally)
 from cxr.dashboard.runs import RunInfo, format_eta
 from cxr.dashboard.state import Roots
 
@@ -21,8 +22,8 @@ def roots() -> Roots:
 
 def auth_settings() -> AuthSettings:
     """[auth] and [cxr] from Streamlit's secrets (.streamlit/secrets.toml, or --secrets.files)."""
-    secrets = st.secrets.to_dict() if st.secrets.load_if_toml_exists() else {}
-    return AuthSettings.from_secrets(secrets)
+    secrets = st.secrets.to_dict() if st.secrets.load_if_toml_exists() else None
+    return load_settings(secrets, st.get_option("secrets.files"))
 
 
 def viewer() -> Viewer:
@@ -54,16 +55,16 @@ def sign_in_screen(settings: AuthSettings) -> None:
 
 def local_mode_notice() -> None:
     """The home page's line on who can reach the app when nobody signs in."""
-    address = st.get_option("server.address")
-    if is_loopback(address):
+    address, host = st.get_option("server.address"), st.context.headers.get("Host")
+    if served_locally(address, host):
         st.info("**Single-user local mode**: no sign-in, and the app answers on this machine "
                 f"only ({address}). To share it with a team, configure sign-in (README: "
                 "*Deploying for a team*).", icon=":material/person:")
     else:
-        where = address or "every interface"
-        st.error(f"**Single-user local mode on a network address** ({where}): anyone who "
-                 "reaches it can record decisions under any name and launch jobs. Bind to "
-                 "127.0.0.1 or configure sign-in (README: *Deploying for a team*).",
+        where = f"bound to {address or 'every interface'}, reached as {host or '?'}"
+        st.error(f"**Single-user local mode on a network** ({where}): anyone who reaches it "
+                 "can record decisions under any name and launch jobs. Serve it on 127.0.0.1 "
+                 "only, or configure sign-in (README: *Deploying for a team*).",
                  icon=":material/lock_open:")
 
 

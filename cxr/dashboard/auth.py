@@ -14,8 +14,9 @@ nobody signs in, the reviewer types a name, and the one local user may do everyt
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 SECRETS = ".streamlit/secrets.toml"
 PROVIDER_KEYS = ("client_id", "client_secret", "server_metadata_url")  # what Streamlit needs
@@ -109,6 +110,19 @@ class AuthSettings:
         return " and ".join(rules) or f"nobody yet (set [cxr] trainers in {SECRETS})"
 
 
+def load_settings(secrets: Mapping | None, files: Iterable[str | Path]) -> AuthSettings:
+    """The settings from what Streamlit loaded (`secrets`; None when it loaded nothing) and its
+    `secrets.files`. A secrets file that exists but did not load (a TOML syntax error) must
+    never quietly mean "no sign-in": that would open the app to whoever reaches it."""
+    if secrets is None:
+        broken = [str(f) for f in files if Path(f).is_file()]
+        if broken:
+            raise AuthConfigError(f"{broken[0]} exists but could not be read (a TOML syntax "
+                                  "error?); the server's log says why")
+        secrets = {}
+    return AuthSettings.from_secrets(secrets)
+
+
 def identity(user: Mapping) -> str:
     """What a signed-in user's decisions are recorded under: the e-mail address, unless the
     provider says it is unverified, else the subject (`sub`, unique per provider)."""
@@ -140,6 +154,17 @@ def is_loopback(address: str | None) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:  # a host name: it may resolve to anything
         return False
+
+
+def served_locally(address: str | None, host_header: str | None) -> bool:
+    """Whether the app is bound to a loopback address and this request was addressed to one:
+    a reverse proxy forwarding to 127.0.0.1 still sends the public name in its Host header."""
+    host = (host_header or "").strip()
+    if host.startswith("["):  # [::1]:8501
+        host = host[1:].split("]")[0]
+    elif host.count(":") == 1:  # 127.0.0.1:8501
+        host = host.split(":")[0]
+    return is_loopback(address) and (not host or is_loopback(host))
 
 
 def _verified_email(user: Mapping) -> str | None:

@@ -132,7 +132,7 @@ def test_local_mode_says_so_on_the_home_page(app, world, monkeypatch):
     assert not any(b.label == "Sign out" for b in at.button)
     bound_to(monkeypatch, "0.0.0.0")
     at = app(world)
-    assert any("Single-user local mode on a network address" in e.value for e in at.error)
+    assert any("Single-user local mode on a network" in e.value for e in at.error)
 
 
 def test_signed_in_home_has_no_local_mode_notice(app, world):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cxr.dashboard.auth import (LOCAL_VIEWER, AuthConfigError, AuthSettings, claim, identity,
-                                is_loopback)
+                                is_loopback, load_settings, served_locally)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -116,3 +116,21 @@ def test_is_loopback():
         assert is_loopback(address), address
     for address in ("", None, "0.0.0.0", "::", "10.1.2.3", "cxr.hospital.example"):
         assert not is_loopback(address), address
+
+
+def test_served_locally_needs_a_loopback_binding_and_a_loopback_host():
+    assert served_locally("127.0.0.1", "127.0.0.1:8501")
+    assert served_locally("127.0.0.1", "localhost:8501") and served_locally("::1", "[::1]:8501")
+    assert served_locally("127.0.0.1", None)  # no request headers (tests)
+    # a reverse proxy on the same host forwards to 127.0.0.1 with the public name
+    assert not served_locally("127.0.0.1", "cxr.hospital.example")
+    assert not served_locally("0.0.0.0", "127.0.0.1:8501")
+
+
+def test_a_secrets_file_that_did_not_load_never_means_no_sign_in(tmp_path):
+    broken = tmp_path / "secrets.toml"
+    assert not load_settings(None, [broken]).enabled  # no file at all: local mode
+    broken.write_text("[auth\nredirect_uri = ")
+    with pytest.raises(AuthConfigError, match="secrets.toml exists but could not be read"):
+        load_settings(None, [tmp_path / "absent.toml", broken])
+    assert load_settings({"auth": AUTH}, [broken]).enabled
