@@ -28,6 +28,8 @@ if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
                 "chromium chromium-driver; .ci/run does)", allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed "
                                 "(pip install -e '.[test]')")
+from selenium.common.exceptions import (NoSuchElementException,  # noqa: E402
+                                        StaleElementReferenceException)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402,F401 (for the tests)
@@ -110,9 +112,11 @@ def main_text(d) -> str:
 
 
 def wait_for(d, what, timeout: float = 60, message: str = ""):
-    """Wait until what(d) is truthy; a failure says what the page showed."""
+    """Wait until what(d) is truthy; a failure says what the page showed. An element that goes
+    stale while the page is replaced (a redirect, a rerun) is looked for again."""
     try:
-        return WebDriverWait(d, timeout, poll_frequency=0.5).until(lambda d: what(d))
+        return WebDriverWait(d, timeout, poll_frequency=0.5, ignored_exceptions=(
+            NoSuchElementException, StaleElementReferenceException)).until(lambda d: what(d))
     except Exception as exc:
         shot(d, "failure")
         raise AssertionError(f"timed out after {timeout}s waiting for {message or what}; page "

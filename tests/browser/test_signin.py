@@ -85,7 +85,9 @@ def sign_in(d, server: str, user) -> None:
     """From a fresh browser session through the provider's form back to the signed-in app."""
     d.delete_all_cookies()
     d.get(server)
-    wait_for(d, lambda d: buttons(d, "Sign in"), 120, "the Sign in button")[0].click()
+    wait_for(d, lambda d: buttons(d, "Sign in"), 120, "the Sign in button")
+    wait_idle(d)
+    buttons(d, "Sign in")[0].click()
     wait_text(d, "Authorize Client")  # the provider's page
     d.find_element(By.XPATH, f"//button[@value='{user.sub}']").click()
     wait_text(d, f"Signed in as {user.claims['email']}", 120)
