@@ -3,6 +3,8 @@
 The home page and the router: st.navigation lists the pages in `pages/`; each page only calls
 `cxr` (logic in cxr/dashboard/, shared widgets in app_ui.py). Folders come from the environment:
 CXR_RUNS_DIR (default checkpoints/), CXR_DATA_DIR (data/), CXR_WORKLIST (data/worklist.sqlite).
+Sign-in: with an [auth] section in .streamlit/secrets.toml every page needs a signed-in user
+(cxr/dashboard/auth.py); without one the app is in single-user local mode.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ def home() -> None:
         "Monte-Carlo-dropout uncertainty and Grad-CAM explanations: the report's "
         "attention-fusion network (DenseNet121 + EfficientNet-B3) and three baselines.")
     st.error(app_ui.DISCLAIMER, icon=":material/warning:")
+    if WHO.local:
+        app_ui.local_mode_notice()
     cols = st.columns(4)
     cols[0].page_link(PREDICT, label="**Predict**: upload a film")
     cols[1].page_link(TRAIN, label="**Train**: launch and watch runs")
@@ -62,11 +66,12 @@ def status_panel(r) -> None:
 
 
 st.set_page_config(page_title="CXR Review", page_icon=":material/radiology:", layout="wide")
+WHO = app_ui.viewer()  # without a session: the sign-in screen only, no page list
 PREDICT = st.Page("pages/1_Predict.py", title="Predict", icon=":material/radiology:")
 TRAIN = st.Page("pages/2_Train.py", title="Train", icon=":material/model_training:")
 EVALUATE = st.Page("pages/3_Evaluate.py", title="Evaluate", icon=":material/monitoring:")
 TRIAGE = st.Page("pages/4_Triage.py", title="Triage", icon=":material/fact_check:")
 page = st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True),
                       PREDICT, TRAIN, EVALUATE, TRIAGE])
-app_ui.sidebar(app_ui.roots())
+app_ui.sidebar(app_ui.roots(), WHO)
 page.run()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from cxr.dashboard.auth import (AuthConfigError, AuthSettings, Viewer, load_settings,
+                                served_locally)
 from cxr.dashboard.runs import RunInfo, format_eta
 from cxr.dashboard.state import Roots
 
@@ -18,9 +20,73 @@ def roots() -> Roots:
     return Roots.from_env()
 
 
-def sidebar(r: Roots) -> None:
+def auth_settings() -> AuthSettings:
+    """[auth] and [cxr] from Streamlit's secrets (.streamlit/secrets.toml, or --secrets.files)."""
+    secrets = st.secrets.to_dict() if st.secrets.load_if_toml_exists() else None
+    return load_settings(secrets, st.get_option("secrets.files"))
+
+
+def viewer() -> Viewer:
+    """Every page's first line. The signed-in user (or, without [auth], the local user);
+    without a session only the sign-in screen is drawn and the script run ends here."""
+    try:
+        settings = auth_settings()
+        who = settings.viewer(st.user.to_dict())
+    except AuthConfigError as exc:  # fail closed: nobody gets in while the secrets are wrong
+        st.error(f"Sign-in is misconfigured: {exc}", icon=":material/lock:")
+        st.stop()
+    if who is None:
+        sign_in_screen(settings)
+        st.stop()
+    return who
+
+
+def sign_in_screen(settings: AuthSettings) -> None:
+    st.title("CXR Review")
+    st.error(DISCLAIMER, icon=":material/warning:")
+    st.markdown("Sign in with your organisation's account. Your decisions are recorded under "
+                "the identity you sign in with.")
+    for provider in settings.providers:
+        label = "Sign in" if provider is None else f"Sign in with {provider}"
+        if st.button(label, type="primary", key=f"sign_in_{provider or 'default'}",
+                     icon=":material/login:"):
+            st.login(provider)
+
+
+def local_mode_notice() -> None:
+    """The home page's line on who can reach the app when nobody signs in."""
+    address, host = st.get_option("server.address"), st.context.headers.get("Host")
+    if served_locally(address, host):
+        st.info("**Single-user local mode**: no sign-in, and the app answers on this machine "
+                f"only ({address}). To share it with a team, configure sign-in (README: "
+                "*Deploying for a team*).", icon=":material/person:")
+    else:
+        where = f"bound to {address or 'every interface'}, reached as {host or '?'}"
+        st.error(f"**Single-user local mode on a network** ({where}): anyone who reaches it "
+                 "can record decisions under any name and launch jobs. Serve it on 127.0.0.1 "
+                 "only, or configure sign-in (README: *Deploying for a team*).",
+                 icon=":material/lock_open:")
+
+
+def signed_in(who: Viewer, key: str) -> None:
+    """Who is signed in, their role, and a Sign out button (it ends the session)."""
+    role = "trainer" if who.can_train else "reviewer"
+    st.markdown(f"Signed in as `{who.identity}` ({role})")
+    if st.button("Sign out", key=key, icon=":material/logout:"):
+        st.logout()
+
+
+def read_only(action: str) -> str:
+    """Why a signed-in reviewer sees no button for `action`."""
+    return (f"Read-only: only users with the trainer role may {action} "
+            f"({auth_settings().role_rule}). You can watch runs and their progress.")
+
+
+def sidebar(r: Roots, who: Viewer) -> None:
     with st.sidebar:
         st.warning(DISCLAIMER, icon=":material/warning:")
+        if not who.local:
+            signed_in(who, key="sign_out")
         with st.expander("Folders", expanded=False):
             st.caption(f"runs: `{r.runs}`  \ndata: `{r.data}`  \nworklist: `{r.worklist}`  \n"
                        "(set CXR_RUNS_DIR, CXR_DATA_DIR, CXR_WORKLIST to move them)")

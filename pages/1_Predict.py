@@ -14,6 +14,7 @@ from cxr.dashboard.status import overview
 from cxr.models import model_info
 from cxr.uncertainty import describe_rule, rule_for
 
+app_ui.viewer()  # signed in (or local mode), else only the sign-in screen
 r = app_ui.roots()
 st.title("Predict")
 st.caption("Upload a frontal chest film. " + app_ui.DISCLAIMER)

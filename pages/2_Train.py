@@ -16,6 +16,7 @@ from cxr.models import MODELS, list_models
 
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
 
+who = app_ui.viewer()  # signed in (or local mode), else only the sign-in screen
 r = app_ui.roots()
 st.title("Train")
 app_ui.demo_banner(overview(r).demo)
@@ -23,7 +24,10 @@ app_ui.demo_banner(overview(r).demo)
 # -- launch ------------------------------------------------------------------------------------
 datasets = [str(d) for d in find_datasets(r.data)]
 launched = "launched" in st.session_state
-with st.expander("Launch a training run", expanded=not datasets or not launched):
+if not who.can_train:
+    st.info(app_ui.read_only("launch, stop or resume training"), icon=":material/visibility:")
+with st.expander("Launch a training run" + ("" if who.can_train else " (trainers only)"),
+                 expanded=who.can_train and (not datasets or not launched)):
     with st.form("launch"):
         c1, c2, c3 = st.columns(3)
         found = ("Found: " + ", ".join(datasets)) if datasets else f"None found under {r.data}."
@@ -60,9 +64,9 @@ with st.expander("Launch a training run", expanded=not datasets or not launched)
         extra = st.text_area("More settings (key=value per line)", key="t_extra",
                              placeholder="lr_head=3e-4\n"
                              "patience=3", help="any TrainConfig field, as `cxr train --set`")
-        submitted = st.form_submit_button("Launch", type="primary")
+        submitted = st.form_submit_button("Launch", type="primary", disabled=not who.can_train)
 
-    if submitted:
+    if submitted and who.can_train:
         settings = {"image_size": size, "epochs": int(epochs), "batch_size": int(batch),
                     "loss": loss, "split_strategy": split, "pretrained": pretrained,
                     "weights": weights.strip() or None, "device": device,
@@ -113,13 +117,13 @@ def monitor():
     elif info.status == "finished":
         st.success(f"Finished. Best val macro AUC: "
                    f"{info.best_val_auc:.4f}" if info.best_val_auc is not None else "Finished.")
-    if info.active:
+    if who.can_train and info.active:  # a reviewer's view is read-only: no Stop, no Resume
         if jobs.stop_requested(run_dir):
             st.info("Stop requested; the trainer stops after its current step.")
         elif st.button("Stop this run", key=f"stop-{info.name}"):
             jobs.request_stop(run_dir)
             st.info("Stop requested; the trainer stops after its current step.")
-    elif info.resumable:
+    elif who.can_train and info.resumable:
         if st.button("Resume from last.pt", key=f"resume-{info.name}"):
             try:
                 pid = jobs.launch("train", jobs.resume_args(run_dir), run_dir)

@@ -13,6 +13,7 @@ from cxr.dashboard.runs import list_runs
 from cxr.dashboard.status import overview
 from cxr.labels import FINDINGS
 
+who = app_ui.viewer()  # signed in (or local mode), else only the sign-in screen
 r = app_ui.roots()
 st.title("Evaluate")
 runs = list_runs(r.runs)
@@ -45,7 +46,9 @@ def job_panel():
 candidates = [run for run in runs if run.has_best and not run.evaluated and not run.active]
 with st.expander(f"Evaluate a trained run ({len(candidates)} not evaluated yet)",
                  expanded=not evaluated and bool(candidates)):
-    if candidates:
+    if not who.can_train:
+        st.caption(app_ui.read_only("launch an evaluation"))
+    elif candidates:
         pick = st.selectbox("Run", [c.name for c in candidates], key="eval_pick")
         if st.button("Evaluate on its test split", key="eval_go"):
             run = next(c for c in candidates if c.name == pick)

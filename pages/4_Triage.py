@@ -16,6 +16,7 @@ from cxr.worklist import DECISIONS, STATUSES, Worklist
 
 DECISION_LABELS = {"agree": "Agree", "disagree": "Disagree", "second_read": "Needs second read"}
 
+who = app_ui.viewer()  # signed in (or local mode), else only the sign-in screen
 r = app_ui.roots()
 st.title("Triage")
 if worklist_counts(r.worklist) is None:
@@ -109,6 +110,8 @@ with left:
             st.image(pixels, clamp=True, width="stretch")
 
 # -- decision --------------------------------------------------------------------------------------
+if not who.local:
+    app_ui.signed_in(who, key="sign_out_triage")
 with st.form("decision", clear_on_submit=False):
     st.markdown("**Your review**")
     c1, c2 = st.columns([1, 2])
@@ -116,7 +119,11 @@ with st.form("decision", clear_on_submit=False):
     corrected = c2.multiselect("Findings present (if you disagree)", FINDINGS, key="d_corrected",
                                help="leave empty with 'Disagree' to mean No Finding")
     note = st.text_area("Note", key="d_note")
-    reviewer = st.text_input("Reviewer", key="d_reviewer")
+    if who.local:  # single-user local mode: the reviewer says who they are
+        reviewer = st.text_input("Reviewer", key="d_reviewer")
+    else:  # signed in: always the signed-in identity, never a typed name
+        reviewer = who.identity
+        st.caption(f"Recorded as `{who.identity}`, the signed-in identity.")
     if st.form_submit_button("Record decision", type="primary"):
         try:
             triage.record_decision(wl, case_id, decision, reviewer, note, corrected)

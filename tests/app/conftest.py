@@ -33,14 +33,24 @@ def empty_world(tmp_path) -> "dashboard_env.DashboardEnv":
                                       tmp_path / "runs" / "none", [])
 
 
+# Secrets of a local-mode app. Any non-empty dict replaces the real secrets in AppTest, so a
+# developer's own .streamlit/secrets.toml never turns sign-in on in these tests.
+LOCAL_SECRETS = {"cxr": {}}
+
+
 @pytest.fixture
 def app(monkeypatch, world):
-    """A factory: app(world, page) -> AppTest run on that page with the env set."""
+    """A factory: app(world, page) -> AppTest run on that page with the env set; `secrets`
+    and `user` (what st.user holds) for the sign-in tests."""
     from streamlit.testing.v1 import AppTest
 
-    def make(env=world, page: str | None = None, timeout: float = 60):
+    def make(env=world, page: str | None = None, timeout: float = 60,
+             secrets: dict | None = None, user: dict | None = None):
         env.apply(monkeypatch)
         at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
+        at.secrets = secrets or LOCAL_SECRETS
+        if user is not None:
+            at.user = user
         at.run()
         if page:
             at.switch_page(page)

@@ -117,15 +117,16 @@ def write_eval(run_dir: Path, seed: int = 0, n: int = 60) -> None:
                   predictions_frame(images, prob, std, std.max(axis=1) > 0.1))
 
 
-def build(root: Path) -> DashboardEnv:
-    """The whole tiny world under `root`: one finished, evaluated fusion run and a worklist of
-    its predictions on six synthetic films."""
+def build(root: Path, model: str = "fusion") -> DashboardEnv:
+    """The whole tiny world under `root`: one finished, evaluated run (`tiny-fusion`; a
+    `simple_cnn` one builds and explains faster) and a worklist of its predictions on six
+    synthetic films."""
     from cxr.evaluation.predictions import predictions_frame
     from cxr.hashing import file_sha256
     from cxr.worklist import Worklist
 
     runs, data = root / "runs", root / "data"
-    run_dir = write_run(runs / "tiny-fusion")
+    run_dir = write_run(runs / f"tiny-{model}", model)
     films = [film_png(data / "tiny" / "images" / f"{i:08d}_000.png", i) for i in range(N_CASES)]
     rng = np.random.default_rng(1)
     prob = rng.random((N_CASES, 14))
@@ -134,7 +135,7 @@ def build(root: Path) -> DashboardEnv:
     csv = root / "predictions.csv"
     preds.to_csv(csv, index=False)
     worklist = data / "worklist.sqlite"
-    Worklist(worklist).import_predictions(csv, "fusion", file_sha256(run_dir / "best.pt"),
+    Worklist(worklist).import_predictions(csv, model, file_sha256(run_dir / "best.pt"),
                                           images_root=data / "tiny" / "images")
     return DashboardEnv(root, runs, data, worklist, run_dir, films)
 

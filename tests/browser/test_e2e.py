@@ -18,44 +18,18 @@ user's), and a synthetic demo test film uploaded. The README's screenshots come 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 import dashboard_env
+from browser import (SLOW, By, Keys, body, case_header, chromium, choose, open_page, shot,
+                     streamlit_app, wait_for, wait_idle, wait_text)
 
 REPO = dashboard_env.REPO
-ARTIFACTS = REPO / "tests" / "artifacts"
 NIH_DIR = Path(os.environ.get("CXR_NIH_DIR", REPO.parent / "shared" / "data" / "nih"))
 FILM = "00000100_000.png"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 DEMO = Path(os.environ["CXR_E2E_DEMO"]) if os.environ.get("CXR_E2E_DEMO") else None
-SLOW = 300  # seconds: the first prediction imports timm and loads the model on a busy 2-core box
-
-if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
-    pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install "
-                "chromium chromium-driver; .ci/run does)", allow_module_level=True)
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed "
-                                "(pip install -e '.[test]')")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -104,125 +78,16 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(world):
-    port = free_port()
-    log = open(world.root / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port)],
-        cwd=REPO, env={**os.environ, **world.env()}, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"streamlit exited ({proc.returncode}): "
-                                     f"{(world.root / 'streamlit.log').read_text()[-2000:]}")
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise AssertionError("streamlit did not answer on its health endpoint in 120 s")
-            time.sleep(0.5)
+    no_secrets = world.root / "secrets.toml"  # empty: single-user local mode
+    no_secrets.write_text("")
+    with streamlit_app(world.env(), world.root / "streamlit.log", no_secrets) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-        if os.environ.get("CXR_E2E_KEEP"):
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(world.root / "streamlit.log", ARTIFACTS / "streamlit.log")
 
 
 @pytest.fixture(scope="module")
 def driver():
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="cxr-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--disable-extensions",
-                f"--user-data-dir={profile}", "--window-size=1440,1000"):
-        opts.add_argument(arg)
-    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
+    with chromium() as d:
         yield d
-    finally:
-        d.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-# -- helpers --------------------------------------------------------------------------------------
-
-def body(d) -> str:
-    return d.find_element(By.TAG_NAME, "body").text
-
-
-def wait_for(d, what, timeout: float = 60, message: str = ""):
-    """Wait until what(d) is truthy; a failure says what the page showed."""
-    try:
-        return WebDriverWait(d, timeout, poll_frequency=0.5).until(lambda d: what(d))
-    except Exception as exc:
-        shot(d, "failure")
-        raise AssertionError(f"timed out after {timeout}s waiting for {message or what}; page "
-                             f"text:\n{body(d)[-3000:]}") from exc
-
-
-def wait_text(d, text: str, timeout: float = 60):
-    return wait_for(d, lambda d: text in body(d), timeout, repr(text))
-
-
-def wait_idle(d, timeout: float = SLOW):
-    """Streamlit shows its status widget while a script run is in progress."""
-    time.sleep(0.5)
-    wait_for(d, lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-testid=stStatusWidget]"),
-             timeout, "the script run to finish")
-
-
-def shot(d, name: str) -> Path:
-    """Screenshot of the whole page: the window is made as tall as the main column."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    height = d.execute_script(
-        "const m = document.querySelector('[data-testid=stMain]');"
-        "return m ? m.scrollHeight : document.body.scrollHeight;")
-    d.set_window_size(1440, max(900, min(int(height) + 40, 4000)))
-    time.sleep(1.0)  # let plotly re-layout to the new size
-    path = ARTIFACTS / f"{name}.png"
-    d.save_screenshot(str(path))
-    d.set_window_size(1440, 1000)
-    return path
-
-
-def open_page(d, server: str, path: str, marker: str):
-    d.get(f"{server}/{path}")
-    wait_text(d, marker, SLOW)
-    wait_idle(d)
-
-
-def choose(d, label: str, option: str):
-    """Pick `option` in the st.selectbox labelled `label`."""
-    box = wait_for(d, lambda d: [b for b in d.find_elements(By.CSS_SELECTOR,
-                                                            "[data-testid=stSelectbox]")
-                                 if b.find_elements(By.CSS_SELECTOR,
-                                                    f"input[aria-label='{label}']")],
-                   SLOW, f"the {label!r} selectbox")[0]
-    box.find_element(By.CSS_SELECTOR, "button[aria-label=Open]").click()
-    wait_for(d, lambda d: [o for o in d.find_elements(By.CSS_SELECTOR, "[role=option]")
-                           if o.text == option], 20, f"option {option!r}")[0].click()
-    wait_for(d, lambda d: box.find_element(By.CSS_SELECTOR, "input").get_attribute("value")
-             == option, 20, f"{label} = {option!r}")
-    wait_idle(d)
-
-
-def case_header(d) -> str:
-    return next(h.text for h in d.find_elements(By.CSS_SELECTOR, "h3")
-                if h.text.startswith("Case "))
 
 
 # -- the test -------------------------------------------------------------------------------

@@ -1,0 +1,136 @@
+"""cxr/dashboard/auth.py: local mode, the identity a decision is recorded under, the trainer
+role from a list or from a claim, and secrets that are refused with the key named."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from cxr.dashboard.auth import (LOCAL_VIEWER, AuthConfigError, AuthSettings, claim, identity,
+                                is_loopback, load_settings, served_locally)
+
+REPO = Path(__file__).resolve().parents[2]
+
+AUTH = {"redirect_uri": "https://cxr.example/oauth2callback", "cookie_secret": "s" * 32,
+        "client_id": "cxr", "client_secret": "c",
+        "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
+
+
+def settings(**cxr) -> AuthSettings:
+    return AuthSettings.from_secrets({"auth": AUTH, "cxr": cxr})
+
+
+def user(**claims) -> dict:
+    return {"is_logged_in": True, **claims}
+
+
+def test_local_mode_without_an_auth_section():
+    for secrets in ({}, {"cxr": {"trainers": ["a@x.org"]}}, {"auth": {}}):
+        s = AuthSettings.from_secrets(secrets)
+        assert not s.enabled
+        # anyone, signed in or not, is the one local user: typed name, may train
+        assert s.viewer({}) == s.viewer(user(email="b@x.org")) == LOCAL_VIEWER
+    assert LOCAL_VIEWER.local and LOCAL_VIEWER.can_train and LOCAL_VIEWER.identity is None
+
+
+def test_sign_in_is_required_when_auth_is_configured():
+    s = settings()
+    assert s.enabled and s.providers == (None,)
+    assert s.viewer({}) is None
+    assert s.viewer({"is_logged_in": False, "email": "a@x.org"}) is None
+    v = s.viewer(user(email="a@x.org", sub="123", name="Dr A"))
+    assert (v.identity, v.name, v.local, v.can_train) == ("a@x.org", "Dr A", False, False)
+
+
+def test_identity_is_the_email_else_the_subject():
+    assert identity({"email": "a@x.org", "sub": "123"}) == "a@x.org"
+    assert identity({"sub": "123"}) == "123"
+    assert identity({"email": "  ", "sub": "123"}) == "123"
+    # an address the provider has not verified could be anyone's
+    assert identity({"email": "boss@x.org", "email_verified": False, "sub": "123"}) == "123"
+    assert identity({"email": "a@x.org", "email_verified": True, "sub": "1"}) == "a@x.org"
+    with pytest.raises(AuthConfigError, match="neither an e-mail address nor a subject"):
+        identity({"name": "nobody"})
+
+
+def test_trainer_role_from_the_list():
+    s = settings(trainers=["Lead@X.org", "sub-42"])
+    assert s.viewer(user(email="lead@x.org", sub="1")).can_train  # case-insensitive e-mail
+    assert s.viewer(user(email="other@x.org", sub="sub-42")).can_train  # or by subject
+    assert not s.viewer(user(email="other@x.org", sub="7")).can_train
+    # an unverified address does not grant the role
+    assert not s.viewer(user(email="lead@x.org", email_verified=False, sub="7")).can_train
+
+
+def test_trainer_role_from_a_claim():
+    s = settings(trainer_claim="groups", trainer_value="cxr-trainers")
+    assert s.viewer(user(sub="1", groups=["radiology", "cxr-trainers"])).can_train
+    assert s.viewer(user(sub="1", groups="cxr-trainers")).can_train  # a single value
+    assert not s.viewer(user(sub="1", groups=["radiology"])).can_train
+    assert not s.viewer(user(sub="1")).can_train  # no such claim
+    nested = settings(trainer_claim="realm_access.roles", trainer_value="trainer")
+    assert nested.viewer(user(sub="1", realm_access={"roles": ["trainer"]})).can_train
+    assert not nested.viewer(user(sub="1", realm_access={"roles": ["viewer"]})).can_train
+    assert claim({"a": {"b": 1}}, "a.b") == 1 and claim({"a": 1}, "a.b") is None
+
+
+def test_role_rule_says_who_trains():
+    assert "nobody" in settings().role_rule
+    assert "1 user(s)" in settings(trainers=["a@x.org"]).role_rule
+    assert "'groups' claim holds 'cxr-trainers'" in settings(
+        trainer_claim="groups", trainer_value="cxr-trainers").role_rule
+
+
+def test_named_providers():
+    auth = {k: AUTH[k] for k in ("redirect_uri", "cookie_secret")}
+    auth["hospital"] = {k: AUTH[k] for k in ("client_id", "client_secret", "server_metadata_url")}
+    auth["client_kwargs"] = {"prompt": "login"}  # a table that is not a provider
+    assert AuthSettings.from_secrets({"auth": auth}).providers == ("hospital",)
+
+
+@pytest.mark.parametrize("secrets, message", [
+    ({"auth": {**AUTH, "cookie_secret": ""}}, r"\[auth\]: cookie_secret is missing"),
+    ({"auth": {k: v for k, v in AUTH.items() if k != "redirect_uri"}}, "redirect_uri"),
+    ({"auth": {**AUTH, "client_secret": ""}}, r"\[auth\]: client_secret missing"),
+    ({"auth": {"redirect_uri": "x", "cookie_secret": "y"}}, "no identity provider"),
+    ({"auth": {"redirect_uri": "x", "cookie_secret": "y", "my_idp": {"client_id": "a",
+      "client_secret": "b", "server_metadata_url": "c"}}}, "may not contain '_'"),
+    ({"auth": AUTH, "cxr": {"trainers": "a@x.org"}}, "trainers must be a list"),
+    ({"auth": AUTH, "cxr": {"trainer": ["a@x.org"]}}, "unknown key.*trainer"),
+    ({"auth": AUTH, "cxr": {"trainer_claim": "groups"}}, "go together"),
+])
+def test_unusable_secrets_are_refused_naming_the_key(secrets, message):
+    with pytest.raises(AuthConfigError, match=message):
+        AuthSettings.from_secrets(secrets)
+
+
+def test_the_shipped_example_secrets_are_valid():
+    example = tomllib.loads((REPO / ".streamlit" / "secrets.example.toml").read_text())
+    s = AuthSettings.from_secrets(example)
+    assert s.enabled and s.providers == (None,) and s.trainers
+
+
+def test_is_loopback():
+    for address in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert is_loopback(address), address
+    for address in ("", None, "0.0.0.0", "::", "10.1.2.3", "cxr.hospital.example"):
+        assert not is_loopback(address), address
+
+
+def test_served_locally_needs_a_loopback_binding_and_a_loopback_host():
+    assert served_locally("127.0.0.1", "127.0.0.1:8501")
+    assert served_locally("127.0.0.1", "localhost:8501") and served_locally("::1", "[::1]:8501")
+    assert served_locally("127.0.0.1", None)  # no request headers (tests)
+    # a reverse proxy on the same host forwards to 127.0.0.1 with the public name
+    assert not served_locally("127.0.0.1", "cxr.hospital.example")
+    assert not served_locally("0.0.0.0", "127.0.0.1:8501")
+
+
+def test_a_secrets_file_that_did_not_load_never_means_no_sign_in(tmp_path):
+    broken = tmp_path / "secrets.toml"
+    assert not load_settings(None, [broken]).enabled  # no file at all: local mode
+    broken.write_text("[auth\nredirect_uri = ")
+    with pytest.raises(AuthConfigError, match="secrets.toml exists but could not be read"):
+        load_settings(None, [tmp_path / "absent.toml", broken])
+    assert load_settings({"auth": AUTH}, [broken]).enabled
