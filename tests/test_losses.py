@@ -42,17 +42,19 @@ def tensors(x, t):
 @pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (0.5, 1.0), (0.9, 0.0)])
 def test_focal_matches_reference(batch, alpha, gamma):
     x, t = batch
-    got = focal_loss(*tensors(x, t), alpha=alpha, gamma=gamma, reduction="none").double().numpy()
+    got = focal_loss(*tensors(x, t), alpha=alpha, gamma=gamma, reduction="none",
+                     alpha_mode="balanced").double().numpy()
     want = ref_focal(x, t, alpha, gamma)
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    mean = focal_loss(*tensors(x, t), alpha=alpha, gamma=gamma).item()
+    mean = focal_loss(*tensors(x, t), alpha=alpha, gamma=gamma, alpha_mode="balanced").item()
     assert mean == pytest.approx(want.mean(), rel=1e-5)
 
 
 def test_focal_alpha_weights_positives():
     x = torch.tensor([[2.0, 2.0]])
-    pos = focal_loss(x, torch.tensor([[1.0, 1.0]]), alpha=0.25, reduction="sum")
+    pos = focal_loss(x, torch.tensor([[1.0, 1.0]]), alpha=0.25, reduction="sum",
+                     alpha_mode="balanced")
     no_alpha = focal_loss(x, torch.tensor([[1.0, 1.0]]), alpha=None, reduction="sum")
     assert pos.item() == pytest.approx(0.25 * no_alpha.item())
 
@@ -66,8 +68,17 @@ def test_extreme_logits_give_finite_loss_and_gradients():
         loss.backward()
         assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
     # confidently wrong: 100 * (1 - alpha) for a negative, 100 * alpha for a positive
-    wrong = focal_loss(x.detach(), t, reduction="none")[0, 2:]
+    wrong = focal_loss(x.detach(), t, reduction="none", alpha_mode="balanced")[0, 2:]
     assert wrong.tolist() == pytest.approx([75.0, 25.0])
+    wrong = focal_loss(x.detach(), t, reduction="none")[0, 2:]  # constant: 100 * alpha for both
+    assert wrong.tolist() == pytest.approx([25.0, 25.0])
+
+
+def test_training_and_the_loss_share_one_default_alpha_mode():
+    import inspect
+    from cxr.train.config import TrainConfig
+    default = inspect.signature(focal_loss).parameters["alpha_mode"].default
+    assert default == TrainConfig().focal_alpha_mode == "constant"
 
 
 def test_bce_and_weighted_bce_match_reference(batch):

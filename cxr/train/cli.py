@@ -43,7 +43,8 @@ def add_arguments(parser) -> None:
 
 
 def build_config(args):
-    from cxr.train.config import apply_overrides, from_dict, load_config, parse_override, read_yaml
+    from cxr.train.config import (apply_overrides, from_dict, load_config, parse_override,
+                                  read_run_config)
 
     if args.resume:
         if args.data or args.model or args.config or args.force or (
@@ -58,7 +59,7 @@ def build_config(args):
         config_path = RunDir(args.resume).config
         if not config_path.is_file():
             raise FileNotFoundError(f"cannot resume {args.resume}: it has no config.yaml")
-        return from_dict(apply_overrides(read_yaml(config_path), args.overrides)), Path(args.resume)
+        return from_dict(apply_overrides(read_run_config(config_path), args.overrides)), Path(args.resume)
     if args.out is None:
         raise ValueError("--out RUN_DIR is required (or --resume RUN_DIR)")
     data = str(Path(args.data).expanduser().resolve()) if args.data else None

@@ -45,7 +45,7 @@ from cxr.labels import FINDINGS
 from cxr.rundir import STOP, RunDir
 from cxr.train import distributed as ddp
 from cxr.train import phases as ph
-from cxr.train.config import TrainConfig, dump_yaml, from_dict, read_yaml
+from cxr.train.config import TrainConfig, dump_yaml, from_dict, read_run_config
 from cxr.train.data import (EpochDataset, EpochSampler, default_workers, device_batch,
                             find_cache, make_loader, read_split, split_tables, targets_of,
                             use_gpu_augment, write_split)
@@ -166,7 +166,7 @@ def train(cfg: TrainConfig | None, run_dir, resume: bool = False, force: bool = 
     run_dir, run = Path(run_dir), RunDir(run_dir)
     if resume and cfg is None:
         check_run_dir(run_dir, resume, force)
-        cfg = from_dict(read_yaml(run.config))
+        cfg = from_dict(read_run_config(run.config))
     if cfg is None:
         raise ValueError("train() needs a TrainConfig unless resume=True")
     info = ddp.setup(cfg.device)

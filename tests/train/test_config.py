@@ -120,9 +120,17 @@ def test_yaml_syntax_error_names_the_file(tmp_path):
         read_yaml(path)
 
 
-def test_focal_alpha_mode_defaults_to_balanced_and_accepts_constant():
-    assert TrainConfig().focal_alpha_mode == "balanced"
-    assert load_config(None, ["focal_alpha_mode=constant"]).focal_alpha_mode == "constant"
+def test_focal_alpha_mode_defaults_to_constant_and_old_runs_resume_balanced(tmp_path):
+    """The default is the report's printed formula (measured better on the demo); a run whose
+    config.yaml predates the setting trained with alpha_t and resumes with it."""
+    from cxr.train.config import dump_yaml, read_run_config
+    assert TrainConfig().focal_alpha_mode == "constant"
+    assert load_config(None, ["focal_alpha_mode=balanced"]).focal_alpha_mode == "balanced"
+    path = tmp_path / "config.yaml"
+    dump_yaml(TrainConfig(), path)
+    assert read_run_config(path)["focal_alpha_mode"] == "constant"
+    path.write_text("model: simple_cnn\n")  # a run saved before the field existed
+    assert read_run_config(path)["focal_alpha_mode"] == "balanced"
 
 
 def test_uncertainty_rule_defaults_to_the_reports_mean_and_travels_in_the_config():
@@ -140,7 +148,7 @@ def test_to_dict_is_json_safe_and_rebuilds_the_config():
     cfg = load_config(None, ["weights={densenet121: a.pt, efficientnet_b3: b.pt}",
                              "model_kwargs.drop_rate=0.3", "max_minutes=2"])
     values = json.loads(json.dumps(cfg.to_dict()))
-    assert TrainConfig(**values) == cfg and values["focal_alpha_mode"] == "balanced"
+    assert TrainConfig(**values) == cfg and values["focal_alpha_mode"] == "constant"
 
 
 def test_empty_model_kwargs_in_yaml_is_an_empty_mapping(tmp_path):

@@ -47,7 +47,8 @@ def _val_metrics(checkpoint, data_dir, run_dir):
     ds = CXRDataset(val, EvalTransform(32, meta["preprocess"]["mean"], meta["preprocess"]["std"]))
     with torch.no_grad():
         logits = torch.stack([model(ds[i][0][None])[0] for i in range(len(ds))])
-    loss = float(make_loss("focal", alpha=0.25, gamma=2.0)(logits, torch.from_numpy(ds.targets)))
+    loss = float(make_loss("focal", alpha=0.25, gamma=2.0, alpha_mode=meta["config"]["focal_alpha_mode"])(
+        logits, torch.from_numpy(ds.targets)))
     return macro_auc(per_finding_auc(ds.targets, logits.sigmoid().numpy()))[0], loss
 
 
@@ -57,7 +58,11 @@ def test_two_process_ddp_matches_one_process(base_values, tmp_path, cxr_command,
 
     # fp32: on a CPU with native bf16 the trainer autocasts, and bf16 rounding, which differs
     # with the per-rank batch, moves this tiny val set's AUC more than the DDP check allows
-    values = {**base_values, "epochs": 2, "model_kwargs": {"drop_rate": 0.0}, "amp": False}
+    # balanced focal alpha, as this test's tolerances were set with: the barely trained model's
+    # epoch-1 AUC on the tiny val split (30% of ~115 films) moved by 0.08 under the constant
+    # reading, one process against two: loss and DDP effects are not separable at this size
+    values = {**base_values, "epochs": 2, "model_kwargs": {"drop_rate": 0.0}, "amp": False,
+              "focal_alpha_mode": "balanced"}
     single = tmp_path / "single"
     assert train(TrainConfig(**values), single) == 0
 
