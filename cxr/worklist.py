@@ -349,7 +349,8 @@ def readout_line(csv_path: Path) -> str:
     if r is None:
         return ("no readout columns (cal_, call_, ood): no calls or OOD flags for these cases "
                 "(`cxr calibrate` the checkpoint, then predict or evaluate again)")
-    return f"calls at the {r.operating_point} operating point, {int(r.ood.sum())} out of distribution"
+    return (f"calls at the {r.operating_point} operating point, {int(r.ood.sum())} out of "
+            "distribution")
 
 
 def _film_paths(images, images_root) -> list[str | None]:
