@@ -11,18 +11,23 @@ from cxr.uncertainty import UNCERTAIN_STD
 UNCERTAIN_COLOR, CONFIDENT_COLOR = "#d62728", "#1f77b4"
 
 
-def probability_bars(labels, mean, std, threshold: float = UNCERTAIN_STD) -> go.Figure:
+def probability_bars(labels, mean, std, threshold: float = UNCERTAIN_STD,
+                     uncertain=None, axis: str = "mean probability (MC dropout) ± std") -> go.Figure:
     """Horizontal bars of mean probability, highest on top, std as error bars; bars whose std
-    exceeds `threshold` are drawn in red."""
+    exceeds `threshold` (or, given, whose `uncertain` flag is set: the raw MC std's, when the
+    bars are calibrated) are drawn in red."""
     order = np.argsort(np.asarray(mean))  # plotly draws the first bar at the bottom
     labels = [labels[i] for i in order]
     mean, std = np.asarray(mean)[order], np.asarray(std)[order]
-    colors = [UNCERTAIN_COLOR if s > threshold else CONFIDENT_COLOR for s in std]
+    red = np.asarray(std > threshold if uncertain is None else uncertain, bool)
+    if uncertain is not None:
+        red = red[order]
+    colors = [UNCERTAIN_COLOR if r else CONFIDENT_COLOR for r in red]
     fig = go.Figure(go.Bar(
         x=mean, y=labels, orientation="h", marker_color=colors,
         error_x=dict(type="data", array=std, visible=True, color="#444"), customdata=std,
         hovertemplate="%{y}: %{x:.3f} ± %{customdata:.3f}<extra></extra>"))
-    fig.update_layout(xaxis=dict(range=[0, 1.05], title="mean probability (MC dropout) ± std"),
+    fig.update_layout(xaxis=dict(range=[0, 1.05], title=axis),
                       height=30 * len(labels) + 80, margin=dict(l=10, r=10, t=30, b=40),
                       title=f"red: std > {threshold}")
     return fig
