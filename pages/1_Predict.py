@@ -145,7 +145,8 @@ st.dataframe(result.table(point), hide_index=True, width="stretch", key="probs",
 
 st.subheader("MC-dropout samples")
 top_k = st.slider("Findings to show", 1, 6, 3, key="top_k")
-st.plotly_chart(charts.mc_histograms(result.labels, result.shown_samples, result.top(top_k)),
+st.plotly_chart(charts.mc_histograms(result.labels, result.shown_samples, result.top(top_k),
+                                     "calibrated probability" if calibrated else "probability"),
                 width="stretch", key="hist")
 
 st.subheader("Grad-CAM")

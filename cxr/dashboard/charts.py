@@ -33,14 +33,15 @@ def probability_bars(labels, mean, std, threshold: float = UNCERTAIN_STD,
     return fig
 
 
-def mc_histograms(labels, samples: np.ndarray, top: list[int]) -> go.Figure:
+def mc_histograms(labels, samples: np.ndarray, top: list[int],
+                  axis: str = "probability") -> go.Figure:
     """Histograms of the sampled probabilities (passes x findings) for the findings in `top`."""
     fig = make_subplots(rows=1, cols=len(top), subplot_titles=[labels[k] for k in top],
                         shared_yaxes=True)
     for i, k in enumerate(top, start=1):
         fig.add_trace(go.Histogram(x=samples[:, k], xbins=dict(start=0, end=1, size=0.025),
                                    marker_color=CONFIDENT_COLOR, showlegend=False), row=1, col=i)
-        fig.update_xaxes(range=[0, 1], title_text="probability", row=1, col=i)
+        fig.update_xaxes(range=[0, 1], title_text=axis, row=1, col=i)
     fig.update_yaxes(title_text="passes", row=1, col=1)
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=40), bargap=0.05)
     return fig

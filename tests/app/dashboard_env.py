@@ -5,10 +5,16 @@ project's own writers (save_checkpoint, scoring.write_outputs, Worklist.import_p
 
 `build(root, calibrated=True)` makes the fusion run demo-like: a `cxr synth` dataset (SYNTH
 patients at 64 px), the run's split of it, the checkpoint's meta pointing at both (synthetic:
-true, as training writes it) and its readout fitted by `cxr calibrate` itself. The weights stay
-random: measured (seed 0), its OOD score still puts every one of the 56 real NIH films far above
-the readout's threshold, and synthetic test films mostly below it (the README's "Predict page"
-numbers; tests/browser/test_e2e.py relies on both)."""
+true, as training writes it) and its readout fitted by `cxr calibrate` itself (about 6 s of
+one CPU core). The weights stay random, and still its OOD score tells real films from phantoms.
+Measured with these seeds (0 everywhere; 2026-11-30; tests/app/test_predict.py::
+test_the_calibrated_world_tells_real_films_from_phantoms checks it): threshold 9.33 (95th
+percentile of 37 validation films); 55 of the 56 real NIH films above it (lowest 9.13; the
+browser test's 00000100_000.png 13.36), 1 of the 27 synthetic test films (median 4.69, the
+typical film below is the median one); AUROC 0.999. Alternatives measured: 80 patients flag all
+56 NIH films but 6 of 53 synthetic test films (threshold 7.44); 96 px brings 00000100_000.png to
+9.27 against a threshold of 9.17. tests/browser/test_e2e.py and tests/app/test_predict.py rely
+on the NIH film being flagged and the typical synthetic film not."""
 from __future__ import annotations
 
 import json

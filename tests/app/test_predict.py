@@ -134,6 +134,30 @@ def test_a_synthetic_film_gets_calibrated_probabilities_and_calls_and_no_ood_war
     assert any(f"OOD score {expected.ood_score:.2f} (threshold " in c.value for c in at.caption)
 
 
+def test_the_calibrated_world_tells_real_films_from_phantoms(calibrated_world, nih_dir):
+    """What the OOD tests above rely on, over all 56 real films (dashboard_env's docstring has
+    the measured numbers): the tiny demo-like model's OOD score flags nearly every real NIH
+    film, 00000100_000.png clearly, and few of its own synthetic test films."""
+    import pandas as pd
+    from cxr.checkpoint import load_model
+    from cxr.predict import predict_images
+    from cxr.readout import load_readout
+    ckpt = calibrated_world.run_dir / "best.pt"
+    model, _ = load_model(ckpt)
+    readout = load_readout(ckpt)
+    split = pd.read_csv(calibrated_world.run_dir / "split.csv")
+    test = [calibrated_world.data / "synth" / "images" / n
+            for n in split.loc[split["split"] == "test", "image"]]
+    real = sorted((nih_dir / "images").glob("*.png"))
+    score = {p.name: p.ood_score for p in predict_images(model, real + test, passes=2,
+                                                         readout=readout)}
+    t = readout.ood.threshold
+    assert sum(score[p.name] > t for p in real) >= 0.9 * len(real)
+    assert score["00000100_000.png"] > 1.2 * t  # the browser test's film, with a margin
+    assert sum(score[p.name] > t for p in test) <= 0.1 * len(test)
+    assert score[calibrated_world.synthetic_film.name] < t
+
+
 def world_findings():
     from cxr.labels import FINDINGS
     return FINDINGS
