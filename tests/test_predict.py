@@ -472,7 +472,7 @@ def test_planted_identifiers_appear_nowhere_in_the_output_or_the_console(checkpo
     console = "".join(capfd.readouterr()) + caplog.text
     assert "2 predicted, 5 not usable" in console
     written = sorted(p for p in out.rglob("*") if p.is_file())
-    assert len(written) == 2 + 2 * 2  # the two CSVs and two overlays per predicted film
+    assert len(written) == 3 + 2 * 2  # the two CSVs, readout.json, two overlays per film
     for secret in D.SECRETS:
         assert secret.lower() not in console.lower(), secret
         for path in written:
