@@ -109,6 +109,29 @@ def model_for(checkpoint: Path, device: str):
     return cached_model(str(checkpoint.resolve()), checkpoint.stat().st_mtime, device)
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def cached_readout(path: str, mtime: float, readout_mtime: float | None):
+    """The checkpoint's readout (cxr.readout.load_readout), once per version of either file;
+    None without one. A readout of another checkpoint raises ReadoutError (not cached)."""
+    from cxr.readout import load_readout
+    return load_readout(path)
+
+
+def readout_for(checkpoint: Path):
+    """(readout or None, the sidecar's mtime or None: a cache key for what was computed with it)."""
+    from cxr.readout import readout_path
+    checkpoint = Path(checkpoint)
+    sidecar = readout_path(checkpoint)
+    mtime = sidecar.stat().st_mtime if sidecar.is_file() else None
+    return cached_readout(str(checkpoint.resolve()), checkpoint.stat().st_mtime, mtime), mtime
+
+
+def show_notices(notices) -> None:
+    """cxr.dashboard.analysis.notices, as prominent as their kind says."""
+    for notice in notices:
+        {"error": st.error, "warning": st.warning, "info": st.info}[notice.kind](notice.text)
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _lock(path: str, mtime: float, device: str) -> threading.Lock:
     return threading.Lock()

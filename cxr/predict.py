@@ -2,6 +2,7 @@
 
     cxr predict --checkpoint checkpoints/demo-fusion/best.pt scans/ extra.dcm --out out/pred
     cxr predict --checkpoint best.pt scans/ --passes 50 --cam --top-k 3 --out out/pred
+    cxr predict --checkpoint best.pt scans/ --operating-point sensitivity --out out/pred
 
     cxr predict --checkpoint best.pt export/ --exclude '*.txt' --exclude 'reports/*'
 
@@ -14,14 +15,23 @@ folder). The summary line counts all three and they add up to the number of file
 Writes to --out (default `predictions/`):
   predictions.csv   Image Index, prob_<Finding> x14 (MC mean), std_<Finding> x14, uncertain,
                     uncertainty (the image score: mean std under the rule "mean", max std under
-                    "any"; uncertain = score > --threshold), uncertainty_rule, source (the
-                    file's absolute path)
+                    "any"; uncertain = score > --threshold), uncertainty_rule, then with the
+                    checkpoint's readout (best.readout.pt, `cxr calibrate`) cal_<Finding> x14
+                    (calibrated probability), call_<Finding> x14 (positive / negative /
+                    uncertain / n/a at --operating-point), operating_point, ood_score, ood
+                    (true: unlike the training films); then source (the file's absolute path)
+  readout.json      the readout used: operating point, per finding its threshold and validation
+                    sensitivity and specificity, the OOD threshold; or, for a checkpoint without
+                    a readout, {"available": false, "note": "no calibration / operating points /
+                    OOD guard available for this checkpoint (run `cxr calibrate ...`)"}
   errors.csv        file, error: every input that could not be used (corrupt, truncated, not an
                     image, not a frontal chest radiograph, a folder link), also reported on
                     stderr; the rest go on
   cam/<stem>_<Finding>.png  with --cam: Grad-CAM overlays of the --top-k findings per film
 Nothing read from a DICOM header but its format, view, modality and body part reaches any of
 these (cxr.data.dicom), so no patient identifier is written or printed.
+The summary line ends with the films flagged out of distribution and the operating point, or
+with that note. A readout fitted for another checkpoint (a retrained best.pt) is an error.
 Exit status 0 when at least one image was predicted, 1 when none was. The rule is the run's
 `uncertainty_rule` (the report's "mean" for checkpoints saved before it existed) unless
 `--uncertainty-rule mean|any` overrides it; the summary line names it.
@@ -55,9 +65,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cxr.atomic import write_json
 from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
 from cxr.device import DEVICES
+from cxr.evaluation.operating_points import POINTS
 from cxr.readout import annotate as annotate_readout
 from cxr.uncertainty import (DEFAULT_RULE, UNCERTAIN_STD, UNCERTAINTY_RULES, describe_rule,
                              film_seeds_for, mc_predict, passes_for, rule_for)
@@ -206,6 +218,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--uncertainty-rule", choices=UNCERTAINTY_RULES, default=None,
                         help="image score: mean (the report's: mean std over the findings) or any "
                              "(max std); default: the run's uncertainty_rule")
+    parser.add_argument("--operating-point", choices=POINTS, default="youden",
+                        help="where each finding's call is made (the checkpoint's readout, "
+                             "chosen on validation): youden (Youden's J, the default), "
+                             "sensitivity (validation sensitivity >= 0.90) or specificity "
+                             "(validation specificity >= 0.90)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="seed of the dropout masks")
     parser.add_argument("--cam", action="store_true", help="write Grad-CAM overlays to OUT/cam/")
@@ -240,9 +257,11 @@ class _Batch:
 def _predict(args, info) -> int:
     from cxr.checkpoint import load_model
     from cxr.evaluation.predictions import predictions_frame, write_csv
+    from cxr.readout import load_readout, not_available
     from cxr.train.distributed import gather_to_main
 
     model, meta = load_model(args.checkpoint, info.device)
+    readout = load_readout(args.checkpoint)  # None: no sidecar; another checkpoint's: an error
     args.passes = passes_for(meta, args.passes)
     rule, origin = rule_for(meta, args.uncertainty_rule)
     print(f"uncertainty rule {rule}, from {origin}"
@@ -254,7 +273,8 @@ def _predict(args, info) -> int:
     batches = [files[i:i + args.batch_size] for i in range(0, len(files), args.batch_size)]
     for first in range(0, len(batches), info.world_size):  # a round: one batch per rank
         mine = first + info.rank
-        part = _score_batch(model, batches[mine], args, rule) if mine < len(batches) else _Batch()
+        part = (_score_batch(model, batches[mine], args, rule, readout) if mine < len(batches)
+                else _Batch())
         for batch in gather_to_main(info, part) or []:  # rank order is file order
             _report(errors, batch.errors, info)
             preds.extend(batch.preds)
@@ -270,14 +290,40 @@ def _predict(args, info) -> int:
         print(f"cxr predict: {summary}; no image could be predicted (see "
               f"{args.out / 'errors.csv'})", file=sys.stderr)
         return 1
+    columns = readout_columns(preds) if readout is not None else None
     df = predictions_frame([p.name for p in preds], np.stack([p.probs for p in preds]),
                            np.stack([p.std for p in preds]), np.array([p.uncertain for p in preds]),
-                           np.array([p.score for p in preds]), rule)
+                           np.array([p.score for p in preds]), rule, columns)
     df["source"] = [p.source for p in preds]
     write_csv(df, args.out / "predictions.csv")
+    write_json(args.out / "readout.json", readout_summary(readout, args.operating_point,
+                                                          args.checkpoint))
+    if columns is None:
+        guard = not_available(args.checkpoint)
+    else:
+        guard = (f"{int(columns.ood.sum())} out of distribution (OOD score > "
+                 f"{readout.ood.threshold:.2f}), calls at the {args.operating_point} operating "
+                 "point")
     print(f"{summary}; {int(df['uncertain'].sum())} uncertain under rule "
-          f"{describe_rule(rule, args.threshold)}; wrote {args.out / 'predictions.csv'}")
+          f"{describe_rule(rule, args.threshold)}; {guard}; wrote {args.out / 'predictions.csv'}")
     return 0
+
+
+def readout_columns(preds: list[Prediction]):
+    """The predictions CSV's readout columns from annotated Predictions (cxr.readout.annotate)."""
+    from cxr.evaluation.predictions import ReadoutColumns
+    return ReadoutColumns(np.stack([p.calibrated for p in preds]),
+                          np.array([p.calls for p in preds], dtype=object),
+                          preds[0].operating_point, np.array([p.ood_score for p in preds]),
+                          np.array([p.ood_flag for p in preds]))
+
+
+def readout_summary(readout, point: str, checkpoint) -> dict:
+    """readout.json: the readout the calls came from, or why there is none."""
+    from cxr.readout import not_available
+    if readout is None:
+        return {"available": False, "note": not_available(checkpoint)}
+    return readout.describe(point)
 
 
 def _report(errors: list, new: list[tuple[str, str]], info) -> None:
@@ -288,7 +334,7 @@ def _report(errors: list, new: list[tuple[str, str]], info) -> None:
             print(f"cxr predict: skipped {path}: {reason}", file=sys.stderr)
 
 
-def _score_batch(model, paths: list[Path], args, rule: str) -> _Batch:
+def _score_batch(model, paths: list[Path], args, rule: str, readout=None) -> _Batch:
     """Load, predict and (with --cam) render one batch of files; unusable files become errors."""
     out, loaded = _Batch(), []
     for path in paths:
@@ -300,11 +346,13 @@ def _score_batch(model, paths: list[Path], args, rule: str) -> _Batch:
         return out
     batch = predict_images(model, [im for _, im in loaded], passes=args.passes,
                            threshold=args.threshold, seed=args.seed, batch_size=args.batch_size,
-                           names=[p.name for p, _ in loaded], rule=rule)
+                           names=[p.name for p, _ in loaded], rule=rule, readout=readout,
+                           operating_point=args.operating_point)
     for (path, image), pred in zip(loaded, batch):
         pred.source = str(path.resolve())
         out.cams.append(_render_cams(model, image, pred, args) if args.cam else {})
-        out.preds.append(replace(pred, samples=pred.samples[:0], meta={}))  # light to send
+        # light to send: the readout's fields are already computed from samples and features
+        out.preds.append(replace(pred, samples=pred.samples[:0], meta={}, features=None))
     return out
 
 

@@ -112,6 +112,17 @@ class Readout:
             raise ValueError(f"operating point {point!r}: expected one of {', '.join(POINTS)}")
         return thresholds(self.points, point, self.labels)
 
+    def describe(self, point: str) -> dict:
+        """What a reader of the calls at `point` needs, JSON-safe (`cxr predict`'s readout.json,
+        the pages): per finding the threshold (calibrated scale) and its validation sensitivity
+        and specificity, the OOD threshold, the calibration method."""
+        self.thresholds(point)  # an unknown point is an error
+        return _plain({"available": True, "operating_point": point, "target": self.target,
+                       "calibration": self.calibration.method,
+                       "ood": {"threshold": self.ood.threshold, "share": self.ood.share},
+                       "checkpoint_sha256": self.checkpoint_sha256,
+                       "points": {f: self.points[point][f] for f in self.labels}})
+
     def ood_scores(self, features: np.ndarray) -> np.ndarray:
         features = np.asarray(features)
         if features.ndim != 2 or features.shape[1] != len(self.ood.mean):

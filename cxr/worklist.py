@@ -9,15 +9,23 @@
 
     >>> wl = Worklist("data/worklist.sqlite")
     >>> table = wl.cases(status="pending", min_uncertainty=0.1)     # most uncertain first
+    >>> wl.cases(checkpoint_hash=h, call="positive", ood=True)      # one model's queue
     >>> wl.record_decision(int(table.id[0]), "disagree", reviewer="dr a",
     ...                    corrected=["Effusion"], note="blunted angle")
 
 One row per case (image x checkpoint), per-finding mean and std as columns so filters run in
 SQL, with the image's uncertainty score under the predictions' rule (`uncertainty`,
 `uncertainty_rule`: cxr.uncertainty; the default sort) and both summaries (`mean_std`,
-`max_std`). A database made before rules existed is migrated when opened: its cases were
-flagged by the per-finding rule, so they get `uncertainty_rule` 'any' (their `uncertainty` was
-the max std, the 'any' score) and `max_std`. Decisions are appended, never updated: a case's
+`max_std`). When the predictions came with a readout (cxr/readout.py: `cxr predict` or `cxr
+evaluate` of a calibrated checkpoint), a case also holds the calibrated probabilities
+(`cal_<Finding>`), the call per finding (`call_<Finding>`: positive / negative / uncertain / n/a)
+at the `operating_point` of the import, and the out-of-distribution `ood_score` and flag `ood`;
+otherwise those are NULL. The cases view adds `positive_calls` (NULL without calls). A case is
+one film as read by one checkpoint, so one checkpoint's cases (`sources()`, the Triage page's
+queue) never hold a film twice. A database made before rules existed is migrated when opened:
+its cases were flagged by the per-finding rule, so they get `uncertainty_rule` 'any' (their
+`uncertainty` was the max std, the 'any' score) and `max_std`; one made before readouts gets
+their columns, NULL. Decisions are appended, never updated: a case's
 status is its latest decision, or 'pending'. Every call opens its own short connection, so
 one Worklist can be shared by threads (Streamlit) and many processes can write at once: writes
 take the lock up front (BEGIN IMMEDIATE) and wait on it (busy_timeout) instead of failing.
@@ -33,7 +41,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxr.evaluation.predictions import PROB_COLUMNS, STD_COLUMNS, read_predictions
+from cxr.evaluation.predictions import (CAL_COLUMNS, CALL_COLUMNS, PROB_COLUMNS, STD_COLUMNS,
+                                        read_predictions)
 from cxr.hashing import file_sha256
 from cxr.labels import FINDINGS, finding_index
 
@@ -43,7 +52,9 @@ DECISIONS = ("agree", "disagree", "second_read")
 STATUSES = ("pending", *DECISIONS)
 BUSY_TIMEOUT_MS = 60_000
 PROB, STD = PROB_COLUMNS, STD_COLUMNS  # the cases table has one column per finding of each
-SORTABLE = ("uncertainty", "mean_std", "max_std", "created_at", "image", *PROB)
+CAL, CALL = CAL_COLUMNS, CALL_COLUMNS    # ... and, from a readout, of these
+SORTABLE = ("uncertainty", "mean_std", "max_std", "created_at", "image", "positive_calls",
+            "ood_score", *PROB, *CAL)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS cases (
@@ -59,6 +70,11 @@ CREATE TABLE IF NOT EXISTS cases (
     mean_std REAL,
     max_std REAL,
     uncertain INTEGER NOT NULL,     -- 1: flagged uncertain under the rule
+    {", ".join(f"{c} REAL" for c in CAL)},
+    {", ".join(f"{c} TEXT" for c in CALL)},
+    operating_point TEXT,           -- where the calls were made (NULL: no readout)
+    ood_score REAL,                 -- out-of-distribution score (NULL: no readout)
+    ood INTEGER,                    -- 1: out of distribution (NULL: no readout)
     source_csv TEXT NOT NULL,
     created_at TEXT NOT NULL,
     UNIQUE (image, checkpoint_hash)
@@ -74,15 +90,21 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_case ON decisions(case_id, id);
 """
-# Columns added since the first schema: (name, type, how existing cases get their value).
+# Columns added since the first schema: (name, type, how existing cases get their value; None:
+# NULL, e.g. no readout was imported with them).
 _MIGRATIONS = (
     ("uncertainty_rule", "TEXT", "UPDATE cases SET uncertainty_rule = 'any' "
                                  "WHERE uncertainty IS NOT NULL"),
     ("max_std", "REAL", f"UPDATE cases SET max_std = MAX({', '.join(STD)})"),
+    *((c, "REAL", None) for c in CAL), *((c, "TEXT", None) for c in CALL),
+    ("operating_point", "TEXT", None), ("ood_score", "REAL", None), ("ood", "INTEGER", None),
 )
-# A case with its latest decision (the highest id: ids only grow, timestamps may tie).
-_CASES_VIEW = """
-SELECT c.*, COALESCE(d.decision, 'pending') AS status, d.reviewer AS reviewer,
+# A case with its latest decision (the highest id: ids only grow, timestamps may tie), and its
+# number of positive calls (NULL: imported without a readout).
+_CASES_VIEW = f"""
+SELECT c.*, CASE WHEN c.operating_point IS NULL THEN NULL
+                 ELSE {" + ".join(f"(c.{c} = 'positive')" for c in CALL)} END AS positive_calls,
+       COALESCE(d.decision, 'pending') AS status, d.reviewer AS reviewer,
        d.note AS note, d.corrected AS corrected, d.created_at AS decided_at,
        (SELECT COUNT(*) FROM decisions WHERE case_id = c.id) AS n_decisions
 FROM cases c LEFT JOIN decisions d
@@ -123,7 +145,8 @@ class Worklist:
         with self._transaction() as con:
             for name, kind, fill in missing(con):
                 con.execute(f"ALTER TABLE cases ADD COLUMN {name} {kind}")
-                con.execute(fill)
+                if fill:
+                    con.execute(fill)
 
     @contextmanager
     def _connect(self, readonly: bool = False):
@@ -161,14 +184,15 @@ class Worklist:
         with self._transaction() as con:
             before = con.total_changes
             columns = ["image", "path", "model", "checkpoint_hash", *PROB, *STD, "uncertainty",
-                       "uncertainty_rule", "mean_std", "max_std", "uncertain", "source_csv",
-                       "created_at"]
+                       "uncertainty_rule", "mean_std", "max_std", "uncertain", *CAL, *CALL,
+                       "operating_point", "ood_score", "ood", "source_csv", "created_at"]
             con.executemany(
                 f"INSERT OR IGNORE INTO cases ({', '.join(columns)}) "
                 f"VALUES ({', '.join('?' * len(columns))})",
                 [(r["image"], r["path"], model, checkpoint_hash, *r["prob"], *r["std"],
                   r["uncertainty"], r["uncertainty_rule"], r["mean_std"], r["max_std"],
-                  r["uncertain"], str(csv_path.resolve()), created) for r in rows])
+                  r["uncertain"], *r["cal"], *r["call"], r["operating_point"], r["ood_score"],
+                  r["ood"], str(csv_path.resolve()), created) for r in rows])
             inserted = con.total_changes - before
         return {"inserted": inserted, "skipped": len(rows) - inserted}
 
@@ -176,19 +200,41 @@ class Worklist:
     def cases(self, finding: str | None = None, min_prob: float = 0.5,
               status: str | None = None, min_uncertainty: float | None = None,
               max_uncertainty: float | None = None, sort: str = "uncertainty",
-              ascending: bool = False) -> pd.DataFrame:
+              ascending: bool = False, checkpoint_hash: str | None = None,
+              call: str | None = None, call_finding: str | None = None,
+              ood: bool | None = None) -> pd.DataFrame:
         """Cases with their status, most uncertain first by default (`uncertainty`: each case's
         image score under its rule; min/max_uncertainty filter on it too).
 
         finding: keep cases whose mean probability for it is >= min_prob.
         status: 'pending', 'agree', 'disagree' or 'second_read' (the latest decision).
-        sort: 'uncertainty', 'mean_std', 'max_std', 'created_at', 'image' or a 'prob_<Finding>'
-        column.
-        Cases without std (external models) sort last either way."""
+        checkpoint_hash: only that checkpoint's cases (one model's queue).
+        call: keep cases with this call (positive / negative / uncertain / n/a) for
+        `call_finding`, or for any finding when it is None ("any positive call").
+        ood: True keeps the out-of-distribution cases, False those inside (cases imported
+        without a readout have no flag and are dropped by either).
+        sort: 'uncertainty', 'mean_std', 'max_std', 'created_at', 'image', 'positive_calls',
+        'ood_score' or a 'prob_<Finding>' / 'cal_<Finding>' column.
+        Cases without the sorted value (no std, no readout) sort last either way."""
+        from cxr.readout import CALLS
+
         where, params = [], []
         if finding is not None:
             where.append(f"prob_{FINDINGS[finding_index(finding)]} >= ?")
             params.append(float(min_prob))
+        if checkpoint_hash is not None:
+            where.append("checkpoint_hash = ?")
+            params.append(str(checkpoint_hash))
+        if call is not None:
+            if call not in CALLS:
+                raise ValueError(f"call {call!r} is not one of {CALLS}")
+            columns = (CALL if call_finding is None
+                       else [f"call_{FINDINGS[finding_index(call_finding)]}"])
+            where.append(f"? IN ({', '.join(columns)})")
+            params.append(call)
+        if ood is not None:
+            where.append("ood = ?")
+            params.append(int(bool(ood)))
         if status is not None:
             if status not in STATUSES:
                 raise ValueError(f"status {status!r} is not one of {STATUSES}")
@@ -207,6 +253,18 @@ class Worklist:
                f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY {order}")
         with self._connect() as con:
             return pd.read_sql_query(sql, con, params=params)
+
+    def sources(self) -> pd.DataFrame:
+        """One row per checkpoint whose predictions are in the worklist (a reviewer's queue):
+        model, checkpoint_hash, cases, pending, operating_point(s) of its calls (NULL: none),
+        first import; oldest first."""
+        sql = (f"SELECT model, checkpoint_hash, COUNT(*) AS cases, "
+               "SUM(status = 'pending') AS pending, "
+               "GROUP_CONCAT(DISTINCT operating_point) AS operating_point, "
+               f"MIN(created_at) AS imported FROM ({_CASES_VIEW}) "
+               "GROUP BY model, checkpoint_hash ORDER BY imported, model")
+        with self._connect() as con:
+            return pd.read_sql_query(sql, con)
 
     def counts(self) -> dict[str, int]:
         """{"cases", "pending", "decided"}: how many cases, and how many have no decision yet or
@@ -267,7 +325,7 @@ def _read_predictions(csv_path: Path, images_root) -> list[dict]:
     preds = read_predictions(csv_path)
     paths = list(preds.source) if preds.source is not None else _film_paths(preds.images,
                                                                               images_root)
-    rows = []
+    rows, r = [], preds.readout
     for i, image in enumerate(preds.images):
         has_std = preds.std is not None
         std = preds.std[i].tolist() if has_std else [None] * len(STD)
@@ -276,8 +334,23 @@ def _read_predictions(csv_path: Path, images_root) -> list[dict]:
                      "uncertainty": float(preds.score[i]) if has_std else None,
                      "uncertainty_rule": preds.rule if has_std else None,
                      "mean_std": sum(std) / len(std) if has_std else None,
-                     "max_std": max(std) if has_std else None})
+                     "max_std": max(std) if has_std else None,
+                     "cal": r.calibrated[i].tolist() if r else [None] * len(CAL),
+                     "call": [str(c) for c in r.calls[i]] if r else [None] * len(CALL),
+                     "operating_point": r.operating_point if r else None,
+                     "ood_score": float(r.ood_score[i]) if r else None,
+                     "ood": int(r.ood[i]) if r else None})
     return rows
+
+
+def readout_line(csv_path: Path) -> str:
+    """What the import says about the file's readout: the operating point of its calls, or none."""
+    r = read_predictions(csv_path).readout
+    if r is None:
+        return ("no readout columns (cal_, call_, ood): no calls or OOD flags for these cases "
+                "(`cxr calibrate` the checkpoint, then predict or evaluate again)")
+    return (f"calls at the {r.operating_point} operating point, {int(r.ood.sum())} out of "
+            "distribution")
 
 
 def _film_paths(images, images_root) -> list[str | None]:
@@ -315,7 +388,8 @@ def run(args) -> int:
         digest = args.checkpoint_hash or file_sha256(args.checkpoint)
         counts = Worklist(args.db).import_predictions(args.predictions, args.model, digest,
                                                       images_root=args.images_root)
-        print(f"{args.db}: {counts['inserted']} cases added, {counts['skipped']} already there")
+        print(f"{args.db}: {counts['inserted']} cases added, {counts['skipped']} already there; "
+              f"{readout_line(args.predictions)}")
         return 0
     if not args.db.is_file():
         raise FileNotFoundError(f"worklist {args.db} does not exist")

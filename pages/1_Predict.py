@@ -1,5 +1,7 @@
 """Predict: upload a film (PNG, JPEG or DICOM, recognised by content), see per-finding
-probabilities with MC-dropout uncertainty and Grad-CAM overlays.
+probabilities with MC-dropout uncertainty and Grad-CAM overlays; with the checkpoint's readout
+(`cxr calibrate`), calibrated probabilities and a call per finding at the chosen operating
+point, and an out-of-distribution film announced before any number.
 Logic: cxr/dashboard/analysis.py."""
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ import app_ui
 from cxr.dashboard import analysis, charts
 from cxr.dashboard.runs import best_run, list_runs
 from cxr.dashboard.status import overview
+from cxr.data.layout import trained_on_synthetic
+from cxr.evaluation.operating_points import POINTS
 from cxr.models import model_info
+from cxr.readout import ReadoutError
 from cxr.uncertainty import describe_rule, rule_for
 
 app_ui.viewer()  # signed in (or local mode), else only the sign-in screen
@@ -35,6 +40,10 @@ with st.sidebar:
                         help="default: the fusion run with the best validation AUC")
     run = by_name[name]
     passes = st.slider("MC-dropout passes", 2, 100, 25, help="the report uses 25 to 100")
+    point = st.selectbox("Operating point", POINTS, format_func=analysis.POINT_LABELS.get,
+                         key="point", help="where each finding's call is made, chosen on the "
+                         "run's validation split by `cxr calibrate`: Youden's J, or the "
+                         "threshold keeping validation sensitivity (or specificity) >= 0.90")
 device = analysis.device_name()
 
 upload = st.file_uploader("Chest X-ray (PNG, JPEG or DICOM; any file name)", type=None,
@@ -45,6 +54,11 @@ try:
     model, meta = app_ui.model_for(run.checkpoint, device)
 except Exception as exc:  # a checkpoint being rewritten or broken: say so, keep the app up
     st.error(f"Cannot load checkpoint `{run.checkpoint}`: {exc}")
+    st.stop()
+try:
+    readout, readout_mtime = app_ui.readout_for(run.checkpoint)
+except ReadoutError as exc:  # fitted for another checkpoint (retrained): never used silently
+    st.error(f"Cannot use this checkpoint's readout: {exc}")
     st.stop()
 if upload is None:
     st.info("Waiting for a film. Nothing you upload is stored; DICOM patient fields are never "
@@ -62,9 +76,12 @@ except analysis.UploadError as exc:
 
 
 @st.cache_data(max_entries=32, show_spinner="Running MC dropout…")
-def predict(digest: str, ckpt: str, mtime: float, passes: int, rule: str, _pixels, _model):
-    # keyed by the film's hash and the checkpoint version; the arrays themselves are not hashed
-    return analysis.analyse(_model, _pixels, passes=passes, rule=rule)
+def predict(digest: str, ckpt: str, mtime: float, readout_mtime, passes: int, rule: str,
+            name: str, _pixels, _model, _readout):
+    # keyed by the film's hash and name (its dropout seed, as `cxr predict` draws it) and the
+    # checkpoint's and readout's versions; the arrays themselves are not hashed
+    return analysis.analyse(_model, _pixels, passes=passes, rule=rule, name=name,
+                            readout=_readout)
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM…")
@@ -76,8 +93,10 @@ key = (digest, str(run.checkpoint), run.checkpoint.stat().st_mtime)
 lock = app_ui.model_lock(run.checkpoint, device)
 rule, rule_origin = rule_for(meta)  # the run's uncertainty_rule (old checkpoints: the default)
 with lock:
-    result = predict(*key, passes, rule, img.pixels, model)
+    result = predict(*key, readout_mtime, passes, rule, upload.name, img.pixels, model, readout)
 
+# Before any number: an out-of-distribution film, a model of phantoms, no readout.
+app_ui.show_notices(analysis.notices(result, trained_on_synthetic(meta), run.checkpoint))
 film = analysis.display_film(img.pixels)
 left, right = st.columns([2, 3])
 with left:
@@ -94,19 +113,41 @@ with right:
                    "human read is needed.", icon=":material/help:")
     else:
         st.success(f"Not flagged uncertain: {rule_text}.{wide}")
-    st.plotly_chart(charts.probability_bars(result.labels, result.mean, result.std,
-                                            result.threshold), width="stretch", key="bars")
+    calibrated = result.readout is not None
+    st.plotly_chart(charts.probability_bars(
+        result.labels, result.shown_mean, result.shown_std, result.threshold,
+        uncertain=result.std > result.threshold,
+        axis=("calibrated probability ± std of the calibrated MC samples" if calibrated
+              else "mean probability (MC dropout) ± std")), width="stretch", key="bars")
+    readout_text = (f"calls at {analysis.POINT_LABELS[point]} (validation-chosen thresholds, "
+                    f"{result.readout.calibration.method} calibration), OOD score "
+                    f"{result.ood_score:.2f} (threshold {result.readout.ood.threshold:.2f})"
+                    if calibrated else "no readout")
     st.caption(f"{run.name} ({meta['model']['name']}, {meta['preprocess']['input_size']} px), "
-               f"{passes} passes on {device}; uncertainty rule {rule} from {rule_origin}.")
+               f"{passes} passes on {device}; uncertainty rule {rule} from {rule_origin}; "
+               f"{readout_text}.")
 
-st.dataframe(result.table(), hide_index=True, width="stretch", key="probs", column_config={
-    "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0,
-                                                   format="%.3f"),
-    "std": st.column_config.NumberColumn("std (uncertainty)", format="%.3f")})
+number = lambda label, **kw: st.column_config.NumberColumn(label, format="%.3f", **kw)  # noqa
+st.dataframe(result.table(point), hide_index=True, width="stretch", key="probs", column_config={
+    "probability": st.column_config.ProgressColumn(
+        "raw probability" if calibrated else "probability", min_value=0.0, max_value=1.0,
+        format="%.3f", help="the MC-dropout mean before calibration" if calibrated else None),
+    "calibrated": st.column_config.ProgressColumn(
+        "calibrated probability", min_value=0.0, max_value=1.0, format="%.3f",
+        help="the MC mean through the run's validation-fitted calibration"),
+    "std": number("MC std (uncertainty)", help="std of the raw MC-dropout passes: what the "
+                  "uncertainty rule uses"),
+    "call": st.column_config.TextColumn("call", help="positive / negative at the operating "
+                                        "point; uncertain when the MC passes fall on both sides "
+                                        "of it; n/a when validation had one class"),
+    "threshold": number("threshold", help="the operating point, on the calibrated scale"),
+    "val sensitivity": number("val sensitivity"),
+    "val specificity": number("val specificity")})
 
 st.subheader("MC-dropout samples")
 top_k = st.slider("Findings to show", 1, 6, 3, key="top_k")
-st.plotly_chart(charts.mc_histograms(result.labels, result.samples, result.top(top_k)),
+st.plotly_chart(charts.mc_histograms(result.labels, result.shown_samples, result.top(top_k),
+                                     "calibrated probability" if calibrated else "probability"),
                 width="stretch", key="hist")
 
 st.subheader("Grad-CAM")
@@ -122,4 +163,5 @@ for i, finding in enumerate(explain):
         heat = cam(*key, finding, img.pixels, model)
     k = result.labels.index(finding)
     cols[i % len(cols)].image(analysis.overlay(film, heat, opacity), width="stretch",
-                              caption=f"{finding}: p = {result.mean[k]:.2f} ± {result.std[k]:.2f}")
+                              caption=f"{finding}: p = {result.shown_mean[k]:.2f} ± "
+                                      f"{result.shown_std[k]:.2f}")

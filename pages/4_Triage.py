@@ -1,5 +1,7 @@
-"""Triage: the review worklist (cxr/worklist.py, SQLite), most uncertain cases first; select a
-case to see its film, Grad-CAM and probabilities, then record a decision (kept with history).
+"""Triage: the review worklist (cxr/worklist.py, SQLite), one model's queue at a time (the best
+fusion run's by default), most uncertain cases first; filter by finding, call, OOD flag, status
+and uncertainty; select a case to see its film, Grad-CAM, probabilities and calls, then record a
+decision (kept with history).
 Logic: cxr/dashboard/triage.py."""
 from __future__ import annotations
 
@@ -26,22 +28,46 @@ if worklist_counts(r.worklist) is None:
     app_ui.demo_banner(overview(r).demo)
     st.stop()
 wl = Worklist(r.worklist)
+runs = list_runs(r.runs)
+queues = {q.checkpoint_hash: q for q in triage.queues(wl, runs)}
+if not queues:
+    st.info("The worklist has no case yet.")
+    st.stop()
+
+# -- the queue: one model's readings, so a film appears once -----------------------------------
+default = triage.default_queue(list(queues.values()))
+choice = st.selectbox("Queue (one model's readings)", list(queues),
+                      index=list(queues).index(default.checkpoint_hash), key="f_queue",
+                      format_func=lambda h: queues[h].label,
+                      help="each model's predictions are a queue of their own; default: the "
+                           "fusion run with the best validation AUC")
+queue = queues[choice]
 
 # -- filters -----------------------------------------------------------------------------------
 with st.container(border=True):
-    c1, c2, c3, c4, c5 = st.columns([2, 1, 2, 2, 2])
+    c1, c2, c3, c4, c5, c6, c7 = st.columns([2, 1, 2, 2, 2, 2, 2])
     finding = c1.selectbox("Finding", [triage.ANY, *FINDINGS], key="f_finding")
     min_prob = c2.number_input("min P", 0.0, 1.0, 0.5, 0.05, key="f_min_prob",
                                disabled=finding == triage.ANY)
-    status = c3.selectbox("Status", [triage.ANY, *STATUSES], key="f_status")
+    call = c3.selectbox("Call", triage.CALL_CHOICES, key="f_call",
+                        help="the call of the chosen finding, or of any finding ('positive' "
+                             "with finding 'any': any positive call)")
+    ood = c4.selectbox("Out of distribution", list(triage.OOD_CHOICES), key="f_ood")
+    status = c5.selectbox("Status", [triage.ANY, *STATUSES], key="f_status")
     top = triage.MAX_UNCERTAINTY
-    uncertainty = c4.slider("Uncertainty (image score)", 0.0, top, (0.0, top), 0.01, key="f_unc",
+    uncertainty = c6.slider("Uncertainty (image score)", 0.0, top, (0.0, top), 0.01, key="f_unc",
                             help="each case's score under its uncertainty rule")
-    sort = c5.selectbox("Sort by", list(triage.SORTS), key="f_sort")
-    ascending = c5.toggle("ascending", key="f_asc")
+    sort = c7.selectbox("Sort by", list(triage.SORTS), key="f_sort")
+    ascending = c7.toggle("ascending", key="f_asc")
 
-cases = triage.find_cases(wl, finding, min_prob, status, uncertainty, sort, ascending)
-st.caption(f"{len(cases)} case(s) shown; {worklist_counts(r.worklist)['pending']} pending in all. "
+cases = triage.find_cases(wl, finding, min_prob, status, uncertainty, sort, ascending,
+                          queue=queue.checkpoint_hash, call=call, ood=ood)
+calls_text = (f"Calls at the {queue.operating_point} operating point (chosen on validation)."
+              if queue.operating_point else
+              "This queue came without a readout: no calls and no out-of-distribution flags "
+              "(run `cxr calibrate` on its checkpoint, evaluate or predict again, and import).")
+st.caption(f"{len(cases)} case(s) shown; {queue.pending} pending in this queue, "
+           f"{worklist_counts(r.worklist)['pending']} in the worklist. {calls_text} "
            + triage.rules_caption(cases))
 if cases.empty:
     st.info("No case matches these filters.")
@@ -53,6 +79,10 @@ event = st.dataframe(
     selection_default={"selection": {"rows": [0]}},
     column_config={
         "id": st.column_config.NumberColumn("case", width="small"),
+        "OOD": st.column_config.TextColumn(
+            "OOD", help="out of distribution: the film is unlike the films the model was "
+            "trained on, and its numbers are not to be trusted"),
+        "OOD score": st.column_config.NumberColumn("OOD score", format="%.2f"),
         "uncertainty": st.column_config.NumberColumn(
             "uncertainty", format="%.3f", help="the image score under the case's rule: mean = "
             "mean MC-dropout std over the findings (the report's), any = the largest"),
@@ -72,6 +102,10 @@ st.caption(f"model {case['model']} · status **{case['status']}** · uncertainty
            if case["uncertainty"] == case["uncertainty"]
            else f"model {case['model']} · status **{case['status']}**")
 mean, std = triage.case_probabilities(case)
+if case["ood"] == 1:  # before the case's numbers, as on the Predict page
+    st.error(f"**Out of distribution.** This film is unlike the films this model was trained "
+             f"on (OOD score {case['ood_score']:.2f}): its numbers are not to be trusted.")
+calls = triage.case_calls(case)
 
 
 @st.cache_data(max_entries=16, show_spinner="Loading the film…")
@@ -82,6 +116,12 @@ def film(path: str):
 left, right = st.columns([2, 3])
 with right:
     st.plotly_chart(charts.probability_bars(list(FINDINGS), mean, std), key="case_bars")
+    if calls is not None:
+        called = {c: [f for f, x in zip(FINDINGS, calls) if x == c] for c in ("positive",
+                                                                              "uncertain")}
+        st.caption(f"Calls at the {case['operating_point']} operating point: positive "
+                   f"{', '.join(called['positive']) or 'none'}; uncertain "
+                   f"{', '.join(called['uncertain']) or 'none'}; the others negative or n/a.")
 with left:
     path = case["path"]
     pixels = None
@@ -93,7 +133,7 @@ with left:
         except (analysis.UploadError, OSError) as exc:
             st.error(f"Cannot read the film: {exc}")
     if pixels is not None:
-        ckpt = triage.checkpoint_for(case["checkpoint_hash"], list_runs(r.runs))
+        ckpt = triage.checkpoint_for(case["checkpoint_hash"], runs)
         show = st.selectbox("Grad-CAM for", ["(film only)", *FINDINGS],
                             index=1 + int(mean.argmax()) if ckpt else 0, key=f"cam_{case_id}")
         if show != "(film only)" and ckpt:

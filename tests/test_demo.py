@@ -103,6 +103,9 @@ def test_run_command_from_a_fresh_copy(tmp_path):
         assert (root / "checkpoints" / "demo-compare" / "table.md").is_file()
         with sqlite3.connect(root / "data" / "worklist.sqlite") as db:
             assert db.execute("select count(*) from cases").fetchone()[0] > 0
+            # calibrated before evaluation: every case has its calls and OOD flag
+            assert db.execute("select count(*) from cases where operating_point is null "
+                              "or ood is null").fetchone()[0] == 0
         assert app_answers(port), "the dashboard stopped answering after the pipeline"
 
         proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends

@@ -4,6 +4,7 @@ fuzzed folder included); compressed DICOM predicted as its uncompressed pixels; 
 patient identifier in anything `cxr predict` writes or prints."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -218,6 +219,89 @@ def test_a_films_samples_do_not_depend_on_its_batch(checkpoint, folder):
                                                                seed=6)[0].samples, atol=1e-3)
 
 
+# --- the readout: calibrated probabilities, calls, OOD -------------------------------------------
+
+def _calibrated(path):
+    """A simple_cnn checkpoint and its readout (cxr.readout.fit_readout on made-up validation
+    labels and the features of noise films: these tests check the plumbing, not skill)."""
+    from cxr.hashing import file_sha256
+    from cxr.readout import fit_readout, save_readout
+    torch.manual_seed(0)
+    model = create_model("simple_cnn", input_size=32)
+    ckpt = save_checkpoint(path, model, {})
+    rng = np.random.default_rng(0)
+    y = (rng.random((80, 14)) < 0.3).astype(np.uint8)
+    y[0], y[1] = 1, 0
+    p = np.clip(0.5 * y + 0.5 * rng.random(y.shape), 0, 1)
+    with torch.no_grad():
+        feats = model.eval().pool_features(model.forward_features(
+            torch.rand(100, 3, 32, 32, generator=torch.Generator().manual_seed(1)))).numpy()
+    save_readout(fit_readout(y, p, feats[:30], feats[30:], file_sha256(ckpt), FINDINGS), ckpt)
+    return ckpt
+
+
+@pytest.mark.parametrize("point", ["youden", "specificity"])
+def test_with_a_readout_the_csv_has_calibrated_probabilities_calls_and_ood(tmp_path, folder,
+                                                                           capsys, point):
+    from cxr.evaluation.predictions import READOUT_COLUMNS, read_predictions
+    from cxr.readout import CALLS, load_readout
+    ckpt = _calibrated(tmp_path / "best.pt")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(ckpt), str(folder), "--passes", "6",
+                 "--operating-point", point, "--out", str(out)]) == 0
+    df = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert list(df.columns)[-len(READOUT_COLUMNS) - 1:] == [*READOUT_COLUMNS, "source"]
+    assert (df["operating_point"] == point).all()
+    assert df[[f"call_{f}" for f in FINDINGS]].isin(CALLS).all(axis=None)
+    # the CLI's numbers are the Python API's for the same films, names and seed
+    model, _ = load_model(ckpt)
+    readout = load_readout(ckpt)
+    api = {p.name: p for p in predict_images(model, list(df["source"]), passes=6, seed=0,
+                                             readout=readout, operating_point=point)}
+    for _, row in df.iterrows():
+        p = api[row["Image Index"]]
+        np.testing.assert_allclose(row[[f"cal_{f}" for f in FINDINGS]].astype(float),
+                                   p.calibrated, atol=1e-6)
+        assert row[[f"call_{f}" for f in FINDINGS]].tolist() == p.calls
+        assert row["ood_score"] == pytest.approx(p.ood_score, abs=1e-4)
+        assert row["ood"] == p.ood_flag == (p.ood_score > readout.ood.threshold)
+    preds = read_predictions(out / "predictions.csv")  # the strict reader takes it back
+    assert preds.readout.operating_point == point and preds.readout.calls.shape == (4, 14)
+    summary = json.loads((out / "readout.json").read_text())
+    assert summary["available"] is True and summary["operating_point"] == point
+    assert summary["ood"]["threshold"] == pytest.approx(readout.ood.threshold)
+    assert summary["points"]["Effusion"] == readout.points[point]["Effusion"]
+    text = capsys.readouterr().out
+    assert f"{int(df['ood'].sum())} out of distribution (OOD score > " in text
+    assert f"calls at the {point} operating point" in text
+
+
+def test_without_a_readout_every_output_says_none_is_available(checkpoint, folder, tmp_path,
+                                                               capsys):
+    from cxr.evaluation.predictions import read_predictions
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(checkpoint), str(folder), "--passes", "3",
+                 "--out", str(out)]) == 0
+    note = "no calibration / operating points / OOD guard available for this checkpoint"
+    df = pd.read_csv(out / "predictions.csv")
+    assert not [c for c in df.columns if c.startswith(("cal_", "call_", "ood"))]
+    assert read_predictions(out / "predictions.csv").readout is None
+    summary = json.loads((out / "readout.json").read_text())
+    assert summary["available"] is False and note in summary["note"]
+    assert f"cxr calibrate --checkpoint {checkpoint}" in summary["note"]
+    assert note in capsys.readouterr().out
+
+
+def test_a_readout_of_another_checkpoint_is_an_error(tmp_path, folder, capsys):
+    ckpt = _calibrated(tmp_path / "best.pt")
+    with open(ckpt, "ab") as f:  # retrained after calibration
+        f.write(b"\0")
+    assert main(["predict", "--checkpoint", str(ckpt), str(folder), "--passes", "2",
+                 "--out", str(tmp_path / "out")]) != 0
+    assert "best.readout.pt was fitted for checkpoint sha256" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "predictions.csv").exists()
+
+
 # --- every input accounted for ------------------------------------------------------------------
 
 def test_find_inputs_puts_every_file_in_exactly_one_list(tmp_path):
@@ -388,7 +472,7 @@ def test_planted_identifiers_appear_nowhere_in_the_output_or_the_console(checkpo
     console = "".join(capfd.readouterr()) + caplog.text
     assert "2 predicted, 5 not usable" in console
     written = sorted(p for p in out.rglob("*") if p.is_file())
-    assert len(written) == 2 + 2 * 2  # the two CSVs and two overlays per predicted film
+    assert len(written) == 3 + 2 * 2  # the two CSVs, readout.json, two overlays per film
     for secret in D.SECRETS:
         assert secret.lower() not in console.lower(), secret
         for path in written:

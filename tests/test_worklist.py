@@ -14,10 +14,11 @@ from cxr.hashing import file_sha256
 from cxr.worklist import Worklist
 
 
-def _predictions(path, n=6, with_std=True, with_source=True, seed=0, rule=None):
+def _predictions(path, n=6, with_std=True, with_source=True, seed=0, rule=None, readout=False):
     """A predictions.csv like `cxr predict` wrote before uncertainty rules (flags by any std;
     `rule` given: as it writes now, with `uncertainty` and `uncertainty_rule`); case i has max
-    std 0.02 * (i + 1), the others half that."""
+    std 0.02 * (i + 1), the others half that. readout=True: with a readout's columns (READOUT
+    below: case i has i positive calls, Effusion uncertain in case 0, ood score 5 * i)."""
     rng = np.random.default_rng(seed)
     df = pd.DataFrame({"Image Index": [f"img{i}.png" for i in range(n)]})
     probs = rng.uniform(0.0, 0.4, size=(n, 14))
@@ -32,6 +33,14 @@ def _predictions(path, n=6, with_std=True, with_source=True, seed=0, rule=None):
         std = df[[f"std_{f}" for f in FINDINGS]].to_numpy()
         score = std.mean(axis=1) if rule == "mean" else std.max(axis=1)
         df["uncertain"], df["uncertainty"], df["uncertainty_rule"] = score > 0.1, score, rule
+    if readout:
+        df[[f"cal_{f}" for f in FINDINGS]] = probs * 0.5
+        for j, f in enumerate(FINDINGS):
+            df[f"call_{f}"] = ["positive" if j < i else "negative" for i in range(n)]
+        df.loc[0, "call_Effusion"] = "uncertain"
+        df["operating_point"] = "sensitivity"
+        df["ood_score"] = [5.0 * i for i in range(n)]
+        df["ood"] = [5.0 * i > 12 for i in range(n)]  # cases 3, 4, 5
     if with_source:
         df["source"] = [f"/films/img{i}.png" for i in range(n)]
     df.to_csv(path, index=False)
@@ -117,10 +126,70 @@ def test_a_worklist_from_before_uncertainty_rules_opens_and_is_migrated(tmp_path
     assert table.loc["old.png", "status"] == "agree"  # decisions survive
     assert pd.isna(table.loc["ext.png", "uncertainty_rule"]) and pd.isna(table.loc["ext.png",
                                                                                    "max_std"])
-    _predictions(tmp_path / "p.csv", rule="mean")
+    assert table[["operating_point", "ood", "call_Effusion"]].isna().all(axis=None)  # no readout
+    assert table["positive_calls"].isna().all()
+    _predictions(tmp_path / "p.csv", rule="mean", readout=True)
     assert wl.import_predictions(tmp_path / "p.csv", "fusion", "new")["inserted"] == 6
     assert Worklist(db).counts() == {"cases": 8, "pending": 7, "decided": 1}  # reopens as is
     assert set(Worklist(db).cases()["uncertainty_rule"].dropna()) == {"any", "mean"}
+    assert len(Worklist(db).cases(call="positive")) == 5
+
+
+def test_calls_and_ood_are_stored_filtered_and_sorted(tmp_path):
+    _predictions(tmp_path / "p.csv", rule="mean", readout=True)
+    wl = Worklist(tmp_path / "wl.sqlite")
+    wl.import_predictions(tmp_path / "p.csv", "fusion", "abc")
+    table = wl.cases(sort="image", ascending=True)
+    assert (table["operating_point"] == "sensitivity").all()
+    assert table["positive_calls"].tolist() == [0, 1, 2, 3, 4, 5]
+    assert table["call_Atelectasis"].tolist() == ["negative"] + ["positive"] * 5
+    assert table["ood"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert table["cal_Effusion"].iloc[0] == pytest.approx(0.45)
+    images = lambda **kw: wl.cases(sort="image", ascending=True, **kw)["image"].tolist()  # noqa
+    assert images(call="positive") == [f"img{i}.png" for i in range(1, 6)]  # any positive call
+    assert images(call="uncertain") == ["img0.png"]
+    assert images(call="positive", call_finding="Cardiomegaly") == ["img2.png", "img3.png",
+                                                                    "img4.png", "img5.png"]
+    assert images(call="negative", call_finding="Effusion") == ["img1.png", "img2.png"]
+    assert images(ood=True) == ["img3.png", "img4.png", "img5.png"]
+    assert images(ood=False, call="positive") == ["img1.png", "img2.png"]
+    assert wl.cases(sort="positive_calls")["image"].tolist()[0] == "img5.png"
+    assert wl.cases(sort="ood_score", ascending=True)["image"].tolist()[0] == "img0.png"
+    # a model imported without a readout: no calls, no flag, sorted last, never "in distribution"
+    _predictions(tmp_path / "plain.csv", rule="mean")
+    wl.import_predictions(tmp_path / "plain.csv", "cnn", "def")
+    assert wl.cases(sort="positive_calls")["checkpoint_hash"].tolist()[-6:] == ["def"] * 6
+    assert set(wl.cases(ood=False)["checkpoint_hash"]) == {"abc"}
+    assert images(checkpoint_hash="def") == [f"img{i}.png" for i in range(6)]
+    with pytest.raises(ValueError, match="call 'maybe'"):
+        wl.cases(call="maybe")
+
+
+def test_sources_are_one_queue_per_checkpoint(tmp_path):
+    _predictions(tmp_path / "p.csv", rule="mean", readout=True)
+    _predictions(tmp_path / "plain.csv", rule="mean")
+    wl = Worklist(tmp_path / "wl.sqlite")
+    wl.import_predictions(tmp_path / "p.csv", "fusion", "abc")
+    wl.import_predictions(tmp_path / "plain.csv", "cnn", "def")
+    wl.record_decision(int(wl.cases(checkpoint_hash="def")["id"].iloc[0]), "agree", "a")
+    sources = wl.sources().set_index("checkpoint_hash")
+    assert sources.loc["abc", ["model", "cases", "pending", "operating_point"]].tolist() == \
+        ["fusion", 6, 6, "sensitivity"]
+    assert sources.loc["def", ["model", "cases", "pending"]].tolist() == ["cnn", 6, 5]
+    assert pd.isna(sources.loc["def", "operating_point"])
+
+
+def test_cli_import_says_where_the_calls_were_made(tmp_path, capsys):
+    _predictions(tmp_path / "p.csv", rule="mean", readout=True)
+    _predictions(tmp_path / "plain.csv", rule="mean")
+    (tmp_path / "best.pt").write_bytes(b"weights")
+    db = str(tmp_path / "wl.sqlite")
+    for csv in ("p.csv", "plain.csv"):
+        assert main(["worklist", "import", str(tmp_path / csv), "--model", "fusion",
+                     "--checkpoint-hash", csv, "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "calls at the sensitivity operating point, 3 out of distribution" in out
+    assert "no readout columns (cal_, call_, ood): no calls or OOD flags" in out
 
 
 def test_filters(tmp_path):

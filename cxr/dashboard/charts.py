@@ -11,31 +11,37 @@ from cxr.uncertainty import UNCERTAIN_STD
 UNCERTAIN_COLOR, CONFIDENT_COLOR = "#d62728", "#1f77b4"
 
 
-def probability_bars(labels, mean, std, threshold: float = UNCERTAIN_STD) -> go.Figure:
+def probability_bars(labels, mean, std, threshold: float = UNCERTAIN_STD,
+                     uncertain=None, axis: str = "mean probability (MC dropout) ± std") -> go.Figure:
     """Horizontal bars of mean probability, highest on top, std as error bars; bars whose std
-    exceeds `threshold` are drawn in red."""
+    exceeds `threshold` (or, given, whose `uncertain` flag is set: the raw MC std's, when the
+    bars are calibrated) are drawn in red."""
     order = np.argsort(np.asarray(mean))  # plotly draws the first bar at the bottom
     labels = [labels[i] for i in order]
     mean, std = np.asarray(mean)[order], np.asarray(std)[order]
-    colors = [UNCERTAIN_COLOR if s > threshold else CONFIDENT_COLOR for s in std]
+    red = np.asarray(std > threshold if uncertain is None else uncertain, bool)
+    if uncertain is not None:
+        red = red[order]
+    colors = [UNCERTAIN_COLOR if r else CONFIDENT_COLOR for r in red]
     fig = go.Figure(go.Bar(
         x=mean, y=labels, orientation="h", marker_color=colors,
         error_x=dict(type="data", array=std, visible=True, color="#444"), customdata=std,
         hovertemplate="%{y}: %{x:.3f} ± %{customdata:.3f}<extra></extra>"))
-    fig.update_layout(xaxis=dict(range=[0, 1.05], title="mean probability (MC dropout) ± std"),
+    fig.update_layout(xaxis=dict(range=[0, 1.05], title=axis),
                       height=30 * len(labels) + 80, margin=dict(l=10, r=10, t=30, b=40),
                       title=f"red: std > {threshold}")
     return fig
 
 
-def mc_histograms(labels, samples: np.ndarray, top: list[int]) -> go.Figure:
+def mc_histograms(labels, samples: np.ndarray, top: list[int],
+                  axis: str = "probability") -> go.Figure:
     """Histograms of the sampled probabilities (passes x findings) for the findings in `top`."""
     fig = make_subplots(rows=1, cols=len(top), subplot_titles=[labels[k] for k in top],
                         shared_yaxes=True)
     for i, k in enumerate(top, start=1):
         fig.add_trace(go.Histogram(x=samples[:, k], xbins=dict(start=0, end=1, size=0.025),
                                    marker_color=CONFIDENT_COLOR, showlegend=False), row=1, col=i)
-        fig.update_xaxes(range=[0, 1], title_text="probability", row=1, col=i)
+        fig.update_xaxes(range=[0, 1], title_text=axis, row=1, col=i)
     fig.update_yaxes(title_text="passes", row=1, col=1)
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=40), bargap=0.05)
     return fig

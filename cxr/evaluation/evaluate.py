@@ -10,8 +10,11 @@ The validation split is predicted too, only to choose each finding's Youden thre
 split is never used to tune anything. Writes predictions.csv, metrics.json, roc.csv and
 calibration.csv (see cxr/evaluation/scoring.py). `--pointing-game` adds Grad-CAM localisation
 hit rates when the dataset has a bbox list. When the checkpoint has a readout (`cxr calibrate`),
-metrics.json gets its `readout` section and calibration_calibrated.csv is written
-(cxr/evaluation/readout_report.py); without one, the section says none is available.
+metrics.json gets its `readout` section, calibration_calibrated.csv is written
+(cxr/evaluation/readout_report.py) and predictions.csv gets the readout columns (calibrated
+probabilities, the calls at `--operating-point`, the OOD score and flag: the columns `cxr
+predict` writes, which `cxr worklist import` reads); without one, the section says none is
+available and the columns are absent.
 The uncertainty rule (flags, selective prediction) is the run's `uncertainty_rule` unless
 `--uncertainty-rule mean|any` overrides it.
 
@@ -36,7 +39,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr.evaluation.predictions import Predictions, predictions_frame, read_predictions
+from cxr.evaluation.operating_points import POINTS
+from cxr.evaluation.predictions import (Predictions, ReadoutColumns, predictions_frame,
+                                        read_predictions)
 from cxr.evaluation.readout_report import readout_section
 from cxr.evaluation.scoring import labels_for, score, thresholds_from_validation, write_outputs
 from cxr.hashing import file_sha256
@@ -65,6 +70,9 @@ def add_arguments(parser) -> None:
                         help="image score: mean (the report's: mean std over the findings) or any "
                              "(max std); default: the run's uncertainty_rule (external: the "
                              "file's, else mean)")
+    parser.add_argument("--operating-point", choices=POINTS, default="youden",
+                        help="checkpoint mode with a readout: the point of predictions.csv's "
+                             "call_ columns (default %(default)s; metrics.json reports all three)")
     parser.add_argument("--pointing-game", action="store_true",
                         help="add Grad-CAM pointing-game hit rates (needs the bbox list)")
     parser.add_argument("--labels", help="external mode: Data_Entry_2017.csv[.gz] with the labels")
@@ -169,11 +177,13 @@ def evaluate_checkpoint(args) -> Path | None:
 def _evaluate_checkpoint(args, info) -> Path | None:
     from cxr.checkpoint import load_model
     from cxr.evaluation import inference
+    from cxr.readout import load_readout
     from cxr.uncertainty import passes_for, rule_for
 
     ckpt = Path(args.checkpoint)
     args.device = str(info.device)
     model, meta = load_model(ckpt, args.device)
+    readout = load_readout(ckpt)  # before the inference: another checkpoint's is an error
     args.passes = passes_for(meta, args.passes)
     rule, origin = rule_for(meta, args.uncertainty_rule)
     print(f"uncertainty rule {describe_rule(rule, args.std_threshold)}, from {origin}"
@@ -183,7 +193,8 @@ def _evaluate_checkpoint(args, info) -> Path | None:
     val = data.rows("val") if args.split == "test" else None
     common = dict(passes=args.passes, batch_size=args.batch_size, seed=args.seed,
                   std_threshold=args.std_threshold, device=args.device, rule=rule, dist=info)
-    mean, std, uncertain = inference.mc_predict_table(model, scored, **common)
+    mc = inference.mc_table(model, scored, keep=readout is not None, **common)
+    mean, std, uncertain = mc.mean, mc.std, mc.uncertain
     v_mean = inference.mc_predict_table(model, val, **common)[0] if val is not None else None
     if not info.is_main:
         return None
@@ -199,9 +210,11 @@ def _evaluate_checkpoint(args, info) -> Path | None:
     if args.pointing_game:
         metrics["pointing_game"] = inference.pointing_game_hook(model, scored, data)
     out = Path(args.out) if args.out else RunDir(ckpt.parent).eval.path
-    metrics["readout"] = readout_section(ckpt, model, scored, y, mean, out, args)  # best.readout.pt
+    applied = readout.apply(mean, mc.features, mc.samples) if readout is not None else None
+    metrics["readout"] = readout_section(ckpt, readout, applied, scored, y, mean, out, args)
     image_score = image_uncertainty(std, rule)[0]
-    frame = predictions_frame(scored["image"], mean, std, uncertain, image_score, rule)
+    columns = ReadoutColumns.of(applied, args.operating_point) if applied is not None else None
+    frame = predictions_frame(scored["image"], mean, std, uncertain, image_score, rule, columns)
     write_outputs(out, metrics, y, mean, frame)
     print(f"{args.split}: {len(y)} images, {metrics['n_patients']} patients: {_summary(metrics)}"
           f"; {int(uncertain.sum())} uncertain under rule {rule}")

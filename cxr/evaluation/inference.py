@@ -6,6 +6,7 @@ labels, MC-dropout predictions over a table, and the pointing game (`--pointing-
     >>> model, meta = load_model("runs/fusion/best.pt")
     >>> run = RunData.open("runs/fusion", meta, data_dir=None)       # config's data_dir
     >>> mean, std, uncertain = mc_predict_table(model, run.rows("test"), passes=25, rule="mean")
+    >>> r = mc_table(model, run.rows("test"), passes=25, keep=True)   # + samples and features
 
 The split is the run's own (RUN_DIR/split.csv, checked against the checkpoint's content_hash)
 and the dataset must be the version the run was trained on: scoring a run against other labels
@@ -118,12 +119,32 @@ def _loader(model, rows: pd.DataFrame, batches: list[list[int]], seed: int):
     return dataset, torch.utils.data.DataLoader(dataset, batch_sampler=batches)
 
 
-@torch.no_grad()
+@dataclass
+class MCTable:
+    mean: np.ndarray                     # (N, 14) MC mean, in row order
+    std: np.ndarray                      # (N, 14)
+    uncertain: np.ndarray                # (N,) bool, under the rule
+    samples: np.ndarray | None = None    # (passes, N, 14), with keep=True
+    features: np.ndarray | None = None   # (N, C) pooled features, with keep=True
+
+
 def mc_predict_table(model, rows: pd.DataFrame, passes: int = 25, batch_size: int = 32,
                      seed: int = 0, std_threshold: float = UNCERTAIN_STD, device: str = "cpu",
                      rule: str = DEFAULT_RULE, dist=None):
     """(mean (N, 14), std (N, 14), uncertain (N,)) over the table's images, in row order;
     `uncertain` under `rule` (its score: cxr.uncertainty.image_uncertainty(std, rule)[0]).
+    `mc_table` says how."""
+    r = mc_table(model, rows, passes, batch_size, seed, std_threshold, device, rule, dist)
+    return r.mean, r.std, r.uncertain
+
+
+@torch.no_grad()
+def mc_table(model, rows: pd.DataFrame, passes: int = 25, batch_size: int = 32, seed: int = 0,
+             std_threshold: float = UNCERTAIN_STD, device: str = "cpu", rule: str = DEFAULT_RULE,
+             dist=None, keep: bool = False) -> MCTable:
+    """MC dropout over the table's images, in row order; keep=True also returns every pass's
+    probabilities and the pooled features (what a readout's calls and OOD score need:
+    cxr.readout.Readout.apply), from the same backbone pass.
 
     Each film's dropout noise comes from (seed, its image name) (cxr.uncertainty.film_seed), so
     a rerun with the same seed reproduces the predictions exactly, whatever the batch size or
@@ -137,16 +158,28 @@ def mc_predict_table(model, rows: pd.DataFrame, passes: int = 25, batch_size: in
     names = rows["image"].astype(str).tolist()
     batches = shard_batches(len(rows), batch_size, info)
     classes = len(model.labels)
-    means, stds = [np.zeros((0, classes), np.float32)], [np.zeros((0, classes), np.float32)]
+    empty = np.zeros((0, classes), np.float32)
+    means, stds, samples, features = [empty], [empty], [np.zeros((0, passes, classes))], []
     _, loader = _loader(model, rows, batches, seed)
     for batch, (x, _) in zip(batches, loader):
         result = mc_predict(model, x.to(device), passes=passes, threshold=std_threshold,
                             rule=rule, film_seeds=film_seeds_for(seed, [names[i] for i in batch]))
         means.append(_numpy(result.mean))
         stds.append(_numpy(result.std))
+        if keep:  # film-major, so that gather_arrays orders films
+            samples.append(np.swapaxes(result.samples, 0, 1))
+            features.append(result.features)
     index = np.array([i for batch in batches for i in batch], dtype=np.int64)
-    mean, std = gather_arrays(info, index, np.concatenate(means), np.concatenate(stds))
-    return mean, std, image_uncertainty(std, rule, std_threshold)[1]
+    if not keep:
+        mean, std = gather_arrays(info, index, np.concatenate(means), np.concatenate(stds))
+        return MCTable(mean, std, image_uncertainty(std, rule, std_threshold)[1])
+    width = features[0].shape[1] if features else 0  # a rank may have had no batch
+    mean, std, per_film, pooled = gather_arrays(
+        info, index, np.concatenate(means), np.concatenate(stds),
+        np.concatenate(samples).astype(np.float32),
+        np.concatenate(features) if features else np.zeros((0, width), np.float32))
+    return MCTable(mean, std, image_uncertainty(std, rule, std_threshold)[1],
+                   np.swapaxes(per_film, 0, 1), pooled)
 
 
 # -- Grad-CAM pointing game (cxr.explain) ------------------------------------------------------

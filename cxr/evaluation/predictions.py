@@ -2,9 +2,12 @@
 
 Columns: `Image Index`, `prob_<Finding>` x14 (MC mean), `std_<Finding>` x14 (optional for
 external models: all or none), `uncertain`, `uncertainty` (the image's score under the rule) and
-`uncertainty_rule` ("mean" or "any", cxr.uncertainty: one rule per file); `cxr predict` adds
-`source`. Reading checks every column and value and names the problem (file, column, line,
-value): a scorer must never guess.
+`uncertainty_rule` ("mean" or "any", cxr.uncertainty: one rule per file); then, when the
+checkpoint has a readout (cxr/readout.py), the READOUT_COLUMNS, all or none: `cal_<Finding>` x14
+(calibrated MC mean), `call_<Finding>` x14 (positive / negative / uncertain / n/a),
+`operating_point` (youden / sensitivity / specificity, one per file), `ood_score` and `ood`
+(true/false); `cxr predict` adds `source`. Reading checks every column and value and names the
+problem (file, column, line, value): a scorer must never guess.
 `cxr evaluate`, `cxr compare` and the worklist import all read through `read_predictions`.
 
     >>> from cxr.evaluation.predictions import read_predictions
@@ -20,14 +23,36 @@ import numpy as np
 import pandas as pd
 
 from cxr.atomic import atomic_open
+from cxr.evaluation.operating_points import POINTS
 from cxr.labels import FINDINGS
+from cxr.readout import CALLS
 from cxr.uncertainty import DEFAULT_RULE, UNCERTAINTY_RULES, image_uncertainty
 
 IMAGE_COLUMN = "Image Index"
 PROB_COLUMNS = [f"prob_{f}" for f in FINDINGS]
 STD_COLUMNS = [f"std_{f}" for f in FINDINGS]
 SCORE_COLUMN, RULE_COLUMN = "uncertainty", "uncertainty_rule"
+CAL_COLUMNS = [f"cal_{f}" for f in FINDINGS]
+CALL_COLUMNS = [f"call_{f}" for f in FINDINGS]
+POINT_COLUMN, OOD_SCORE_COLUMN, OOD_COLUMN = "operating_point", "ood_score", "ood"
+READOUT_COLUMNS = [*CAL_COLUMNS, *CALL_COLUMNS, POINT_COLUMN, OOD_SCORE_COLUMN, OOD_COLUMN]
 TRUE, FALSE = ("1", "1.0", "true"), ("0", "0.0", "false")
+
+
+@dataclass
+class ReadoutColumns:
+    """What a checkpoint's readout adds to each film (cxr.readout.annotate / Readout.apply)."""
+    calibrated: np.ndarray  # (N, 14) calibrated MC-mean probability
+    calls: np.ndarray       # (N, 14) str: positive / negative / uncertain / n/a
+    operating_point: str    # the point the calls were made at
+    ood_score: np.ndarray   # (N,) Mahalanobis distance to the training features
+    ood: np.ndarray         # (N,) bool: the score is above the readout's threshold
+
+    @classmethod
+    def of(cls, output, point: str) -> "ReadoutColumns":
+        """From a cxr.readout.ReadoutOutput (calls at every point) and the chosen point."""
+        return cls(output.calibrated, np.asarray(output.calls[point], dtype=object), point,
+                   output.ood_score, output.ood_flag)
 
 
 @dataclass
@@ -39,11 +64,13 @@ class Predictions:
     source: np.ndarray | None = None  # (N,) object: each film's path (None: not given)
     score: np.ndarray | None = None  # (N,) the image uncertainty under `rule` (None: no std)
     rule: str | None = None  # the file's uncertainty rule (None: no std)
+    readout: ReadoutColumns | None = None  # None: the file has no (or only empty) readout columns
 
 
 def predictions_frame(images, prob: np.ndarray, std: np.ndarray | None,
                       uncertain: np.ndarray | None, score: np.ndarray | None = None,
-                      rule: str | None = None) -> pd.DataFrame:
+                      rule: str | None = None,
+                      readout: ReadoutColumns | None = None) -> pd.DataFrame:
     """Arrays -> the CSV's DataFrame, columns in contract order (score needs its rule)."""
     df = pd.DataFrame({IMAGE_COLUMN: list(images)})
     df[PROB_COLUMNS] = np.asarray(prob, dtype=float)
@@ -56,6 +83,14 @@ def predictions_frame(images, prob: np.ndarray, std: np.ndarray | None,
             raise ValueError(f"an uncertainty score needs its rule, one of {UNCERTAINTY_RULES}")
         df[SCORE_COLUMN] = np.asarray(score, dtype=float)
         df[RULE_COLUMN] = rule
+    if readout is not None:
+        if readout.operating_point not in POINTS:
+            raise ValueError(f"operating point {readout.operating_point!r} is not one of {POINTS}")
+        df[CAL_COLUMNS] = np.asarray(readout.calibrated, dtype=float)
+        df[CALL_COLUMNS] = np.asarray(readout.calls, dtype=object)
+        df[POINT_COLUMN] = readout.operating_point
+        df[OOD_SCORE_COLUMN] = np.asarray(readout.ood_score, dtype=float)
+        df[OOD_COLUMN] = np.asarray(readout.ood).astype(bool)
     return df
 
 
@@ -131,6 +166,50 @@ def _flags(df: pd.DataFrame, rule_flags: np.ndarray | None, path: Path) -> np.nd
     return np.where(text == "", rule, text.isin(TRUE))
 
 
+def _readout(df: pd.DataFrame, path: Path) -> ReadoutColumns | None:
+    """The readout columns: none, or all of them; all empty (a checkpoint without a readout)
+    reads as none, a partly empty or wrong value is an error naming its line and column."""
+    present = [c for c in READOUT_COLUMNS if c in df.columns]
+    if not present:
+        return None
+    if len(present) < len(READOUT_COLUMNS):
+        missing = [c for c in READOUT_COLUMNS if c not in df.columns]
+        raise ValueError(f"{path}: the readout columns (cal_, call_, {POINT_COLUMN}, "
+                         f"{OOD_SCORE_COLUMN}, {OOD_COLUMN}) are all-or-none; missing "
+                         f"{', '.join(missing)}")
+    text = df[READOUT_COLUMNS].apply(lambda c: c.str.strip())
+    if (text == "").all(axis=None):
+        return None
+    calls = text[CALL_COLUMNS]
+    bad = ~calls.isin(CALLS)
+    if bad.any(axis=None):
+        row, col = (int(v[0]) for v in np.nonzero(bad.to_numpy()))
+        raise ValueError(f"{path} line {row + 2} ({df[IMAGE_COLUMN].iloc[row]}): "
+                         f"{CALL_COLUMNS[col]} {calls.iat[row, col]!r} is not one of "
+                         f"{', '.join(CALLS)}")
+    points = text[POINT_COLUMN]
+    bad = ~points.isin(POINTS) | (points != points.iloc[0])
+    if bad.any():
+        row, where = _line(df, bad)
+        raise ValueError(f"{path} {where}: {POINT_COLUMN} {points.iloc[row]!r} is not one of "
+                         f"{', '.join(POINTS)}, or differs from {points.iloc[0]!r} above; a file "
+                         "holds one operating point")
+    score = pd.to_numeric(text[OOD_SCORE_COLUMN], errors="coerce").to_numpy(dtype=float)
+    bad = pd.Series(~np.isfinite(score) | (score < 0))
+    if bad.any():
+        row, where = _line(df, bad)
+        raise ValueError(f"{path} {where}: {OOD_SCORE_COLUMN} "
+                         f"{text[OOD_SCORE_COLUMN].iloc[row] or '(empty)'} is not a number >= 0")
+    flag = text[OOD_COLUMN].str.lower()
+    bad = ~flag.isin([*TRUE, *FALSE])
+    if bad.any():
+        row, where = _line(df, bad)
+        raise ValueError(f"{path} {where}: {OOD_COLUMN} {df[OOD_COLUMN].iloc[row]!r} is not "
+                         "true/false")
+    return ReadoutColumns(_numeric(df, CAL_COLUMNS, path), calls.to_numpy(dtype=object),
+                          str(points.iloc[0]), score, flag.isin(TRUE).to_numpy())
+
+
 def read_predictions(path: str | Path) -> Predictions:
     """Read and validate a predictions CSV; ValueError naming the column/line/value otherwise."""
     path = Path(path)
@@ -168,4 +247,4 @@ def read_predictions(path: str | Path) -> Predictions:
     flags = image_uncertainty(std, rule)[1] if std is not None else None
     return Predictions(images=images.to_numpy(dtype=object), prob=_numeric(df, PROB_COLUMNS, path),
                        std=std, uncertain=_flags(df, flags, path), source=source, score=score,
-                       rule=rule)
+                       rule=rule, readout=_readout(df, path))

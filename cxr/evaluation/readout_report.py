@@ -2,7 +2,9 @@
 `readout` section of metrics.json and eval/calibration_calibrated.csv.
 
     >>> from cxr.evaluation.readout_report import readout_section
-    >>> metrics["readout"] = readout_section(ckpt, model, scored, y, mean, out_dir, args)
+    >>> readout = load_readout(ckpt)                          # None without a sidecar
+    >>> applied = readout.apply(mean, features, samples)      # cxr.evaluation.inference.mc_table
+    >>> metrics["readout"] = readout_section(ckpt, readout, applied, scored, y, mean, out_dir, args)
 
 The section, on the SCORED split (the readout was fitted on validation and training films):
   available: false + note        when the checkpoint has no sidecar (nothing else is written)
@@ -15,11 +17,13 @@ The section, on the SCORED split (the readout was fitted on validation and train
   ood: {threshold, share, expected_flag_rate (1 - share), flag_rate, n_flagged, n_images,
         score_median, score_p95}
   fitted_on_scored_split: true for --split val (then every "after" number is in-sample)
+  predictions_operating_point: the point of predictions.csv's call_ columns (--operating-point)
 calibration_calibrated.csv has calibration.csv's columns for the calibrated probabilities: the
 reliability curve after calibration (calibration.csv is the one before).
 
-The OOD score needs the scored films' pooled features: one extra deterministic backbone pass
-over the scored split (`pooled_features`), since mc_predict_table returns none.
+The OOD scores and calibrated probabilities are those of predictions.csv: `applied` comes from
+the MC-dropout pass that made the predictions (its pooled features and samples), so no extra
+backbone pass runs.
 """
 from __future__ import annotations
 
@@ -31,29 +35,27 @@ from cxr.labels import FINDINGS
 from cxr.rundir import EvalDir
 
 
-def readout_section(checkpoint: Path, model, rows, y: np.ndarray, mean: np.ndarray,
+def readout_section(checkpoint: Path, readout, applied, rows, y: np.ndarray, mean: np.ndarray,
                     out_dir: Path, args) -> dict:
-    """The `readout` section of metrics.json; writes calibration_calibrated.csv to out_dir
-    (and removes a stale one when the checkpoint has no readout)."""
-    from cxr.evaluation.ood import pooled_features
+    """The `readout` section of metrics.json from the checkpoint's readout (None: none) and its
+    output on the scored films (cxr.readout.ReadoutOutput); writes calibration_calibrated.csv to
+    out_dir (and removes a stale one when the checkpoint has no readout)."""
     from cxr.evaluation.operating_points import point_metrics
     from cxr.evaluation.predictions import write_csv
     from cxr.evaluation.metrics import calibration_table
-    from cxr.readout import load_readout, not_available, readout_path
+    from cxr.readout import not_available, readout_path
 
     calibrated_csv = EvalDir(out_dir).calibrated
-    readout = load_readout(checkpoint)
     if readout is None:
         calibrated_csv.unlink(missing_ok=True)
         print(f"readout: {not_available(checkpoint)}")
         return {"available": False, "note": not_available(checkpoint)}
-    p_cal = readout.calibrate(mean)
-    score = readout.ood_scores(pooled_features(model, rows, args.batch_size, args.device))
-    flagged = score > readout.ood.threshold
+    p_cal, score, flagged = applied.calibrated, applied.ood_score, applied.ood_flag
     write_csv(calibration_table(y, p_cal, FINDINGS), calibrated_csv)
     section = {
         "available": True, "sidecar": str(readout_path(checkpoint)),
         "fitted_on_scored_split": args.split == "val",
+        "predictions_operating_point": args.operating_point,
         "calibration": calibration_section(y, mean, p_cal, readout.calibration),
         "operating_points": {"target": readout.target, **point_metrics(
             y, p_cal, rows["patient"].to_numpy(), readout.points, FINDINGS, args.bootstrap,

@@ -164,7 +164,9 @@ def gather_arrays(info: DistInfo, index: np.ndarray, *arrays: np.ndarray) -> tup
         parts = [None] * info.world_size
         dist.all_gather_object(parts, (index, *arrays))
         index = np.concatenate([p[0] for p in parts])
-        arrays = tuple(np.concatenate([p[i + 1] for p in parts]) for i in range(len(arrays)))
+        # a rank that scored no batch sends empty arrays whose other dimensions it may not know
+        arrays = tuple(np.concatenate([p[i + 1] for p in parts if len(p[i + 1])]
+                                      or [parts[0][i + 1]]) for i in range(len(arrays)))
     order = np.argsort(index, kind="stable")
     if len(np.unique(index)) != len(index):  # sharding bug guard: an image scored twice
         raise RuntimeError("gathered duplicate rows: an image was scored on two ranks")

@@ -261,6 +261,7 @@ class Trainer:
         cfg, info = self.cfg, self.info
         files = DatasetFiles.locate(cfg.data_dir)
         self.data_version = data_version(files.data_entry)
+        self.synthetic = files.synthetic  # `cxr synth` phantoms: readers must say so
         table = read_data_entry(files.data_entry, images_root=files.images_root, missing="keep")
         # (a resumed run killed before its split was written makes it now, from the same config)
         if info.is_main and not (self.resume and self.rundir.split.is_file()):
@@ -396,7 +397,8 @@ class Trainer:
 
     def meta(self, phase: ph.Phase, metrics: dict | None) -> dict:
         return {"config": self.cfg.to_dict(), "split": self.split.summary(),
-                "data_version": self.data_version, "epoch": self.state.epoch,
+                "data_version": self.data_version, "synthetic": self.synthetic,
+                "epoch": self.state.epoch,
                 "phase": phase.name, "metrics": metrics or {}, "world_size": self.info.world_size,
                 "precision": self.precision.to_dict()}
 

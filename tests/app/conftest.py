@@ -19,6 +19,14 @@ def world(tmp_path_factory) -> "dashboard_env.DashboardEnv":
     return dashboard_env.build(tmp_path_factory.mktemp("world"))
 
 
+@pytest.fixture(scope="session")
+def calibrated_world(tmp_path_factory) -> "dashboard_env.DashboardEnv":
+    """The world with a demo-like fusion run: a `cxr synth` dataset, the run's split of it and
+    the readout `cxr calibrate` fits (dashboard_env's docstring); built only for the tests that
+    need a readout."""
+    return dashboard_env.build(tmp_path_factory.mktemp("calibrated"), calibrated=True)
+
+
 @pytest.fixture
 def fresh_world(tmp_path, world) -> "dashboard_env.DashboardEnv":
     """A private copy of the world (for tests that write: decisions, runs, jobs)."""

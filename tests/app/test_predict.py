@@ -63,6 +63,101 @@ def test_upload_shows_14_probabilities_histograms_and_a_cam(app, world):
     assert any("uncertainty rule mean from the default" in c.value for c in at.caption)
 
 
+def test_without_a_readout_the_page_says_so_and_makes_no_call(app, world):
+    at = app(world, PAGE)
+    at.slider[0].set_value(3)
+    at = upload(at, "film.png", png_bytes(3), "image/png")
+    no_exception(at)
+    assert any(i.value.startswith("No calibration / operating points / OOD guard available for "
+                                  "this checkpoint (run `cxr calibrate --checkpoint")
+               for i in at.info)
+    assert "call" not in probs(at).columns
+    assert not at.error and not any("phantoms" in w.value for w in at.warning)
+
+
+def _main_order(at) -> list[str]:
+    """The main area's elements, top to bottom: 'type: protobuf text' (what the browser draws)."""
+    return [f"{node.type}: {node.proto}" for node in _walk(at.main)]
+
+
+def _walk(node):
+    if getattr(node, "proto", None) is not None and not getattr(node, "children", None):
+        yield node
+    for child in getattr(node, "children", {}).values():
+        yield from _walk(child)
+
+
+def test_a_real_nih_film_on_a_model_of_phantoms_is_out_of_distribution_before_any_number(
+        app, calibrated_world, nih_dir):
+    film = nih_dir / "images" / "00000100_000.png"
+    at = app(calibrated_world, PAGE)
+    at.slider[0].set_value(5)
+    at = upload(at, film.name, film.read_bytes(), "image/png")
+    no_exception(at)
+    [error] = at.error
+    assert "This film is unlike the films this model was trained on (OOD score " in error.value
+    assert "its numbers are not to be trusted" in error.value
+    assert any("learned from drawn phantoms" in w.value for w in at.warning)
+    order = _main_order(at)
+    first = lambda text: next(i for i, p in enumerate(order) if text in p)  # noqa: E731
+    # the warnings come before the film's caption, the bars and the table: before any number
+    assert first("not to be trusted") < first("drawn phantoms") < first("success: ") \
+        < first("plotly_chart: ") < first("dataframe: ")
+
+
+def test_a_synthetic_film_gets_calibrated_probabilities_and_calls_and_no_ood_warning(
+        app, calibrated_world):
+    from cxr.checkpoint import load_model
+    from cxr.dashboard import analysis
+    from cxr.readout import load_readout
+    film = calibrated_world.synthetic_film
+    at = app(calibrated_world, PAGE)
+    at.slider[0].set_value(5)
+    at = upload(at, film.name, film.read_bytes(), "image/png")
+    no_exception(at)
+    assert not at.error  # a typical film of the data the readout was fitted on
+    assert any("learned from drawn phantoms" in w.value for w in at.warning)
+    ckpt = calibrated_world.run_dir / "best.pt"
+    plain, _ = load_model(ckpt, "cpu")
+    readout = load_readout(ckpt)
+    expected = analysis.analyse(plain, analysis.read_upload(film.read_bytes()).pixels, passes=5,
+                                name=film.name, readout=readout)
+    for point in ("youden", "sensitivity", "specificity"):
+        at.selectbox(key="point").set_value(point)
+        at.run()
+        no_exception(at)
+        table = probs(at).set_index("finding").loc[list(expected.labels)]
+        np.testing.assert_allclose(table["calibrated"], expected.calibrated, atol=1e-4)
+        assert table["call"].tolist() == expected.calls(point)
+        val = [readout.points[point][f]["val_sensitivity"] for f in expected.labels]
+        np.testing.assert_allclose(table["val sensitivity"], np.array(val, dtype=float))
+    assert any(f"OOD score {expected.ood_score:.2f} (threshold " in c.value for c in at.caption)
+
+
+def test_the_calibrated_world_tells_real_films_from_phantoms(calibrated_world, nih_dir):
+    """What the OOD tests above rely on, over all 56 real films (dashboard_env's docstring has
+    the measured numbers): the tiny demo-like model's OOD score flags nearly every real NIH
+    film, 00000100_000.png clearly, and few of its own synthetic test films."""
+    import pandas as pd
+    from cxr.checkpoint import load_model
+    from cxr.predict import predict_images
+    from cxr.readout import load_readout
+    ckpt = calibrated_world.run_dir / "best.pt"
+    model, _ = load_model(ckpt)
+    readout = load_readout(ckpt)
+    split = pd.read_csv(calibrated_world.run_dir / "split.csv")
+    test = [calibrated_world.data / "synth" / "images" / n
+            for n in split.loc[split["split"] == "test", "image"]]
+    real = sorted((nih_dir / "images").glob("*.png"))
+    score = {p.name: p.ood_score for p in predict_images(model, real + test, passes=2,
+                                                         readout=readout)}
+    t = readout.ood.threshold
+    assert sum(score[p.name] > t for p in real) >= 0.9 * len(real)
+    assert score["00000100_000.png"] > 1.2 * t  # the browser test's film, with a margin
+    assert sum(score[p.name] > t for p in test) <= 0.1 * len(test)
+    assert score[calibrated_world.synthetic_film.name] < t
+
+
 def world_findings():
     from cxr.labels import FINDINGS
     return FINDINGS
@@ -98,7 +193,8 @@ def test_each_film_gets_its_own_features_and_the_plain_models_numbers(app, world
         at = upload(at, f"film{seed}.png", png_bytes(seed), "image/png")
         no_exception(at)
         table = probs(at).set_index("finding")
-        expected = analysis.analyse(plain, analysis.read_upload(png_bytes(seed)).pixels, passes=4)
+        expected = analysis.analyse(plain, analysis.read_upload(png_bytes(seed)).pixels, passes=4,
+                                    name=f"film{seed}.png")  # its masks: the upload's name
         labels = list(expected.labels)
         np.testing.assert_allclose(table.loc[labels, "probability"], expected.mean, atol=1e-4)
         np.testing.assert_allclose(table.loc[labels, "std"], expected.std, atol=1e-4)

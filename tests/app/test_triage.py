@@ -122,3 +122,61 @@ def test_export_buttons(app, world):
     at = app(world, PAGE)
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Export cases with status (CSV)", "Export every decision (CSV)"]
+
+
+def _second_queue(world):
+    """A simple_cnn run (val AUC 0.90, above the fusion run's) whose readings of the same six
+    films came with a readout: film i has i positive calls, films 4 and 5 out of distribution."""
+    import numpy as np
+    import dashboard_env
+    from cxr.evaluation.predictions import ReadoutColumns, predictions_frame
+    from cxr.hashing import file_sha256
+    run = dashboard_env.write_run(world.runs / "tiny-cnn", "simple_cnn", val_auc=0.90)
+    calls = np.array([["positive" if j < i else "negative" for j in range(14)]
+                      for i in range(6)], dtype=object)
+    rng = np.random.default_rng(5)
+    std = np.full((6, 14), 0.05)
+    frame = predictions_frame(
+        [f.name for f in world.films], rng.random((6, 14)), std, None, std.mean(axis=1), "mean",
+        ReadoutColumns(rng.random((6, 14)), calls, "sensitivity", np.arange(6) * 5.0,
+                       np.arange(6) >= 4))
+    frame["source"] = [str(f) for f in world.films]
+    frame.to_csv(world.root / "cnn.csv", index=False)
+    Worklist(world.worklist).import_predictions(world.root / "cnn.csv", "simple_cnn",
+                                                file_sha256(run / "best.pt"))
+    return file_sha256(run / "best.pt")
+
+
+def test_one_model_per_queue_calls_and_ood(app, fresh_world):
+    cnn = _second_queue(fresh_world)
+    at = app(fresh_world, PAGE)
+    no_exception(at)
+    # the fusion run's queue by default (fusion first, though the cnn's val AUC is higher):
+    # its six films, each once, though the worklist holds each film twice
+    assert at.selectbox(key="f_queue").value != cnn
+    table = cases_table(at)
+    assert len(table) == 6 and table["image"].is_unique and set(table["model"]) == {"fusion"}
+    assert any("came without a readout" in c.value for c in at.caption)
+    at.selectbox(key="f_queue").set_value(cnn)
+    at.run()
+    no_exception(at)
+    table = cases_table(at)
+    assert len(table) == 6 and set(table["model"]) == {"simple_cnn"}
+    assert any("Calls at the sensitivity operating point" in c.value for c in at.caption)
+    marked = table.loc[table["OOD"] != "", "image"]
+    assert sorted(marked) == sorted(f.name for f in fresh_world.films[4:])
+    at.selectbox(key="f_call").set_value("positive")  # any positive call: films 1-5
+    at.selectbox(key="f_ood").set_value("in distribution")  # films 0-3
+    at.selectbox(key="f_sort").set_value("positive calls")
+    at.run()
+    no_exception(at)
+    assert cases_table(at)["image"].tolist() == [f.name for f in fresh_world.films[3:0:-1]]
+    at.selectbox(key="f_ood").set_value("out of distribution")
+    at.selectbox(key="f_call").set_value("any")
+    at.run()
+    no_exception(at)
+    assert cases_table(at)["image"].tolist() == [f.name for f in fresh_world.films[5:3:-1]]
+    [error] = at.error  # the shown case is out of distribution, and the page says so first
+    assert "unlike the films this model was trained on (OOD score 25.00)" in error.value
+    assert any("Calls at the sensitivity operating point: positive Atelectasis" in c.value
+               for c in at.caption)

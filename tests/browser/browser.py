@@ -174,6 +174,21 @@ def choose(d, label: str, option: str):
     wait_idle(d)
 
 
+def top_of(d, css: str, text: str | None = None) -> float:
+    """The page y of the first element matching css (and containing text)."""
+    found = [e for e in d.find_elements(By.CSS_SELECTOR, css) if text is None or text in e.text]
+    assert found, f"no {css} element" + (f" with {text!r}" if text else "")
+    return found[0].location["y"]
+
+
+def upload(d, film: Path) -> None:
+    """Upload a film on Predict and wait until its results, Grad-CAM overlay included, are in."""
+    d.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(film))
+    wait_for(d, lambda d: film.name in body(d), SLOW, f"{film.name} to be uploaded")
+    wait_text(d, ": p = ", SLOW)  # the Grad-CAM overlay's caption
+    wait_idle(d)
+
+
 def case_header(d) -> str:
     return next(h.text for h in d.find_elements(By.CSS_SELECTOR, "h3")
                 if h.text.startswith("Case "))

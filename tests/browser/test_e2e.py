@@ -1,17 +1,21 @@
 """End to end in a REAL browser: `streamlit run app.py` headless on 127.0.0.1, driven by Debian's
 headless Chromium through Selenium + chromedriver (no browser download anywhere).
 
-Upload a real ChestX-ray14 film on Predict, wait for the 14 probabilities and a Grad-CAM
-overlay; on Triage sort by uncertainty, record a decision, reload and find it persisted.
-Screenshots of every page go to tests/artifacts/ (git-ignored). Skips, saying why, without
-chromium/chromedriver/selenium or the real NIH images.
+Upload a real ChestX-ray14 film on Predict to a demo-like model (trained on synthetic phantoms,
+with the readout `cxr calibrate` fits): the out-of-distribution warning must come, above the
+numbers. Then a synthetic film of the model's own data: no such warning, the 14 probabilities,
+calls and a Grad-CAM overlay. On Triage sort by uncertainty, record a decision, reload and find
+it persisted. Screenshots of every page go to tests/artifacts/ (git-ignored). Skips, saying
+why, without chromium/chromedriver/selenium or the real NIH images.
 
     .venv/bin/python -m pytest tests/browser -s        # CXR_E2E_KEEP=1 keeps the server log
 
-By default the world is a tiny one built for the test. With CXR_E2E_DEMO=REPO (a checkout where
-`./run.sh` has finished) the same test runs against the trained demo instead: its checkpoints,
-evaluations and data read in place, its worklist copied (the test's decision stays out of the
-user's), and a synthetic demo test film uploaded. The README's screenshots come from that run:
+By default the world is a tiny one built for the test (tests/app/dashboard_env.py, calibrated:
+a `cxr synth` dataset, the fusion run's split of it and its readout). With CXR_E2E_DEMO=REPO (a
+checkout where `./run.sh` has finished) the same test runs against the trained demo instead: its
+checkpoints, evaluations and data read in place, its worklist copied (the test's decision stays
+out of the user's), and a synthetic demo test film uploaded. The README's screenshots come from
+that run:
 
     CXR_E2E_DEMO=$PWD .venv/bin/python -m pytest tests/browser -s && cp tests/artifacts/*.png docs/screenshots/
 """
@@ -24,7 +28,7 @@ import pytest
 
 import dashboard_env
 from browser import (SLOW, By, Keys, body, case_header, chromium, choose, open_page, shot,
-                     streamlit_app, wait_for, wait_idle, wait_text)
+                     streamlit_app, top_of, upload, wait_for, wait_idle, wait_text)
 
 REPO = dashboard_env.REPO
 NIH_DIR = Path(os.environ.get("CXR_NIH_DIR", REPO.parent / "shared" / "data" / "nih"))
@@ -32,14 +36,21 @@ FILM = "00000100_000.png"
 DEMO = Path(os.environ["CXR_E2E_DEMO"]) if os.environ.get("CXR_E2E_DEMO") else None
 
 
+OOD_TEXT = "unlike the films this model was trained on"  # the Predict page's OOD warning
+
+
 @pytest.fixture(scope="module")
-def film() -> Path:
-    if DEMO:
-        return demo_film(DEMO / "data" / "demo")
+def nih_film() -> Path:
     path = next(iter(sorted((NIH_DIR / "images").glob(FILM))), None)
     if path is None:
         pytest.skip(f"real NIH film {FILM} not found under {NIH_DIR}/images (set CXR_NIH_DIR)")
     return path
+
+
+@pytest.fixture(scope="module")
+def film(world) -> Path:
+    """A synthetic film of the default model's own data (no OOD warning expected)."""
+    return demo_film(DEMO / "data" / "demo") if DEMO else world.synthetic_film
 
 
 def demo_film(data: Path) -> Path:
@@ -63,15 +74,19 @@ def demo_world(repo: Path, root: Path) -> dashboard_env.DashboardEnv:
     worklist = root / "worklist.sqlite"
     with sqlite3.connect(repo / "data" / "worklist.sqlite") as src, sqlite3.connect(worklist) as dst:
         src.backup(dst)  # WAL mode: copying the file alone could miss recent rows
+    fusion = repo / "checkpoints" / "demo-fusion"
+    if not (fusion / "best.readout.pt").is_file():
+        pytest.skip(f"CXR_E2E_DEMO={repo}: demo-fusion has no readout (best.readout.pt); "
+                    "./run.sh fits it with `cxr calibrate`")
     return dashboard_env.DashboardEnv(root, repo / "checkpoints", repo / "data", worklist,
-                                      repo / "checkpoints" / "demo-fusion", [])
+                                      fusion, [])
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     if DEMO:
         return demo_world(DEMO, tmp_path_factory.mktemp("e2e-demo"))
-    env = dashboard_env.build(tmp_path_factory.mktemp("e2e"))
+    env = dashboard_env.build(tmp_path_factory.mktemp("e2e"), calibrated=True)
     dashboard_env.write_run(env.runs / "tiny-cnn", "simple_cnn", val_auc=0.55)
     return env
 
@@ -92,7 +107,7 @@ def driver():
 
 # -- the test -------------------------------------------------------------------------------
 
-def test_predict_then_triage_in_a_real_browser(server, driver, film, world):
+def test_predict_then_triage_in_a_real_browser(server, driver, nih_film, film, world):
     from cxr.worklist import Worklist
     d = driver
 
@@ -100,11 +115,22 @@ def test_predict_then_triage_in_a_real_browser(server, driver, film, world):
     assert "not for diagnosis" in body(d)
     shot(d, "home")
 
-    # Predict: upload a real ChestX-ray14 film; 14 probabilities and a Grad-CAM overlay appear.
+    # Predict: a real ChestX-ray14 film on a model of phantoms is out of distribution, and the
+    # page says so above every number (the bars, the table).
     open_page(d, server, "Predict", "Waiting for a film")
-    d.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(film))
-    wait_text(d, ": p = ", SLOW)  # the Grad-CAM overlay's caption
+    upload(d, nih_film)
+    assert OOD_TEXT in body(d) and "not to be trusted" in body(d)
+    alert = top_of(d, "[data-testid=stAlert]", OOD_TEXT)
+    assert alert < top_of(d, ".js-plotly-plot") and alert < top_of(d, "[data-testid=stDataFrame]")
+    assert "learned from drawn phantoms" in body(d)
+    shot(d, "predict-ood")
+
+    # A synthetic film of the model's own data: no OOD warning; probabilities, calls, Grad-CAM.
+    upload(d, film)
+    wait_for(d, lambda d: OOD_TEXT not in body(d), SLOW, "the OOD warning to go")
     wait_idle(d)
+    assert OOD_TEXT not in body(d) and "learned from drawn phantoms" in body(d)
+    assert "calls at Youden's J" in body(d)
     from cxr.labels import FINDINGS
     bars = wait_for(d, lambda d: d.execute_script(  # plotly draws after the page settles
         "const c = document.querySelector('.js-plotly-plot');"

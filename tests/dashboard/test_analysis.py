@@ -76,6 +76,85 @@ def test_analyse_is_seeded_and_shaped(model, pixels):
     assert not any(m.training for m in model.modules())  # modes restored
 
 
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    """(simple_cnn, its checkpoint, its readout): fitted on made-up labels and noise films'
+    features (the plumbing, not skill)."""
+    import torch
+    from cxr.checkpoint import save_checkpoint
+    from cxr.hashing import file_sha256
+    from cxr.labels import FINDINGS
+    from cxr.readout import fit_readout, load_readout, save_readout
+    model = dashboard_env.tiny_model("simple_cnn").eval()
+    ckpt = save_checkpoint(tmp_path_factory.mktemp("cal") / "best.pt", model, {})
+    rng = np.random.default_rng(0)
+    y = (rng.random((80, 14)) < 0.3).astype(np.uint8)
+    y[0], y[1] = 1, 0
+    with torch.no_grad():
+        feats = model.pool_features(model.forward_features(torch.rand(
+            60, 3, 64, 64, generator=torch.Generator().manual_seed(0)))).numpy()
+    save_readout(fit_readout(y, np.clip(0.4 * y + 0.6 * rng.random(y.shape), 0, 1), feats[:20],
+                             feats[20:], file_sha256(ckpt), FINDINGS), ckpt)
+    return model, ckpt, load_readout(ckpt)
+
+
+def test_the_page_and_cxr_predict_give_a_film_the_same_numbers(calibrated, pixels, tmp_path):
+    """analyse(name=...) draws the film's dropout masks as `cxr predict` does for that file
+    name (cxr.uncertainty.film_seeds_for), and applies the same readout."""
+    from PIL import Image
+    from cxr.predict import predict_images
+    model, _, readout = calibrated
+    path = tmp_path / "upload.png"
+    Image.fromarray((pixels * 255).round().astype(np.uint8)).save(path)
+    film = analysis.read_upload(path.read_bytes(), path.name).pixels
+    for point in ("youden", "specificity"):
+        a = analysis.analyse(model, film, passes=9, name=path.name, readout=readout)
+        [p] = predict_images(model, [path], passes=9, readout=readout, operating_point=point)
+        np.testing.assert_allclose(a.samples, p.samples, atol=1e-6)
+        np.testing.assert_allclose(a.calibrated, p.calibrated, atol=1e-6)
+        assert a.calls(point) == p.calls
+        assert (a.ood_score, a.ood_flag) == (pytest.approx(p.ood_score, abs=1e-4), p.ood_flag)
+    other = analysis.analyse(model, film, passes=9, name="another.png", readout=readout)
+    assert not np.allclose(other.samples, a.samples)  # another name, other masks
+
+
+def test_with_a_readout_the_table_has_calibrated_p_calls_and_validation_rates(calibrated, pixels):
+    model, _, readout = calibrated
+    a = analysis.analyse(model, pixels, passes=7, name="f.png", readout=readout)
+    table = a.table("sensitivity")
+    assert list(table.columns) == ["finding", "calibrated", "std", "call", "threshold",
+                                   "val sensitivity", "val specificity", "probability"]
+    assert table["calibrated"].is_monotonic_decreasing
+    row = table.set_index("finding").loc["Effusion"]
+    k = a.labels.index("Effusion")
+    assert row["call"] == a.calls("sensitivity")[k]
+    point = readout.points["sensitivity"]["Effusion"]
+    assert (row["threshold"], row["val sensitivity"], row["val specificity"]) == pytest.approx(
+        (point["threshold"], point["val_sensitivity"], point["val_specificity"]))
+    assert row["val sensitivity"] >= 0.9  # the high-sensitivity point hit its validation target
+    np.testing.assert_allclose(a.shown_mean, a.calibrated)
+    np.testing.assert_allclose(a.shown_samples, readout.calibrate(a.samples))
+    assert a.top(1) == [int(np.argmax(a.calibrated))]
+
+
+def test_notices_before_any_number(calibrated, pixels):
+    import dataclasses
+    model, ckpt, readout = calibrated
+    plain = analysis.analyse(model, pixels, passes=3)
+    [info] = analysis.notices(plain, synthetic=False, checkpoint=ckpt)
+    assert info.kind == "info" and info.text.startswith("No calibration / operating points / OOD")
+    assert f"cxr calibrate --checkpoint {ckpt}" in info.text
+    inside = dataclasses.replace(readout, ood=dataclasses.replace(readout.ood, threshold=1e9))
+    assert analysis.notices(analysis.analyse(model, pixels, passes=3, readout=inside), None) == []
+    outside = dataclasses.replace(readout, ood=dataclasses.replace(readout.ood, threshold=0.5))
+    a = analysis.analyse(model, pixels, passes=3, readout=outside)
+    error, warning = analysis.notices(a, synthetic=True)
+    assert error.kind == "error" and warning.kind == "warning"  # the OOD warning comes first
+    assert (f"unlike the films this model was trained on (OOD score {a.ood_score:.2f} > "
+            "threshold 0.50): its numbers are not to be trusted") in error.text
+    assert "learned from drawn phantoms" in warning.text
+
+
 def test_explain_gives_input_sized_maps_and_leaves_no_grad(model, pixels):
     findings = ["Effusion", "Mass", "Nodule"]
     ours = analysis.explain(model, pixels, findings)

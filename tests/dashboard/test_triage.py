@@ -63,6 +63,7 @@ def test_case_table_names_each_cases_top_finding(wl):
     cases = triage.find_cases(wl, sort="image", ascending=True)
     table = triage.case_table(cases)
     assert table["image"].tolist() == ["ext.png", "img0.png", "img1.png", "img2.png", "img3.png"]
+    assert table["OOD"].tolist() == [""] * 5 and table["positive calls"].tolist() == [""] * 5
     assert table["top finding"].tolist() == [FINDINGS[LAST], *FINDINGS[:4]]
     assert table["top P"].tolist() == pytest.approx([0.8, 0.9, 0.9, 0.9, 0.9])
     assert table["reviewer"].tolist() == [""] * 5 and table["uncertain"].dtype == bool
@@ -73,7 +74,7 @@ def test_case_table_names_each_cases_top_finding(wl):
 def test_the_table_and_caption_name_each_cases_rule(wl, tmp_path):
     table = triage.case_table(triage.find_cases(wl, sort="image", ascending=True))
     assert table["rule"].tolist() == ["", "mean", "mean", "mean", "mean"]  # ext: no std
-    assert list(table.columns[4:6]) == ["uncertainty", "rule"]
+    assert list(table.columns[5:7]) == ["uncertainty", "rule"]
     caption = triage.rules_caption(triage.find_cases(wl))
     assert "mean (uncertain when the mean MC-dropout std over the findings > 0.1): 4 case(s)" \
         in caption and "not comparable" not in caption
@@ -126,3 +127,75 @@ def test_disagree_without_findings_means_no_finding(wl):
     corrected = wl.history(case)["corrected"].tolist()
     assert corrected[0] == "[]" and pd.isna(corrected[1])  # agree: nothing corrected
     assert json.loads(corrected[2]) == ["Effusion"]
+
+
+# -- one model per queue; calls and the OOD flag -------------------------------------------------
+
+@pytest.fixture
+def two_models(tmp_path):
+    """The same three films read by two runs: "fusion-a" (val AUC 0.80, with a readout: film i
+    has i positive calls, film 2 out of distribution), "fusion-b" (0.85, no readout) and a
+    densenet121 run (0.95, no readout); returns (worklist, runs)."""
+    from cxr.evaluation.predictions import ReadoutColumns, predictions_frame
+    runs, rng = [], np.random.default_rng(0)
+    wl = Worklist(tmp_path / "wl.sqlite")
+    for name, model, auc, readout in (("fusion-a", "fusion", 0.80, True),
+                                      ("fusion-b", "fusion", 0.85, False),
+                                      ("dense", "densenet121", 0.95, False)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "best.pt").write_bytes(name.encode())
+        runs.append(RunInfo(path=tmp_path / name, name=name, model=model, best_val_auc=auc,
+                            has_best=True))
+        calls = np.array([["positive" if j < i else "negative" for j in range(14)]
+                          for i in range(3)], dtype=object)
+        columns = ReadoutColumns(rng.random((3, 14)), calls, "youden", np.array([1.0, 2.0, 30.0]),
+                                 np.array([False, False, True])) if readout else None
+        std = np.full((3, 14), 0.05)
+        predictions_frame([f"f{i}.png" for i in range(3)], rng.random((3, 14)), std, None,
+                          std.mean(axis=1), "mean", columns).to_csv(tmp_path / f"{name}.csv",
+                                                                    index=False)
+        wl.import_predictions(tmp_path / f"{name}.csv", model,
+                              file_sha256(tmp_path / name / "best.pt"))
+    return wl, runs
+
+
+def test_the_default_queue_is_the_best_fusion_runs_and_no_film_appears_twice(two_models):
+    wl, runs = two_models
+    assert len(wl.cases()) == 9  # every film three times in the worklist as a whole ...
+    qs = triage.queues(wl, runs)
+    assert [q.run for q in qs] == ["fusion-a", "fusion-b", "dense"]
+    best = triage.default_queue(qs)
+    assert best.run == "fusion-b" and best.val_auc == 0.85  # fusion first, then val AUC
+    assert "fusion · fusion-b · val AUC 0.850 · 3 cases, 3 pending" == best.label
+    for q in qs:  # ... and once in each queue
+        images = triage.find_cases(wl, queue=q.checkpoint_hash)["image"]
+        assert sorted(images) == ["f0.png", "f1.png", "f2.png"] and images.is_unique
+    assert qs[0].operating_point == "youden" and qs[1].operating_point is None
+    # no fusion queue: the best of all; a checkpoint that is not among the runs has no AUC
+    assert triage.default_queue([q for q in qs if q.model != "fusion"]).run == "dense"
+    assert triage.default_queue(triage.queues(wl, runs[:1] + runs[2:])).run == "fusion-a"
+    orphan = [q for q in triage.queues(wl, runs[:1]) if q.run is None]
+    assert len(orphan) == 2 and "not among the runs" in orphan[0].label
+    assert triage.default_queue([]) is None
+
+
+def test_calls_and_ood_filter_sort_and_show_in_the_table(two_models):
+    wl, runs = two_models
+    a = triage.queues(wl, runs)[0].checkpoint_hash
+    find = lambda **kw: triage.find_cases(wl, queue=a, sort="image", ascending=True, **kw)  # noqa
+    assert find(call="positive")["image"].tolist() == ["f1.png", "f2.png"]  # any positive call
+    assert find(finding="Cardiomegaly", min_prob=0.0, call="positive")["image"].tolist() == \
+        ["f2.png"]
+    assert find(ood="out of distribution")["image"].tolist() == ["f2.png"]
+    assert find(ood="in distribution")["image"].tolist() == ["f0.png", "f1.png"]
+    by_calls = triage.find_cases(wl, queue=a, sort="positive calls")["image"].tolist()
+    assert by_calls == ["f2.png", "f1.png", "f0.png"]
+    assert triage.find_cases(wl, queue=a, sort="OOD score")["image"].iloc[0] == "f2.png"
+    table = triage.case_table(find())
+    assert table["OOD"].tolist() == ["", "", triage.OOD_MARK]
+    assert table["positive calls"].tolist() == ["none", "Atelectasis", "Atelectasis, Cardiomegaly"]
+    assert table["OOD score"].tolist() == [1.0, 2.0, 30.0]
+    assert triage.case_calls(find().iloc[1])[:2] == ["positive", "negative"]
+    b = triage.queues(wl, runs)[1].checkpoint_hash
+    assert triage.case_calls(triage.find_cases(wl, queue=b).iloc[0]) is None
+    assert triage.find_cases(wl, queue=b, call="positive").empty  # no readout: no calls

@@ -85,8 +85,26 @@ def test_data_version_names_the_file_and_follows_its_content(tmp_path):
     assert data_version(path) != first
 
 
+def test_synthetic_is_what_cxr_synth_wrote(tmp_path):
+    from cxr.data.layout import is_synthetic, trained_on_synthetic
+    from cxr.synth.generate import generate_dataset
+    generate_dataset(tmp_path / "synth", patients=2, size=32, workers=1)
+    assert DatasetFiles.locate(tmp_path / "synth").synthetic and is_synthetic(tmp_path / "synth")
+    (tmp_path / "nih").mkdir()
+    (tmp_path / "nih" / "README.md").write_text("# my notes on ChestX-ray14\n")
+    assert not is_synthetic(tmp_path / "nih") and not is_synthetic(tmp_path / "absent")
+    # the checkpoint's own key first; older checkpoints: their config's data_dir, if it is here
+    synth = {"config": {"data_dir": str(tmp_path / "synth")}}
+    assert trained_on_synthetic({**synth, "synthetic": False}) is False
+    assert trained_on_synthetic(synth) is True
+    assert trained_on_synthetic({"config": {"data_dir": str(tmp_path / "nih")}}) is False
+    assert trained_on_synthetic({"config": {"data_dir": str(tmp_path / "gone")}}) is None
+    assert trained_on_synthetic({}) is None
+
+
 def test_real_nih_folder(nih_dir):
     files = DatasetFiles.locate(nih_dir)
+    assert not files.synthetic
     assert files.data_entry.name == "Data_Entry_2017_v2020.csv.gz"
     assert files.bbox.name == "BBox_List_2017.csv.gz"
     assert files.images_root.name == "images"

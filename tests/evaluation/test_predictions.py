@@ -4,16 +4,67 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxr.evaluation.predictions import (IMAGE_COLUMN, PROB_COLUMNS, STD_COLUMNS, predictions_frame,
-                                        read_predictions, write_csv)
+from cxr.evaluation.predictions import (IMAGE_COLUMN, PROB_COLUMNS, READOUT_COLUMNS, STD_COLUMNS,
+                                        ReadoutColumns, predictions_frame, read_predictions,
+                                        write_csv)
 
 
-def _frame(n=5, std=True, seed=0) -> pd.DataFrame:
+def _frame(n=5, std=True, seed=0, readout=False) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     prob = rng.random((n, 14))
     sd = np.full((n, 14), 0.01)
     sd[1, 3] = 0.3  # image 1 is uncertain by the rule
-    return predictions_frame([f"img{i}.png" for i in range(n)], prob, sd if std else None, None)
+    return predictions_frame([f"img{i}.png" for i in range(n)], prob, sd if std else None, None,
+                             readout=_readout(n, rng) if readout else None)
+
+
+def _readout(n, rng) -> ReadoutColumns:
+    calls = np.array(["positive", "negative", "uncertain", "n/a"], dtype=object)
+    return ReadoutColumns(rng.random((n, 14)), calls[rng.integers(0, 4, (n, 14))], "youden",
+                          rng.random(n) * 20, np.arange(n) % 2 == 0)
+
+
+def test_readout_columns_round_trip_after_the_rule_and_before_source(tmp_path):
+    frame = _frame(readout=True)
+    assert list(frame.columns)[-len(READOUT_COLUMNS):] == READOUT_COLUMNS
+    frame.assign(source="/x.png").to_csv(tmp_path / "p.csv", index=False)
+    r = read_predictions(tmp_path / "p.csv").readout
+    np.testing.assert_allclose(r.calibrated, frame[[c for c in frame if c.startswith("cal_")]])
+    assert r.calls.tolist() == frame[[c for c in frame if c.startswith("call_")]].values.tolist()
+    assert r.operating_point == "youden" and r.ood.tolist() == [True, False, True, False, True]
+    np.testing.assert_allclose(r.ood_score, frame["ood_score"])
+    # a checkpoint without a readout may leave the columns empty: no readout, not an error
+    frame[READOUT_COLUMNS] = ""
+    frame.to_csv(tmp_path / "empty.csv", index=False)
+    assert read_predictions(tmp_path / "empty.csv").readout is None
+    assert read_predictions(_write(_frame(), tmp_path)).readout is None  # or leave them out
+
+
+def _write(frame, tmp_path):
+    frame.to_csv(tmp_path / "q.csv", index=False)
+    return tmp_path / "q.csv"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.drop(columns=["ood"]), r"readout columns .* are all-or-none; missing ood"),
+    (lambda f: f.assign(call_Mass=["positive", "maybe", "negative", "n/a", "uncertain"]),
+     r"line 3 \(img1\.png\): call_Mass 'maybe' is not one of positive, negative"),
+    (lambda f: f.assign(operating_point="best"), r"line 2 \(img0\.png\): operating_point 'best'"),
+    (lambda f: f.assign(operating_point=["youden"] * 4 + ["sensitivity"]),
+     r"line 6 \(img4\.png\): operating_point 'sensitivity' .* one operating point"),
+    (lambda f: f.assign(ood_score=[1, 2, -1, 3, 4]),
+     r"line 4 \(img2\.png\): ood_score -1 is not a number >= 0"),
+    (lambda f: f.assign(ood=["true", "", "false", "true", "true"]),
+     r"line 3 \(img1\.png\): ood '' is not true/false"),
+    (lambda f: f.assign(cal_Edema=[0.1, 0.2, 0.3, 2.0, 0.5]),
+     r"line 5 \(img3\.png\): cal_Edema 2\.0 is not a number in \[0, 1\]"),
+])
+def test_bad_readout_columns_name_line_and_column(tmp_path, change, message):
+    frame = _frame(readout=True)
+    frame["ood"] = frame["ood"].map({True: "true", False: "false"})
+    change(frame).to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(ValueError, match=message):
+        read_predictions(tmp_path / "p.csv")
 
 
 def test_round_trip_keeps_order_values_and_flags(tmp_path):

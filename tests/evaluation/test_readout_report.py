@@ -67,6 +67,33 @@ def test_with_a_readout_every_part_is_reported_on_the_scored_split(run):
     assert after.groupby("finding")["count"].sum().eq(12).all()
 
 
+def test_predictions_carry_the_calls_and_ood_flags_the_section_counts(run):
+    from cxr.evaluation.predictions import read_predictions
+    from cxr.readout import load_readout
+    assert main(["calibrate", "--checkpoint", str(run.best), "--passes", "3"]) == 0
+    assert _evaluate(run, "--operating-point", "sensitivity") == 0
+    section = json.loads(run.eval.metrics.read_text())["readout"]
+    preds = read_predictions(run.eval.predictions)
+    r = preds.readout
+    assert r.operating_point == section["predictions_operating_point"] == "sensitivity"
+    assert int(r.ood.sum()) == section["ood"]["n_flagged"]
+    assert (r.ood == (r.ood_score > load_readout(run.best).ood.threshold)).all()
+    # the calls are the section's "called positive" (calibrated mean >= t) unless the MC
+    # passes straddle t (uncertain)
+    for k, f in enumerate(FINDINGS):
+        row = section["operating_points"]["sensitivity"][f]
+        if row["threshold"] is None:
+            assert (r.calls[:, k] == "n/a").all()
+            continue
+        assert ((r.calls[:, k] == "positive") <= (r.calibrated[:, k] >= row["threshold"])).all()
+        assert (r.calls[:, k] == "positive").sum() <= row["n_called_positive"]
+    # and without a readout the columns are absent
+    run.readout.unlink()
+    assert _evaluate(run) == 0
+    assert read_predictions(run.eval.predictions).readout is None
+    assert "call_Effusion" not in pd.read_csv(run.eval.predictions).columns
+
+
 def test_scoring_the_validation_split_says_it_is_in_sample(run):
     assert main(["calibrate", "--checkpoint", str(run.best), "--passes", "3"]) == 0
     assert _evaluate(run, "--split", "val", "--bootstrap", "0") == 0

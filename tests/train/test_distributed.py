@@ -16,6 +16,7 @@ DDP run logged to 1e-5: each val image is scored once and gathered in order.
 """
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,6 +109,18 @@ def test_shard_batches_keeps_whole_batches_and_covers_every_index_once():
     assert shard_batches(2, 4, DistInfo(rank=1, world_size=2)) == []  # nothing for this rank
 
 
+def test_gather_arrays_takes_a_rank_that_scored_nothing(monkeypatch):
+    """A rank with no batch (fewer batches than ranks) sends (0, 0) features: it knows no width."""
+    from cxr.train import distributed
+    from cxr.train.distributed import DistInfo, gather_arrays
+
+    def all_gather_object(parts, mine):
+        parts[:] = [(np.array([1, 0]), np.array([[1.0, 2.0], [3.0, 4.0]])), mine]
+    monkeypatch.setattr(distributed.dist, "all_gather_object", all_gather_object)
+    (out,) = gather_arrays(DistInfo(rank=1, world_size=2), np.zeros(0, np.int64), np.zeros((0, 0)))
+    np.testing.assert_array_equal(out, [[3.0, 4.0], [1.0, 2.0]])
+
+
 def _films(reference_run, tiny_data, folder):
     """30 of the dataset's films and three unusable files, spread so that both ranks meet one
     (batches of 4: files 0-3 on rank 0, 4-7 on rank 1, ...; sorted by name)."""
@@ -140,7 +153,13 @@ def test_torchrun_predict_and_evaluate_write_the_single_process_files(
     """2 CPU processes (gloo) vs 1: identical bytes. Each rank scores whole batches of the same
     films a single process batches together (a backbone's float rounding depends on its
     batch), each film's dropout noise comes from --seed and its name, and rank 0 alone writes
-    (OMP_NUM_THREADS=1 in both: the thread count may change rounding too)."""
+    (OMP_NUM_THREADS=1 in both: the thread count may change rounding too). The checkpoint has
+    a readout (`cxr calibrate`), so the calibrated probabilities, calls and OOD scores are
+    gathered and written too."""
+    import shutil
+    reference_run = Path(shutil.copytree(reference_run, tmp_path / "run"))  # calibrated here
+    _run([sys.executable, "-m", "cxr.cli", "calibrate", "--checkpoint",
+          str(reference_run / "best.pt"), "--passes", "5", "--device", "cpu"], cxr_command.env)
     films = tmp_path / "films"
     _films(reference_run, tiny_data, films)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
@@ -156,11 +175,16 @@ def test_torchrun_predict_and_evaluate_write_the_single_process_files(
     summary = "33 files: 30 predicted, 3 not usable (errors.csv), 0 ignored"
     assert summary in out_1 and out_2.count(summary) == 1  # printed by rank 0 only
     assert "2 processes" in out_2
+    predictions = pd.read_csv(tmp_path / "p2" / "predictions.csv")
+    assert {"cal_Effusion", "call_Effusion", "operating_point", "ood_score", "ood"} <= \
+        set(predictions.columns)
 
     evaluate = ["evaluate", "--checkpoint", str(reference_run / "best.pt"), "--passes", "5",
                 "--batch-size", "4", "--bootstrap", "20", "--device", "cpu"]
     _run(single + evaluate + ["--out", str(tmp_path / "e1")], cxr_command.env)
     out_2 = _run(torchrun + evaluate + ["--out", str(tmp_path / "e2")], cxr_command.env)
     assert _same_files(tmp_path / "e1", tmp_path / "e2") == [
-        "calibration.csv", "metrics.json", "predictions.csv", "roc.csv"]
+        "calibration.csv", "calibration_calibrated.csv", "metrics.json", "predictions.csv",
+        "roc.csv"]
+    assert "call_Effusion" in pd.read_csv(tmp_path / "e2" / "predictions.csv").columns
     assert out_2.count("wrote ") == 1

@@ -53,6 +53,7 @@ def test_outputs_exist_and_parse(reference_run, base_values):
     assert best["epoch"] == best_row["epoch"]
     assert best["metrics"]["val_macro_auc"] == pytest.approx(best_row["val_macro_auc"])
     assert best["config"]["model"] == "simple_cnn" and best["data_version"].startswith("Data_Entry")
+    assert best["synthetic"] is True  # trained on `cxr synth` phantoms, and the meta says so
     assert "epoch 3" in (run / "train.log").read_text()
 
 
