@@ -1,13 +1,17 @@
 """Train: launch `cxr train` in the background and watch any run live from its files.
 
-The job is a detached process (cxr/dashboard/jobs.py): it keeps going when the page reloads or
-the browser closes; its progress comes from RUN_DIR/progress.json and history.csv."""
+The launch form starts from a preset (cxr/dashboard/presets.py: the report's Table 1, or the CPU
+demo, the default without CUDA) and shows what the run will cost before it starts
+(cxr/dashboard/cost.py: steps per epoch, time per epoch from a short measured warm-up); a long
+run needs a tick to launch. The job is a detached process (cxr/dashboard/jobs.py): it keeps
+going when the page reloads or the browser closes; its progress comes from
+RUN_DIR/progress.json and history.csv."""
 from __future__ import annotations
 
 import streamlit as st
 
 import app_ui
-from cxr.dashboard import charts, jobs
+from cxr.dashboard import charts, cost, jobs, presets
 from cxr.dashboard.runs import format_eta, list_runs, run_info, run_to_watch, runs_table
 from cxr.dashboard.state import find_datasets
 from cxr.dashboard.status import overview
@@ -15,6 +19,21 @@ from cxr.rundir import RunDir
 from cxr.models import MODELS, list_models
 
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
+# the launch form's widgets, by the TrainConfig key they set (presets.FORM_FIELDS)
+WIDGETS = {"model": "t_model", "image_size": "t_size", "epochs": "t_epochs",
+           "batch_size": "t_batch", "loss": "t_loss", "split_strategy": "t_split",
+           "pretrained": "t_pretrained", "weights": "t_weights", "max_steps_per_epoch": "t_steps",
+           "max_minutes": "t_minutes", "device": "t_device"}
+
+
+def fill_form() -> None:
+    """Put the chosen preset's values in the form's widgets (before they are drawn)."""
+    form = presets.form_values(presets.PRESETS[st.session_state["t_preset"]],
+                               model=st.session_state.get("t_model", "fusion"))
+    for key, value in form.fields.items():
+        st.session_state[WIDGETS[key]] = value
+    st.session_state["t_extra"] = form.extra
+
 
 who = app_ui.viewer()  # signed in (or local mode), else only the sign-in screen
 r = app_ui.roots()
@@ -26,53 +45,113 @@ datasets = [str(d) for d in find_datasets(r.data)]
 launched = "launched" in st.session_state
 if not who.can_train:
     st.info(app_ui.read_only("launch, stop or resume training"), icon=":material/visibility:")
+if any(k not in st.session_state for k in ("t_preset", *WIDGETS.values(), "t_extra")):
+    st.session_state.setdefault("t_preset", presets.default_preset())  # CUDA: the report's
+    fill_form()
 with st.expander("Launch a training run" + ("" if who.can_train else " (trainers only)"),
                  expanded=who.can_train and (not datasets or not launched)):
-    with st.form("launch"):
-        c1, c2, c3 = st.columns(3)
-        found = ("Found: " + ", ".join(datasets)) if datasets else f"None found under {r.data}."
-        data_dir = c1.text_input("Dataset folder", value=datasets[0] if datasets else "",
-                                 key="t_data", help="ChestX-ray14 layout (Data_Entry_2017.csv, "
-                                 f"images*/). {found}")
-        model = c2.selectbox("Model", list(MODELS), index=list(MODELS).index("fusion"),
-                             key="t_model", help="\n".join(
-                                 f"- `{n}`: {m.description}" for n, m in MODELS.items()))
-        name = c3.text_input("Run name", placeholder="default: MODEL-YYYYmmdd-HHMMSS",
-                             key="t_name", help=f"a new folder under {r.runs}")
-        c1, c2, c3, c4 = st.columns(4)
-        size = c1.select_slider("Image size (px)", SIZES, value=224, key="t_size")
-        epochs = c2.number_input("Epochs (per phase)", 1, 500, 25, key="t_epochs")
-        batch = c3.number_input("Batch size", 1, 1024, 32, key="t_batch")
-        loss = c4.selectbox("Loss", ("focal", "bce", "weighted_bce"), key="t_loss")
-        c1, c2, c3 = st.columns(3)
-        split = c1.selectbox("Split strategy", ("patient", "official"), key="t_split",
-                             help="patient: iterative stratification by patient (70/10/20); "
-                             "official: NIH's train_val / test lists")
-        pretrained = c2.checkbox("ImageNet-pretrained backbone (timm hub)", value=False,
-                                 key="t_pretrained",
-                                 help="needs the model hub or its cache; otherwise give weights. "
-                                 f"None exist for {', '.join(list_models(pretrained=False))}.")
-        weights = c3.text_input("Local weights file (optional)", key="t_weights",
-                                help="a timm checkpoint; fusion, fusion_xattn: {densenet121: PATH, "
-                                "efficientnet_b3: PATH}")
-        c1, c2, c3 = st.columns(3)
-        max_steps = c1.number_input("Max steps per epoch (0: all)", 0, 1_000_000, 0,
-                                    key="t_steps")
-        max_minutes = c2.number_input("Time budget, minutes (0: none)", 0.0, 10_000.0, 0.0,
-                                      key="t_minutes")
-        device = c3.selectbox("Device", ("auto", "cpu", "cuda", "mps"), key="t_device")
-        extra = st.text_area("More settings (key=value per line)", key="t_extra",
-                             placeholder="lr_head=3e-4\n"
-                             "patience=3", help="any TrainConfig field, as `cxr train --set`")
-        submitted = st.form_submit_button("Launch", type="primary", disabled=not who.can_train)
+    # No st.form: the cost below follows every field as it changes.
+    preset = st.radio("Preset", list(presets.PRESETS), key="t_preset", horizontal=True,
+                      on_change=fill_form, help="fills the fields below; you can still change "
+                      "them. The CPU demo is the default without a GPU.")
+    st.caption(presets.PRESETS[preset].summary())
+    c1, c2, c3 = st.columns(3)
+    found = ("Found: " + ", ".join(datasets)) if datasets else f"None found under {r.data}."
+    data_dir = c1.text_input("Dataset folder", value=datasets[0] if datasets else "",
+                             key="t_data", help="ChestX-ray14 layout (Data_Entry_2017.csv, "
+                             f"images*/). {found}")
+    model = c2.selectbox("Model", list(MODELS), key="t_model", help="\n".join(
+        f"- `{n}`: {m.description}" for n, m in MODELS.items()))
+    name = c3.text_input("Run name", placeholder="default: MODEL-YYYYmmdd-HHMMSS",
+                         key="t_name", help=f"a new folder under {r.runs}")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.select_slider("Image size (px)", sorted({*SIZES, st.session_state["t_size"]}),
+                     key="t_size")
+    c2.number_input("Epochs (per phase)", 1, 500, key="t_epochs")
+    c3.number_input("Batch size", 1, 1024, key="t_batch")
+    c4.selectbox("Loss", ("focal", "bce", "weighted_bce"), key="t_loss")
+    c1, c2, c3 = st.columns(3)
+    c1.selectbox("Split strategy", ("patient", "official"), key="t_split",
+                 help="patient: iterative stratification by patient (70/10/20); "
+                 "official: NIH's train_val / test lists")
+    c2.checkbox("ImageNet-pretrained backbone (timm hub)", key="t_pretrained",
+                help="needs the model hub or its cache; otherwise give weights. "
+                f"None exist for {', '.join(list_models(pretrained=False))}.")
+    c3.text_input("Local weights file (optional)", key="t_weights",
+                  help="a timm checkpoint; fusion, fusion_xattn: {densenet121: PATH, "
+                  "efficientnet_b3: PATH}")
+    c1, c2, c3 = st.columns(3)
+    c1.number_input("Max steps per epoch (0: all)", 0, 1_000_000, key="t_steps")
+    c2.number_input("Time budget, minutes (0: none)", 0.0, 10_000.0, key="t_minutes")
+    c3.selectbox("Device", ("auto", "cpu", "cuda", "mps"), key="t_device")
+    extra = st.text_area("More settings (key=value per line)", key="t_extra",
+                         placeholder="lr_head=3e-4\n"
+                         "patience=3", help="any TrainConfig field, as `cxr train --set`")
+    settings = presets.settings_from_form(
+        {key: st.session_state[widget] for key, widget in WIDGETS.items()})
+    lines = [ln.strip() for ln in extra.splitlines() if ln.strip()]
+
+    # -- what it will cost: steps per epoch now, time per epoch from a measured warm-up
+    st.markdown("**What this run will cost** (an estimate)")
+    work = timing = measure_key = est = None
+    try:
+        cfg = jobs.train_config(data_dir.strip(), model, settings, lines)
+        measure_key = cost.MeasureKey.of(cfg)
+    except ValueError as exc:
+        st.warning(f"No estimate for these settings: {exc}")
+    else:
+        try:
+            if not data_dir.strip():
+                raise FileNotFoundError("give a dataset folder")
+            work = cost.workload(cfg)
+            st.markdown(cost.describe_steps(work))
+        except (FileNotFoundError, ValueError) as exc:
+            st.caption(f"Steps per epoch need the dataset: {exc}")
+        timing = cost.cached_timing(measure_key)
+    time_box = st.container()  # drawn above the buttons, filled once a click is handled
+    c1, c2 = st.columns(2)
+    measure = c2.button("Estimate cost", key="t_estimate", disabled=measure_key is None or
+                        not who.can_train, help="times a few training steps of this model "
+                        "here (seconds on a CPU), once per model, size, batch, device and "
+                        "precision")
+    with time_box:
+        if measure and measure_key is not None:
+            try:
+                with st.spinner("Timing a few training steps on this machine…"):
+                    timing = cost.step_timing(measure_key)
+            except ValueError as exc:
+                st.error(str(exc))
+        if timing is not None:
+            est = cost.estimate(work, timing) if work is not None else None
+            st.markdown(cost.describe_time(work, timing, est))
+            st.caption(f"An estimate, measured on this machine: {timing.how()}. It counts the "
+                       "model's steps only: loading and augmenting images, and other jobs on "
+                       "this machine, add to it. The head phase (backbone frozen) counts a "
+                       "forward pass a step, validation a forward pass per image.")
+        elif measure_key is not None:
+            st.caption("Time per epoch: not measured yet for this model, size, batch and "
+                       "device. **Estimate cost** times a few steps here; Launch does it first.")
+        long = est.warnings() if est is not None else []
+        confirmed = True
+        if long:
+            st.error(f"**This is a long run on {timing.key.device}**: {'; '.join(long)}. On a "
+                     "laptop or a CPU, choose the **CPU demo** preset, or a smaller image "
+                     "size, model or number of epochs.", icon=":material/hourglass_top:")
+            confirmed = st.checkbox("I have seen the estimate: launch anyway", key="t_confirm")
+            if st.session_state.pop("t_refused", False):
+                st.warning("Not launched: the estimate is long. Tick the box to launch anyway.")
+    submitted = c1.button("Launch", type="primary", key="t_launch",
+                          disabled=not who.can_train or not confirmed)
 
     if submitted and who.can_train:
-        settings = {"image_size": size, "epochs": int(epochs), "batch_size": int(batch),
-                    "loss": loss, "split_strategy": split, "pretrained": pretrained,
-                    "weights": weights.strip() or None, "device": device,
-                    "max_steps_per_epoch": int(max_steps) or None,
-                    "max_minutes": float(max_minutes) or None}
         try:
+            jobs.check_train_args(data_dir.strip(), model, settings, lines)
+            if timing is None:  # never launch unmeasured: the estimate may be long
+                with st.spinner("Timing a few training steps before the launch…"):
+                    timing = cost.step_timing(measure_key or cost.MeasureKey.of(cfg))
+                if cost.estimate(cost.workload(cfg), timing).warnings():
+                    st.session_state["t_refused"] = True
+                    st.rerun()  # draws the warning and its checkbox above
             run_name, pid = jobs.launch_train(r.runs, data_dir, model, name, settings, extra)
         except (jobs.JobError, ValueError, FileNotFoundError) as exc:
             st.error(str(exc))

@@ -189,10 +189,16 @@ def check_train_args(data: str | Path, model: str, settings: dict, extra: list[s
     """Fail now, with the config's own message, on what `cxr train` would reject after launch:
     a missing dataset folder or metadata, an unknown model, an unknown key or a bad value."""
     from cxr.data.layout import DatasetFiles
-    from cxr.train.config import load_config
 
     DatasetFiles.locate(data)  # raises naming what is missing (the folder, its Data_Entry CSV)
-    load_config(None, [*_overrides(settings), *extra], data_dir=str(data), model=model)
+    train_config(data, model, settings, extra)
+
+
+def train_config(data: str | Path, model: str, settings: dict, extra: list[str] = ()):
+    """The TrainConfig `cxr train` will run with from the form (its defaults, the form's
+    settings, then the extra key=value lines); ValueError naming a bad key or value."""
+    from cxr.train.config import load_config
+    return load_config(None, [*_overrides(settings), *extra], data_dir=str(data), model=model)
 
 
 def _overrides(settings: dict | None) -> list[str]:

@@ -53,7 +53,7 @@ def write_split(cfg, files, table: pd.DataFrame, run_dir: Path) -> str:
     """Rank 0: copy cfg.split_path into RUN_DIR/split.csv (+ sidecar), or make the split from
     the config and save it there. Returns the source description."""
     from cxr.data.layout import data_version
-    from cxr.data.splits import load_split, make_split, save_split, split_report
+    from cxr.data.splits import load_split, save_split, split_report
 
     target = RunDir(run_dir).split
     if cfg.split_path:
@@ -62,14 +62,20 @@ def write_split(cfg, files, table: pd.DataFrame, run_dir: Path) -> str:
         shutil.copyfile(source, target)
         shutil.copyfile(source.with_suffix(".json"), target.with_suffix(".json"))
         return str(source.resolve())
-    frame = make_split(table, cfg.split_strategy, seed=cfg.split_seed,
-                       fractions=cfg.split_fractions, patient_fraction=cfg.patient_fraction,
-                       train_val_list=files.train_val_list, test_list=files.test_list)
+    frame = made_split(cfg, files, table)
     meta = {"strategy": cfg.split_strategy, "seed": cfg.split_seed,
             "patient_fraction": cfg.patient_fraction, "fractions": list(cfg.split_fractions),
             "data_version": data_version(files.data_entry), "report": split_report(frame, table)}
     save_split(frame, target, meta)
     return "made"
+
+
+def made_split(cfg, files, table: pd.DataFrame) -> pd.DataFrame:
+    """The split the config describes, made from the metadata (`cxr.data.splits.make_split`)."""
+    from cxr.data.splits import make_split
+    return make_split(table, cfg.split_strategy, seed=cfg.split_seed,
+                      fractions=cfg.split_fractions, patient_fraction=cfg.patient_fraction,
+                      train_val_list=files.train_val_list, test_list=files.test_list)
 
 
 def read_split(run_dir: Path, source: str) -> SplitInfo:

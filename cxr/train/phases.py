@@ -40,6 +40,12 @@ class Phase:
 
 def plan(cfg, model: nn.Module) -> tuple[list[Phase], str | None]:
     """(phases, notice to log or None)."""
+    return plan_for(cfg, model.model_name, model_uses_pretrained(model))
+
+
+def plan_for(cfg, name: str, uses_pretrained: bool) -> tuple[list[Phase], str | None]:
+    """plan() before the model exists (the Train page's cost estimate): `uses_pretrained` says
+    whether the backbone will start from ImageNet weights."""
     head = Phase("head", cfg.lr_head, True)
     finetune = Phase("finetune", cfg.lr_finetune, False, cfg.finetune_batchnorm == "frozen")
     full = Phase("full", cfg.lr_head, False)
@@ -47,11 +53,10 @@ def plan(cfg, model: nn.Module) -> tuple[list[Phase], str | None]:
         return [head, finetune], None
     if cfg.schedule == "single_phase":
         return [full], None
-    if not model_info(model.model_name).pretrained:
-        return [full], (f"{model.model_name} trains end to end in one phase (it has no ImageNet "
-                        "weights)")
-    if not model_uses_pretrained(model):
-        return [full], (f"{model.model_name}: random-init backbone (pretrained=false, no weights "
+    if not model_info(name).pretrained:
+        return [full], f"{name} trains end to end in one phase (it has no ImageNet weights)"
+    if not uses_pretrained:
+        return [full], (f"{name}: random-init backbone (pretrained=false, no weights "
                         "file), so the frozen-backbone phase is skipped: one phase trains "
                         f"everything at lr_head={cfg.lr_head:g} (schedule=two_phase forces the "
                         "report's two phases)")

@@ -127,3 +127,81 @@ def test_launch_watch_and_stop_a_tiny_run(app, fresh_world, tiny_dataset, reap):
     at.run()
     assert any("Stopped on request" in w.value for w in at.warning)
     assert any(b.label == "Resume from last.pt" for b in at.button)
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """This machine as a laptop without CUDA, and no warm-up measured yet in this process."""
+    import torch
+    from cxr.dashboard import cost
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(cost, "_measured", {})
+
+
+def small_run(at, data, name="small"):
+    """A simple_cnn at 32 px on the tiny dataset (its warm-up takes a fraction of a second)."""
+    at.text_input(key="t_data").set_value(str(data))
+    at.text_input(key="t_name").set_value(name)
+    at.selectbox(key="t_model").set_value("simple_cnn")
+    at.select_slider(key="t_size").set_value(32)
+    return at.run()
+
+
+def test_without_a_gpu_the_cpu_demo_is_the_default_and_the_cost_shows(app, fresh_world,
+                                                                       tiny_dataset, no_gpu):
+    import yaml
+    from cxr.dashboard import presets
+    at = app(fresh_world, PAGE)
+    no_exception(at)
+    assert at.radio(key="t_preset").value == "CPU demo"
+    demo = yaml.safe_load(presets.DEMO_CONFIG.read_text())  # the form holds demo.yaml
+    assert (at.select_slider(key="t_size").value, at.number_input(key="t_epochs").value,
+            at.number_input(key="t_batch").value, at.number_input(key="t_steps").value,
+            at.number_input(key="t_minutes").value, at.checkbox(key="t_pretrained").value) == (
+        demo["image_size"], demo["epochs"], demo["batch_size"], demo["max_steps_per_epoch"],
+        demo["max_minutes"], demo["pretrained"])
+    assert f"rotation={demo['rotation']}" in at.text_area(key="t_extra").value.splitlines()
+
+    at = small_run(at, tiny_dataset)
+    no_exception(at)
+    steps = [m.value for m in at.markdown if "steps per epoch" in m.value]
+    assert steps and "train images at batch 32" in steps[0]
+    assert any("not measured yet" in c.value for c in at.caption)
+    button(at, "Estimate cost").click()
+    at.run()
+    no_exception(at)
+    assert any("Estimated time per epoch on cpu" in m.value for m in at.markdown)
+    how = [c.value for c in at.caption if c.value.startswith("An estimate, measured")]
+    from cxr.dashboard.cost import CPU_WARMUP_BATCH
+    assert how and f"`simple_cnn` at 32 px, {CPU_WARMUP_BATCH} images a step" in how[0]
+    assert "scaled linearly to batch 32" in how[0]
+    assert not any("long run" in e.value for e in at.error)
+
+
+def test_the_report_preset_fills_the_form(app, fresh_world, no_gpu):
+    at = app(fresh_world, PAGE)
+    at.selectbox(key="t_model").set_value("simple_cnn")
+    at.radio(key="t_preset").set_value("The report")
+    at.run()
+    no_exception(at)
+    assert (at.selectbox(key="t_model").value, at.select_slider(key="t_size").value,
+            at.number_input(key="t_epochs").value, at.number_input(key="t_batch").value,
+            at.checkbox(key="t_pretrained").value, at.number_input(key="t_steps").value) == (
+        "fusion", 224, 25, 32, True, 0)
+    assert "schedule=two_phase" in at.text_area(key="t_extra").value.splitlines()
+
+
+def test_a_long_run_is_not_launched_by_accident(app, fresh_world, tiny_dataset, no_gpu,
+                                                monkeypatch):
+    from cxr.dashboard import cost
+    monkeypatch.setattr(cost, "LONG_EPOCH_S", 0.0)  # every epoch counts as long
+    at = small_run(app(fresh_world, PAGE), tiny_dataset, "long")
+    button(at, "Launch").click()  # not measured yet: the launch measures first, then refuses
+    at.run()
+    no_exception(at)
+    assert any("This is a long run on cpu" in e.value for e in at.error)
+    assert any("Not launched" in w.value for w in at.warning)
+    assert button(at, "Launch").disabled and not (fresh_world.runs / "long").exists()
+    at.checkbox(key="t_confirm").check()
+    at.run()
+    assert not button(at, "Launch").disabled
