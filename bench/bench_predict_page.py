@@ -178,9 +178,9 @@ def machine_line(load_before: float) -> str:
             f"Python {platform.python_version()}, torch {torch.__version__.split('+')[0]}, "
             f"onnxruntime {_ort_version()}, {torch.get_num_threads()} thread(s)), "
             f"{time.strftime('%Y-%m-%d')}, load average before / after "
-            f"{load_before:.1f} / {os.getloadavg()[0]:.1f}: the 2 cores were shared with other "
-            "engineers' jobs, so read the ratios, measured side by side, rather than the "
-            "absolute times.")
+            f"{load_before:.1f} / {os.getloadavg()[0]:.1f} (on 2 cores, a load near 1 is this "
+            "benchmark alone); the ratios, measured side by side, carry over to other machines "
+            "better than the absolute times.")
 
 
 def _ort_version() -> str:
