@@ -152,7 +152,7 @@ st.plotly_chart(charts.mc_histograms(result.labels, result.shown_samples, result
 
 st.subheader("Grad-CAM")
 explain = st.multiselect("Findings to explain", result.labels,
-                         default=[result.labels[result.top(1)[0]]], key="explain",
+                         default=[result.labels[result.top(1)[0]]], key=f"explain-{digest}",
                          help="each finding costs one backward pass")
 opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="opacity")
 st.caption(f"Heatmaps from {model_info(meta['model']['name']).feature_map}: where the evidence "

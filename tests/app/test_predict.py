@@ -206,12 +206,27 @@ def test_opacity_and_findings_to_explain(app, world):
     at = app(world, PAGE)
     at.slider[0].set_value(3)
     upload(at, "a.png", png_bytes(1), "image/png")
-    at.multiselect(key="explain").set_value(["Effusion", "Mass"])
+    [explain] = at.multiselect
+    explain.set_value(["Effusion", "Mass"])
     at.slider(key="opacity").set_value(0.8)
     at.run()
     no_exception(at)
     captions = [c for img in at.image for c in img.captions]
     assert sum(c.startswith(("Effusion: p", "Mass: p")) for c in captions) == 2
+
+
+def test_a_new_film_is_explained_by_its_own_top_finding(app, world):
+    """The Grad-CAM choice belongs to the film: after a second upload the default is the new
+    film's top finding, not the findings chosen for the first one."""
+    at = app(world, PAGE)
+    at.slider[0].set_value(3)
+    upload(at, "a.png", png_bytes(1), "image/png")
+    at.multiselect[0].set_value(["Hernia"])
+    at.run()
+    upload(at, "b.png", png_bytes(2), "image/png")
+    no_exception(at)
+    top = probs(at).sort_values("probability", ascending=False)["finding"].iloc[0]
+    assert at.multiselect[0].value == [top]
 
 
 # -- bad uploads ---------------------------------------------------------------------------------
