@@ -238,12 +238,8 @@ def run(args) -> int:
 
     if (args.passes is not None and args.passes < 2) or args.batch_size < 1 or args.top_k < 1:
         raise ValueError("--passes must be >= 2, --batch-size and --top-k >= 1")
-    info = distributed.setup(args.device)
-    try:
-        with distributed.main_prints_only(info):
-            return _predict(args, info)
-    finally:
-        distributed.teardown(info)
+    with distributed.inference_session(args.device) as info:
+        return _predict(args, info)
 
 
 @dataclass

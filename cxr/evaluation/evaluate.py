@@ -166,12 +166,8 @@ def evaluate_checkpoint(args) -> Path | None:
     if args.split not in ("test", "val"):
         raise ValueError(f"--split {args.split!r}: only 'test' or 'val' can be scored; the "
                          "training images are never evaluated")
-    info = distributed.setup(args.device)
-    try:
-        with distributed.main_prints_only(info):
-            return _evaluate_checkpoint(args, info)
-    finally:
-        distributed.teardown(info)
+    with distributed.inference_session(args.device) as info:
+        return _evaluate_checkpoint(args, info)
 
 
 def _evaluate_checkpoint(args, info) -> Path | None:

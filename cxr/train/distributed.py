@@ -32,6 +32,7 @@ single-process run's.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from dataclasses import dataclass
 
@@ -76,6 +77,11 @@ def setup(preference: str = "auto") -> DistInfo:
 
 def teardown(info: DistInfo) -> None:
     if info.distributed and dist.is_initialized():
+        # DDP wrappers sit in reference cycles (their hooks point back at them) and hold the
+        # process group; left to interpreter exit, gloo's threads are torn down in the wrong
+        # order and the process aborts ("terminate called without an active exception") in
+        # ~1 of 4 CPU runs (torch 2.14.1). Collecting them first makes exit clean: 0 of 25.
+        gc.collect()
         dist.destroy_process_group()
 
 
@@ -155,6 +161,19 @@ def main_prints_only(info: DistInfo):
         return
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         yield
+
+
+@contextlib.contextmanager
+def inference_session(preference: str = "auto"):
+    """The DistInfo of one `cxr predict` / `cxr evaluate` process (a torchrun rank or the only
+    process): the process group is set up, only rank 0 prints, and the group is torn down
+    however the command ends."""
+    info = setup(preference)
+    try:
+        with main_prints_only(info):
+            yield info
+    finally:
+        teardown(info)
 
 
 def gather_arrays(info: DistInfo, index: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
