@@ -43,7 +43,7 @@ def add_arguments(parser) -> None:
 
 
 def build_config(args):
-    from cxr.train.config import (apply_overrides, from_dict, load_config, parse_override,
+    from cxr.train.config import (TrainConfig, apply_overrides, load_config, parse_override,
                                   read_run_config)
 
     if args.resume:
@@ -59,7 +59,8 @@ def build_config(args):
         config_path = RunDir(args.resume).config
         if not config_path.is_file():
             raise FileNotFoundError(f"cannot resume {args.resume}: it has no config.yaml")
-        return from_dict(apply_overrides(read_run_config(config_path), args.overrides)), Path(args.resume)
+        values = apply_overrides(read_run_config(config_path), args.overrides)
+        return TrainConfig(**values), Path(args.resume)
     if args.out is None:
         raise ValueError("--out RUN_DIR is required (or --resume RUN_DIR)")
     data = str(Path(args.data).expanduser().resolve()) if args.data else None

@@ -187,8 +187,8 @@ def parse_override(text: str) -> tuple[str, str]:
     it); 'model_kwargs.drop_rate=0.3' -> ('model_kwargs.drop_rate', '0.3')."""
     if "=" not in text:
         raise ValueError(f"--set {text!r}: expected key=value")
-    key, value = (part.strip() for part in text.split("=", 1))
-    return key, value
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
@@ -205,10 +205,6 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
         else:
             values[key] = value
     return values
-
-
-def from_dict(values: dict) -> TrainConfig:
-    return TrainConfig(**values)
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -242,7 +238,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (),
     """YAML file (optional) < keyword values < --set overrides."""
     merged = read_yaml(path) if path else {}
     merged.update({k: v for k, v in values.items() if v is not None})
-    return from_dict(apply_overrides(merged, list(overrides)))
+    return TrainConfig(**apply_overrides(merged, list(overrides)))
 
 
 def dump_yaml(cfg: TrainConfig, path: str | Path) -> None:

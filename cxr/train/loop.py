@@ -45,14 +45,13 @@ from cxr.labels import FINDINGS
 from cxr.rundir import STOP, RunDir
 from cxr.train import distributed as ddp
 from cxr.train import phases as ph
-from cxr.train.config import TrainConfig, dump_yaml, from_dict, read_run_config
+from cxr.train.config import TrainConfig, dump_yaml, read_run_config
 from cxr.train.data import (EpochDataset, EpochSampler, default_workers, device_batch,
                             find_cache, make_loader, read_split, split_tables, targets_of,
                             use_gpu_augment, write_split)
 from cxr.train.precision import training_precision
 from cxr.train.progress import History, Progress, close_logger, progress_bar, setup_logger
 from cxr.uncertainty import to_proba
-
 
 
 class NonFiniteLoss(RuntimeError):
@@ -166,7 +165,7 @@ def train(cfg: TrainConfig | None, run_dir, resume: bool = False, force: bool = 
     run_dir, run = Path(run_dir), RunDir(run_dir)
     if resume and cfg is None:
         check_run_dir(run_dir, resume, force)
-        cfg = from_dict(read_run_config(run.config))
+        cfg = TrainConfig(**read_run_config(run.config))
     if cfg is None:
         raise ValueError("train() needs a TrainConfig unless resume=True")
     info = ddp.setup(cfg.device)
@@ -217,18 +216,11 @@ class Trainer:
         if info.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.model.to(info.device)
-        if self.channels_last:
+        if self.precision.channels_last:
             self.model.to(memory_format=torch.channels_last)
         unused = cfg.amp and not self.precision.bf16 and info.device.type == "cpu"
         self.log(f"precision: {self.precision.name}" + (
             " (amp is on, but this CPU has no native bf16)" if unused else ""))
-
-    @property
-    def channels_last(self) -> bool:
-        return self.precision.channels_last
-
-    def autocast(self):
-        return self.precision.autocast()
 
     def build_model(self):
         from cxr.models import create_model, model_info
@@ -398,9 +390,8 @@ class Trainer:
     def meta(self, phase: ph.Phase, metrics: dict | None) -> dict:
         return {"config": self.cfg.to_dict(), "split": self.split.summary(),
                 "data_version": self.data_version, "synthetic": self.synthetic,
-                "epoch": self.state.epoch,
-                "phase": phase.name, "metrics": metrics or {}, "world_size": self.info.world_size,
-                "precision": self.precision.to_dict()}
+                "epoch": self.state.epoch, "phase": phase.name, "metrics": metrics or {},
+                "world_size": self.info.world_size, "precision": self.precision.to_dict()}
 
     def save_last(self, phase: ph.Phase, optimizer, scheduler, metrics: dict | None) -> None:
         rngs = ddp.gather_objects(self.info, rng_state())  # every rank takes part
@@ -410,8 +401,7 @@ class Trainer:
         train_state = {"loop": dataclasses.asdict(self.state), "rng": rngs,
                        "optimizer": optimizer.state_dict() if optimizer else None,
                        "scheduler": scheduler.state_dict() if scheduler else None}
-        save_checkpoint(self.rundir.last, self.model, self.meta(phase, metrics),
-                        train_state)
+        save_checkpoint(self.rundir.last, self.model, self.meta(phase, metrics), train_state)
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> int:
@@ -524,7 +514,7 @@ class Trainer:
             for batch in self.train_loader:
                 x, y = device_batch(batch, info.device, self.batch_transform,
                                     self.precision.memory_format)
-                with self.autocast():
+                with self.precision.autocast():
                     logits = model(x)
                 loss = self.loss_fn(logits.float(), y)
                 value = float(loss.detach())
