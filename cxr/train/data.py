@@ -42,11 +42,9 @@ class SplitInfo:
 
     def summary(self) -> dict:
         """The checkpoint's meta["split"]."""
+        keys = ("content_hash", "strategy", "seed", "patient_fraction", "fractions")
         return {"path": str(self.path), "source": self.source,
-                "content_hash": self.meta.get("content_hash"),
-                "strategy": self.meta.get("strategy"), "seed": self.meta.get("seed"),
-                "patient_fraction": self.meta.get("patient_fraction"),
-                "fractions": self.meta.get("fractions")}
+                **{key: self.meta.get(key) for key in keys}}
 
 
 def write_split(cfg, files, table: pd.DataFrame, run_dir: Path) -> str:
@@ -167,9 +165,7 @@ def use_gpu_augment(mode: str, device: torch.device, cache) -> bool:
         raise ValueError("gpu_augment=on augments batches of the uint8 image cache, and the "
                          "data folder has none at or above the training size: run `cxr prepare "
                          "--data DIR --size N` (N >= image_size), or set gpu_augment=auto or off")
-    if mode == "auto":
-        return device.type == "cuda" and cache is not None
-    return mode == "on"
+    return (device.type == "cuda" and cache is not None) if mode == "auto" else mode == "on"
 
 
 def device_batch(batch, device: torch.device, transform=None,

@@ -68,10 +68,9 @@ def setup(preference: str = "auto") -> DistInfo:
     if world > 1 and not dist.is_initialized():
         if device.type == "mps":
             raise ValueError("multi-process training on MPS is not supported; use device=cpu")
-        backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=device)
 
 

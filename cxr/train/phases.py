@@ -75,12 +75,9 @@ def max_epochs(cfg, phases: list[Phase], index: int, used: list[int]) -> int:
 def apply_freeze(model: nn.Module, phase: Phase) -> list[nn.Parameter]:
     """Set requires_grad for the phase and return the parameters to optimise."""
     frozen = {id(p) for p in model.backbone_parameters()} if phase.freeze_backbone else set()
-    params = []
     for p in model.parameters():
         p.requires_grad_(id(p) not in frozen)
-        if p.requires_grad:
-            params.append(p)
-    return params
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def set_train_mode(model: nn.Module, phase: Phase) -> None:
