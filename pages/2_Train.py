@@ -197,10 +197,9 @@ def monitor():
         st.success(f"Finished. Best val macro AUC: "
                    f"{info.best_val_auc:.4f}" if info.best_val_auc is not None else "Finished.")
     if who.can_train and info.active:  # a reviewer's view is read-only: no Stop, no Resume
-        if jobs.stop_requested(run_dir):
-            st.info("Stop requested; the trainer stops after its current step.")
-        elif st.button("Stop this run", key=f"stop-{info.name}"):
+        if not jobs.stop_requested(run_dir) and st.button("Stop this run", key=f"stop-{info.name}"):
             jobs.request_stop(run_dir)
+        if jobs.stop_requested(run_dir):
             st.info("Stop requested; the trainer stops after its current step.")
     elif who.can_train and info.resumable:
         if st.button("Resume from last.pt", key=f"resume-{info.name}"):

@@ -148,10 +148,10 @@ def launch(kind: str, cxr_args: list[str], run_dir: Path) -> int:
         record = {"pid": proc.pid, "argv": list(map(str, cxr_args)), "started": time.time()}
         os.write(fd, json.dumps(record).encode())
     except BaseException:
-        os.close(fd)
         run.job(kind, "pid").unlink(missing_ok=True)  # release the lock
         raise
-    os.close(fd)
+    finally:
+        os.close(fd)
     return proc.pid
 
 

@@ -66,22 +66,19 @@ def run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
     progress, config, history = run.read_progress(), run.read_config(), run.read_history()
     name = str(run_dir.relative_to(root)) if root and run_dir.is_relative_to(root) else run_dir.name
     model = progress.get("model") or config.get("model") or ""  # the registry name, both
-    info = RunInfo(path=run_dir, name=name, model=str(model), progress=progress)
-    info.phase = str(progress.get("phase") or "")
-    info.epoch = progress.get("epoch")
-    info.epochs = progress.get("epochs") or config.get("epochs")
     fraction, step, total = (finite_or_none(progress.get(key))
                              for key in ("fraction", "global_step", "total_steps"))
     if fraction is None and step is not None and total:
         fraction = step / total
-    info.fraction = min(max(fraction or 0.0, 0.0), 1.0)
-    info.eta_s = finite_or_none(progress.get("eta_s"))
-    info.error = str(progress.get("error") or "")
-    info.best_val_auc = best_val_auc(history, progress)
-    info.has_best = run.best.is_file()
-    info.evaluated = run.eval.metrics.is_file()
     stamps = [p.stat().st_mtime for p in (run.progress, run.history) if p.exists()]
-    info.updated = max(stamps, default=0.0)
+    info = RunInfo(path=run_dir, name=name, model=str(model), progress=progress,
+                   phase=str(progress.get("phase") or ""), epoch=progress.get("epoch"),
+                   epochs=progress.get("epochs") or config.get("epochs"),
+                   fraction=min(max(fraction or 0.0, 0.0), 1.0),
+                   eta_s=finite_or_none(progress.get("eta_s")),
+                   error=str(progress.get("error") or ""),
+                   best_val_auc=best_val_auc(history, progress), has_best=run.best.is_file(),
+                   evaluated=run.eval.metrics.is_file(), updated=max(stamps, default=0.0))
     info.status = _status(run_dir, progress, info)
     if info.status in ("failed", "died") and not info.error:
         code = jobs.exit_code(run_dir, "train")
