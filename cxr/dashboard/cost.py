@@ -10,19 +10,16 @@ Steps per epoch follow the trainer's own rules: the split the config makes (or l
 images of its train split that are on disk, the trainer's sampler (`EpochSampler`, capped by
 max_steps_per_epoch) and its phase plan (`phases.plan_for`).
 
-Time comes from a short warm-up on this machine: a few training steps (forward, focal loss,
-backward, Adam) of the chosen model, built with random weights (the speed does not depend on
-them), at the chosen size, batch and precision, on random tensors. On a CPU it is kept short:
-CPU_WARMUP_BATCH images a step, one step to warm up and one timed, and the time is scaled
-linearly to the batch. A CPU's time per image is usually higher at a small batch than at a
-large one, so on a CPU the estimate errs long rather than short. On a GPU: the full batch (its
-time per image is far from linear in the batch), two steps to warm up (cuDNN picks its
-kernels) and three timed.
-Results are cached per MeasureKey (model and its kwargs, size, batch, device, precision) for the
-life of the process. From the timed step: the head phase (backbone frozen) costs a forward pass
-a step, validation a forward pass per image (the backward pass and the optimiser are left out
-of both). Not counted: loading and augmenting images, which the DataLoader workers overlap
-with the steps where there are cores to spare, and other jobs sharing the machine.
+Time comes from a short warm-up on this machine (WARMUP_STEPS): a few training steps (forward,
+focal loss, backward, Adam) of the chosen model with random weights (the speed does not depend
+on them), at the chosen size, batch and precision, on random tensors; cached per MeasureKey for
+the life of the process. On a CPU: CPU_WARMUP_BATCH images a step, the time scaled linearly to
+the batch; a CPU's time per image is usually higher at a small batch, so the estimate errs long
+rather than short. On a GPU: the full batch (its time per image is far from linear in the
+batch), and the untimed steps let cuDNN pick its kernels. From the timed step: the head phase
+(backbone frozen) costs a forward pass a step, validation a forward pass per image. Not
+counted: loading and augmenting images, which the DataLoader workers overlap with the steps
+where there are cores to spare, and other jobs sharing the machine.
 """
 from __future__ import annotations
 
@@ -30,7 +27,10 @@ import functools
 import json
 import threading
 import time
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -91,10 +91,6 @@ class StepTiming:
         return text
 
 
-def warmup_batch(batch_size: int, device: str) -> int:
-    return min(batch_size, CPU_WARMUP_BATCH) if device == "cpu" else batch_size
-
-
 def cached_timing(key: MeasureKey) -> StepTiming | None:
     """The timing measured earlier in this process, or None (nothing runs)."""
     return _measured.get(key)
@@ -115,7 +111,7 @@ def measure_step_seconds(key: MeasureKey) -> StepTiming:
 
     device = torch.device(key.device)
     untimed, timed = WARMUP_STEPS["cpu" if device.type == "cpu" else "accelerator"]
-    batch = warmup_batch(key.batch_size, device.type)
+    batch = min(key.batch_size, CPU_WARMUP_BATCH) if device.type == "cpu" else key.batch_size
     fmt = key.precision.memory_format
     # the server's RNG stays as it was: the model's init and the dropout draw from a fork
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -217,8 +213,6 @@ def workload(cfg) -> Workload:
 def split_sizes(cfg) -> tuple[int, int, int]:
     """(train, val, missing) image counts of the config's split on its dataset; cached per
     metadata file version and split settings, and counted again after RECOUNT_S."""
-    from pathlib import Path
-
     from cxr.data.layout import DatasetFiles
     files = DatasetFiles.locate(cfg.data_dir)
     split = Path(cfg.split_path) if cfg.split_path else None
@@ -238,9 +232,6 @@ def _version(path) -> int | None:
 @functools.lru_cache(maxsize=16)
 def _split_sizes(files, entry_version, period, split_path, split_version, strategy,
                  seed, fractions, patient_fraction) -> tuple[int, int, int]:
-    import warnings
-    from types import SimpleNamespace
-
     from cxr.data.metadata import read_data_entry
     from cxr.data.splits import attach_split, load_split
     from cxr.train.data import made_split
