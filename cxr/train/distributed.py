@@ -18,16 +18,13 @@ torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT; without them this 
 gloo otherwise. RUN_DIR and DIR must be on storage every node sees (rank 0 writes the run
 directory; every rank reads the dataset and, when phase 2 starts, best.pt).
 
-Validation: each rank scores `indices[rank::world]` of the validation set (no padding, so
-no image is counted twice), the predictions are gathered and put back in dataset order, and
-every rank computes the same metrics from the same arrays; decisions (early stopping, stop
-requests, non-finite losses) therefore agree, and the per-step flags are all-reduced.
+Validation: each rank scores `indices[rank::world]` (no padding: no image counted twice); the
+predictions are gathered back in dataset order, so every rank computes the same metrics and
+takes the same decisions (early stopping; stop requests and non-finite losses are all-reduced).
 
-Inference (`cxr predict`, `cxr evaluate`): each rank scores whole batches (`shard_batches`:
-batch k to rank k % world, so a film shares its batch with the same films as in a single
-process), the results go to rank 0 (`gather_to_main`, or `gather_arrays`), and rank 0 alone
-writes; with each film's dropout seeded by its name (cxr.uncertainty), the files are the
-single-process run's.
+Inference (`cxr predict`, `cxr evaluate`): whole batches per rank (`shard_batches`), gathered
+to rank 0 (`gather_to_main`, `gather_arrays`), which alone writes; with each film's dropout
+seeded by its name (cxr.uncertainty), the files are the single-process run's.
 """
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ CUDA: bf16 autocast (`amp`) and channels_last as configured. CPU: the same only 
 native bf16 instructions (x86 AVX512-BF16 or AMX-BF16, `cpu_has_bf16`); elsewhere bf16 is
 emulated and slower, so training stays fp32 and contiguous. MPS: fp32. Training steps only:
 validation (cxr/train/loop.py), evaluation and prediction score in fp32, so the metrics a
-checkpoint records are the ones `cxr evaluate` reproduces from its weights. Measured side by side: bench/bench_precision.py
-(BENCHMARKS.md, "CPU training precision").
+checkpoint records are the ones `cxr evaluate` reproduces from its weights. Measured side by
+side: bench/bench_precision.py (BENCHMARKS.md, "CPU training precision").
 """
 from __future__ import annotations
 
