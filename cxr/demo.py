@@ -111,11 +111,8 @@ class Demo:
         if (self.args.data / "Data_Entry_2017.csv").is_file():
             return
         self.set_stage(f"generating the synthetic demo dataset in {self.args.data}")
-        extra = []
-        if self.args.patients:
-            extra += ["--patients", self.args.patients]
-        if self.args.size:
-            extra += ["--size", self.args.size]
+        given = {"--patients": self.args.patients, "--size": self.args.size}
+        extra = [x for flag, value in given.items() if value for x in (flag, value)]
         if self.call("synth", "--out", self.args.data, *extra) != 0:
             raise RuntimeError("cxr synth failed; see the messages above")
 

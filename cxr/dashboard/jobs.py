@@ -110,8 +110,7 @@ def _claim(run_dir: Path, kind: str, new_run: bool) -> int:
     """Create the pid file exclusively: the lock against a second launch."""
     path = RunDir(run_dir).job(kind, "pid")
     if new_run:
-        taken = RunDir(run_dir).taken()
-        if taken:
+        if taken := RunDir(run_dir).taken():
             state = job_state(run_dir, kind)
             detail = "a training job is running there" if state == "running" else \
                 f"it already holds a run ({', '.join(taken)})"

@@ -158,10 +158,8 @@ def best_run(runs: list[RunInfo], model: str | None = "fusion") -> RunInfo | Non
     """The run with a best.pt and the highest val AUC, preferring `model`; None if no checkpoint."""
     usable = [r for r in runs if r.has_best]
     preferred = [r for r in usable if model and r.model == model] or usable
-    if not preferred:
-        return None
-    return max(preferred, key=lambda r: (r.best_val_auc if r.best_val_auc is not None else -1,
-                                         r.updated))
+    return max(preferred, default=None,
+               key=lambda r: (r.best_val_auc if r.best_val_auc is not None else -1, r.updated))
 
 
 def format_eta(seconds: float | None) -> str:

@@ -384,8 +384,7 @@ class Trainer:
             fraction=(s.global_step / total) if total else 1.0,
             eta_s=remaining * rate if rate is not None else None, elapsed_s=self.elapsed(),
             best_val_auc=s.best)
-        values.update(fields)
-        self.progress.update(force=force, **values)
+        self.progress.update(force=force, **(values | fields))
 
     def meta(self, phase: ph.Phase, metrics: dict | None) -> dict:
         return {"config": self.cfg.to_dict(), "split": self.split.summary(),
