@@ -57,9 +57,8 @@ with st.expander("Launch a training run" + ("" if who.can_train else " (trainers
     st.caption(presets.PRESETS[preset].summary())
     c1, c2, c3 = st.columns(3)
     found = ("Found: " + ", ".join(datasets)) if datasets else f"None found under {r.data}."
-    data_dir = c1.text_input("Dataset folder", value=datasets[0] if datasets else "",
-                             key="t_data", help="ChestX-ray14 layout (Data_Entry_2017.csv, "
-                             f"images*/). {found}")
+    data_dir = c1.text_input("Dataset folder", value=datasets[0] if datasets else "", key="t_data",
+                             help=f"ChestX-ray14 layout (Data_Entry_2017.csv, images*/). {found}")
     model = c2.selectbox("Model", list(MODELS), key="t_model", help="\n".join(
         f"- `{n}`: {m.description}" for n, m in MODELS.items()))
     name = c3.text_input("Run name", placeholder="default: MODEL-YYYYmmdd-HHMMSS",
@@ -77,9 +76,8 @@ with st.expander("Launch a training run" + ("" if who.can_train else " (trainers
     c2.checkbox("ImageNet-pretrained backbone (timm hub)", key="t_pretrained",
                 help="needs the model hub or its cache; otherwise give weights. "
                 f"None exist for {', '.join(list_models(pretrained=False))}.")
-    c3.text_input("Local weights file (optional)", key="t_weights",
-                  help="a timm checkpoint; fusion, fusion_xattn: {densenet121: PATH, "
-                  "efficientnet_b3: PATH}")
+    c3.text_input("Local weights file (optional)", key="t_weights", help="a timm checkpoint; "
+                  "fusion, fusion_xattn: {densenet121: PATH, efficientnet_b3: PATH}")
     c1, c2, c3 = st.columns(3)
     c1.number_input("Max steps per epoch (0: all)", 0, 1_000_000, key="t_steps")
     c2.number_input("Time budget, minutes (0: none)", 0.0, 10_000.0, key="t_minutes")

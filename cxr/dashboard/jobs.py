@@ -141,9 +141,8 @@ def launch(kind: str, cxr_args: list[str], run_dir: Path) -> int:
         with open(run.job(kind, "log"), "ab") as log:
             log.write(f"$ cxr {' '.join(map(str, cxr_args))}\n".encode())
             log.flush()
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    close_fds=True)
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, close_fds=True,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         record = {"pid": proc.pid, "argv": list(map(str, cxr_args)), "started": time.time()}
         os.write(fd, json.dumps(record).encode())
     except BaseException:

@@ -12,9 +12,8 @@
                       the head nothing and 1e-5 barely moves it
 
 schedule=two_phase / single_phase force either plan. Every phase: ReduceLROnPlateau on
-validation macro AUC (mode max, factor plateau_factor, patience plateau_patience, floor
-min_lr, never above the phase's own lr), early stopping after `patience` validations without
-a gain over the phase's best.
+validation macro AUC (make_scheduler; its floor never above the phase's own lr), early stopping
+after `patience` validations without a gain over the phase's best.
 
 Epoch budget: `epochs_budget=per_phase` (default) lets each phase run up to `epochs`
 epochs, like the report's two Keras fit() calls; `total` caps the whole run at `epochs`: the
