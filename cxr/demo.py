@@ -72,6 +72,7 @@ class Demo:
         self.args = args
         self.child: subprocess.Popen | None = None
         self.status_path = args.runs / DEMO_STATUS
+        self.passes = [] if args.passes is None else ["--passes", args.passes]
         self.status = {"stage": "starting", "done": [], "failed": [], "started": time.time()}
 
     def set_stage(self, stage: str, done: str | None = None, failed: str | None = None) -> None:
@@ -152,8 +153,7 @@ class Demo:
         if run.readout.is_file() and not self.args.retrain:
             return True
         self.set_stage(f"calibrating {model} on its validation split")
-        passes = [] if self.args.passes is None else ["--passes", self.args.passes]
-        return self.call("calibrate", "--checkpoint", run.best, *passes) == 0
+        return self.call("calibrate", "--checkpoint", run.best, *self.passes) == 0
 
     def evaluate(self, model: str) -> bool:
         run = self.run_dir(model)
@@ -162,9 +162,8 @@ class Demo:
         if run.eval.metrics.is_file() and not self.args.retrain and not readout_newer:
             return True
         self.set_stage(f"evaluating {model}")
-        passes = [] if self.args.passes is None else ["--passes", self.args.passes]
         return self.call("evaluate", "--checkpoint", run.best, "--out", run.eval.path,
-                         *passes, "--bootstrap", self.args.bootstrap, "--pointing-game") == 0
+                         *self.passes, "--bootstrap", self.args.bootstrap, "--pointing-game") == 0
 
     def fill_worklist(self, model: str) -> bool:
         run = self.run_dir(model)
