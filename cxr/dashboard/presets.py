@@ -108,11 +108,9 @@ def form_values(preset: Preset, model: str) -> FormValues:
     """What choosing `preset` puts in the launch form; `model` is the form's current model,
     kept unless the preset names one."""
     values = preset.values()
-    defaults = TrainConfig().to_dict()
-    fields = {}
-    for key in FORM_FIELDS:
-        value = values.get(key, model if key == "model" else defaults[key])
-        fields[key] = _shown(key, value, values.get("model", model))
+    defaults = {**TrainConfig().to_dict(), "model": model}
+    fields = {key: _shown(key, values.get(key, defaults[key]), values.get("model", model))
+              for key in FORM_FIELDS}
     extra = "\n".join(line for key, value in values.items() if key not in FORM_FIELDS
                       for line in _lines(key, value))
     return FormValues(fields, extra)
