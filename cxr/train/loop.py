@@ -268,15 +268,11 @@ class Trainer:
             self.log(f"image cache: {cache!r}")
         pre = self.model.preprocess  # its input_size is self.image_size
         train_transform = build_transform(pre, train=True, augment=augment)
-        self.batch_transform = None  # set: augment on the device, in batches
-        if use_gpu_augment(cfg.gpu_augment, info.device, cache):
-            self.train_ds = CachedUint8Dataset(tables["train"], train_transform, seed=cfg.seed,
-                                               cache=cache)
-            self.batch_transform = BatchTransform.like(train_transform)
-        else:
-            self.train_ds = CXRDataset(tables["train"], train_transform, seed=cfg.seed,
-                                       cache=cache)
-        where = (f"in batches on {info.device}" if self.batch_transform is not None
+        on_device = use_gpu_augment(cfg.gpu_augment, info.device, cache)
+        dataset = CachedUint8Dataset if on_device else CXRDataset
+        self.train_ds = dataset(tables["train"], train_transform, seed=cfg.seed, cache=cache)
+        self.batch_transform = BatchTransform.like(train_transform) if on_device else None
+        where = (f"in batches on {info.device}" if on_device
                  else "per image in the DataLoader workers")
         self.log(f"augmentation: {where} (gpu_augment={cfg.gpu_augment})")
         self.val_ds = CXRDataset(tables["val"], build_transform(pre, train=False), seed=cfg.seed,
