@@ -183,10 +183,8 @@ def sample_head(model: nn.Module, pooled: torch.Tensor, passes: int, seed: int |
         if len(film_seeds) != pooled.shape[0]:
             raise ValueError(f"{len(film_seeds)} film seeds for {pooled.shape[0]} films")
         per_film = []
-        devices = [pooled.device] if pooled.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # the caller's RNG state is untouched
-            for row, film in zip(pooled, film_seeds):
-                torch.manual_seed(film)
+        for row, film in zip(pooled, film_seeds):
+            with _seeded(film, pooled.device):
                 # the sigmoid too, per film: vectorised kernels round a tensor's tail elements
                 # differently, so one over the whole batch would differ by an ulp with its size
                 per_film.append(to_proba(model.classify(row[None].repeat(passes, 1))))
