@@ -235,16 +235,15 @@ def read_predictions(path: str | Path) -> Predictions:
         raise ValueError(f"{path} line {row + 2}: image {images.iloc[row]!r} is predicted more "
                          f"than once ({int(dup.sum())} repeated row(s) in all)")
     std = _numeric(df, STD_COLUMNS, path) if present_std else None
-    rule = score = None
+    rule = score = flags = None
     if std is not None:
         rule = _rule(df, path)
         score = _score(df, std, rule, path)
+        flags = image_uncertainty(std, rule)[1]
     elif SCORE_COLUMN in df.columns:
         raise ValueError(f"{path}: an '{SCORE_COLUMN}' column needs the std_ columns it scores")
-    source = None
-    if "source" in df.columns:
-        source = np.array([s or None for s in df["source"].str.strip()], dtype=object)
-    flags = image_uncertainty(std, rule)[1] if std is not None else None
+    source = (np.array([s or None for s in df["source"].str.strip()], dtype=object)
+              if "source" in df.columns else None)
     return Predictions(images=images.to_numpy(dtype=object), prob=_numeric(df, PROB_COLUMNS, path),
                        std=std, uncertain=_flags(df, flags, path), source=source, score=score,
                        rule=rule, readout=_readout(df, path))
