@@ -118,8 +118,7 @@ def case_table(cases: pd.DataFrame) -> pd.DataFrame:
     table["top P"] = probs.max(axis=1)
     table["uncertain"] = cases["uncertain"].astype(bool)
     table["reviewer"] = cases["reviewer"].fillna("")
-    for f in FINDINGS:
-        table[f] = cases[f"prob_{f}"]
+    table[list(FINDINGS)] = probs
     return table
 
 
