@@ -15,9 +15,8 @@ The table needs `image` and `path`; the 14 FINDINGS columns are optional as a gr
 targets are NaN, for label-free prediction). With a cache (`cxr prepare`), pixels come from the
 memory-mapped array and PNGs are not decoded; every image must then be in the cache.
 
-CachedUint8Dataset is the same over the cache for augmentation on the device in batches
-(cxr/data/batch_transforms.py): its items are the stored uint8 image, the sample's
-augmentation parameters (the same draw from the same rng) and the target.
+CachedUint8Dataset: the same over the cache, for augmentation on the device in batches
+(cxr/data/batch_transforms.py).
 
     >>> ds = CachedUint8Dataset(table, TrainTransform(224), seed=0, cache=cache)
     >>> image, params, target = ds[0]         # uint8 SxS (the cache's S), float64[4], float32[14]
