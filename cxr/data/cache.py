@@ -121,7 +121,10 @@ def build_cache(items: Iterable[tuple[str, str | Path]], cache_dir: str | Path,
     names = [name for name, _ in items]
     _check_items(names, size)
     stamps = [_stamp(path) for _, path in items]
-    existing = None if force else _open_if_valid(cache_dir, size)
+    try:
+        existing = None if force else open_cache(None, size, cache_dir=cache_dir)
+    except (ValueError, OSError, KeyError):  # damaged: rebuilding is what `prepare` is for
+        existing = None
     if existing is not None and existing.is_current(names, stamps, data_version):
         return existing, False
     paths = CachePaths.of(cache_dir, size)
@@ -139,13 +142,6 @@ def build_cache(items: Iterable[tuple[str, str | Path]], cache_dir: str | Path,
         for p in vars(tmp).values():
             p.unlink(missing_ok=True)
     return open_cache(None, size, cache_dir=cache_dir), True
-
-
-def _open_if_valid(cache_dir, size: int) -> ImageCache | None:
-    try:
-        return open_cache(None, size, cache_dir=cache_dir)
-    except (ValueError, OSError, KeyError):  # damaged: rebuilding is what `prepare` is for
-        return None
 
 
 def _check_items(names: list[str], size: int) -> None:
@@ -214,7 +210,7 @@ def _pool(workers: int | None, n: int):
             torch.set_num_threads(threads)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = multiprocessing.get_context(method).Pool(workers, _init_worker)
+    pool = multiprocessing.get_context(method).Pool(workers, torch.set_num_threads, (1,))
     try:
         yield lambda fn, jobs: pool.imap(fn, jobs, chunksize=4)
     except BaseException:
@@ -224,12 +220,6 @@ def _pool(workers: int | None, n: int):
         pool.close()
     finally:
         pool.join()
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def _write_index(target: Path, names: list[str], stamps: list[tuple[int, int]]) -> None:
