@@ -66,13 +66,9 @@ def device_name() -> str:
     return str(pick_device())
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def to_input(model: torch.nn.Module, pixels: np.ndarray) -> torch.Tensor:
     """The film as the model's own preprocessing makes it: 3xSxS on the model's device."""
-    return build_transform(model.preprocess, train=False)(pixels).to(model_device(model))
+    return build_transform(model.preprocess, train=False)(pixels).to(next(model.parameters()).device)
 
 
 @dataclass
