@@ -94,11 +94,6 @@ def _summary(metrics: dict) -> str:
 
 # -- external mode ---------------------------------------------------------------------------
 
-def _read_list(path: str | Path) -> list[str]:
-    names = [line.strip() for line in Path(path).read_text().splitlines()]
-    return [n for n in names if n]
-
-
 def _select(preds: Predictions, images: list[str], source: str) -> Predictions:
     """The predictions of exactly `images`, in that order; unpredicted images are an error."""
     pos = pd.Series(np.arange(len(preds.images)), index=preds.images)
@@ -121,7 +116,8 @@ def evaluate_external(args) -> Path:
         raise ValueError("--pointing-game needs --checkpoint (Grad-CAM needs the model)")
     preds = read_predictions(args.predictions)
     if args.images:
-        preds = _select(preds, _read_list(args.images), args.images)
+        names = [line.strip() for line in Path(args.images).read_text().splitlines()]
+        preds = _select(preds, [n for n in names if n], args.images)
     table = read_data_entry(args.labels)
     y, patients = labels_for(preds.images, table, source=str(args.predictions))
     rule = args.uncertainty_rule or preds.rule or DEFAULT_RULE
