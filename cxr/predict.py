@@ -287,11 +287,11 @@ def _predict(args, info) -> int:
                            np.array([p.score for p in preds]), rule, columns)
     df["source"] = [p.source for p in preds]
     write_csv(df, args.out / "predictions.csv")
-    write_json(args.out / "readout.json", readout_summary(readout, args.operating_point,
-                                                          args.checkpoint))
-    if columns is None:
+    if columns is None:  # readout.json: the readout the calls came from, or why there is none
         guard = not_available(args.checkpoint)
+        write_json(args.out / "readout.json", {"available": False, "note": guard})
     else:
+        write_json(args.out / "readout.json", readout.describe(args.operating_point))
         guard = (f"{int(columns.ood.sum())} out of distribution (OOD score > "
                  f"{readout.ood.threshold:.2f}), calls at the {args.operating_point} operating "
                  "point")
@@ -307,14 +307,6 @@ def readout_columns(preds: list[Prediction]):
                           np.array([p.calls for p in preds], dtype=object),
                           preds[0].operating_point, np.array([p.ood_score for p in preds]),
                           np.array([p.ood_flag for p in preds]))
-
-
-def readout_summary(readout, point: str, checkpoint) -> dict:
-    """readout.json: the readout the calls came from, or why there is none."""
-    from cxr.readout import not_available
-    if readout is None:
-        return {"available": False, "note": not_available(checkpoint)}
-    return readout.describe(point)
 
 
 def _report(errors: list, new: list[tuple[str, str]], info) -> None:
