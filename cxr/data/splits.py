@@ -256,11 +256,6 @@ def load_split(path: str | Path) -> tuple[pd.DataFrame, dict]:
     return df.astype({"image": object, "split": object}), meta
 
 
-def default_out(splits_dir: Path, strategy: str, seed: int, patient_fraction: float) -> Path:
-    suffix = "" if patient_fraction == 1 else f"_pf{patient_fraction:g}"
-    return splits_dir / f"{strategy}_seed{seed}{suffix}.csv"
-
-
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder (ChestX-ray14 layout)")
     parser.add_argument("--strategy", choices=("patient", "official"), default="patient")
@@ -281,8 +276,8 @@ def run(args) -> int:
                        patient_fraction=args.patient_fraction,
                        train_val_list=files.train_val_list, test_list=files.test_list)
     report = split_report(split, table)
-    out = Path(args.out) if args.out else default_out(files.splits_dir, args.strategy,
-                                                      args.seed, args.patient_fraction)
+    suffix = "" if args.patient_fraction == 1 else f"_pf{args.patient_fraction:g}"
+    out = Path(args.out or files.splits_dir / f"{args.strategy}_seed{args.seed}{suffix}.csv")
     meta = {"strategy": args.strategy, "seed": args.seed, "patient_fraction": args.patient_fraction,
             "fractions": list(DEFAULT_FRACTIONS), "data_version": data_version(files.data_entry),
             "report": report}
