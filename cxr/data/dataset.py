@@ -43,8 +43,11 @@ class CXRDataset(Dataset):
         self.paths = table["path"].fillna("").astype(str).tolist()
         self.targets = _targets(table)
         self.transform, self.seed, self.cache, self.epoch = transform, int(seed), cache, 0
-        if cache is not None:
-            _check_cached(self.images, cache)
+        missing = [n for n in self.images if n not in cache] if cache is not None else []
+        if missing:
+            raise ValueError(f"{len(missing)} of {len(self.images)} images are not in the image "
+                             f"cache ({cache!r}), e.g. {missing[:3]}; rerun `cxr prepare --force` "
+                             "or do not pass the cache")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -104,11 +107,3 @@ def _targets(table: pd.DataFrame) -> np.ndarray:
         raise ValueError(f"dataset table has {len(present)} of the 14 finding columns; "
                          f"missing {missing} (give all 14 or none for label-free use)")
     return table[list(FINDINGS)].to_numpy(dtype=np.float32)
-
-
-def _check_cached(images: list[str], cache) -> None:
-    missing = [name for name in images if name not in cache]
-    if missing:
-        raise ValueError(f"{len(missing)} of {len(images)} images are not in the image cache "
-                         f"({cache!r}), e.g. {missing[:3]}; rerun `cxr prepare --force` "
-                         "or do not pass the cache")
