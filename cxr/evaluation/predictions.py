@@ -101,21 +101,21 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
+def _refuse(df: pd.DataFrame, bad, path: Path, problem) -> None:
+    """If `bad` ((N,) or (N, C) bool) holds anywhere, a ValueError naming the file, line and
+    image of its first True, then problem(row, column)."""
+    bad = np.asarray(bad)
+    if bad.any():
+        row, col = (int(v[0]) for v in np.nonzero(bad.reshape(len(bad), -1)))
+        raise ValueError(f"{path} line {row + 2} ({df[IMAGE_COLUMN].iloc[row]}): "
+                         f"{problem(row, col)}")
+
+
 def _numeric(df: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
     values = df[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(values) | (values < 0) | (values > 1)
-    if bad.any():
-        row, col = (int(v[0]) for v in np.nonzero(bad))
-        raise ValueError(f"{path} line {row + 2} ({df[IMAGE_COLUMN].iloc[row]}): "
-                         f"{columns[col]} {df[columns[col]].iloc[row] or '(empty)'} is not a "
-                         "number in [0, 1]")
+    _refuse(df, ~np.isfinite(values) | (values < 0) | (values > 1), path, lambda r, c:
+            f"{columns[c]} {df[columns[c]].iloc[r] or '(empty)'} is not a number in [0, 1]")
     return values
-
-
-def _line(df: pd.DataFrame, bad: pd.Series) -> tuple[int, str]:
-    """(row, 'line L (image)') of the first True in `bad`, for error messages."""
-    row = int(np.argmax(bad.to_numpy()))
-    return row, f"line {row + 2} ({df[IMAGE_COLUMN].iloc[row]})"
 
 
 def _rule(df: pd.DataFrame, path: Path) -> str:
@@ -126,15 +126,11 @@ def _rule(df: pd.DataFrame, path: Path) -> str:
         filled = "uncertain" in df.columns and (df["uncertain"].str.strip() != "").any()
         return "any" if filled else DEFAULT_RULE
     values = df[RULE_COLUMN].str.strip()
-    bad = ~values.isin(UNCERTAINTY_RULES)
-    if bad.any():
-        row, where = _line(df, bad)
-        raise ValueError(f"{path} {where}: {RULE_COLUMN} {values.iloc[row]!r} is not one of "
-                         f"{', '.join(UNCERTAINTY_RULES)}")
+    _refuse(df, ~values.isin(UNCERTAINTY_RULES), path, lambda r, _: f"{RULE_COLUMN} "
+            f"{values.iloc[r]!r} is not one of {', '.join(UNCERTAINTY_RULES)}")
     if values.nunique() > 1:
-        row, where = _line(df, values != values.iloc[0])
-        raise ValueError(f"{path} {where}: {RULE_COLUMN} {values.iloc[row]!r} differs from "
-                         f"{values.iloc[0]!r} above; a file holds one rule")
+        _refuse(df, values != values.iloc[0], path, lambda r, _: f"{RULE_COLUMN} "
+                f"{values.iloc[r]!r} differs from {values.iloc[0]!r} above; a file holds one rule")
     return values.iloc[0] if len(values) else DEFAULT_RULE
 
 
@@ -143,11 +139,8 @@ def _score(df: pd.DataFrame, std: np.ndarray, rule: str, path: Path) -> np.ndarr
     score = image_uncertainty(std, rule)[0]
     if SCORE_COLUMN in df.columns:
         stated = _numeric(df, [SCORE_COLUMN], path)[:, 0]
-        off = pd.Series(np.abs(stated - score) > 1e-6)
-        if off.any():
-            row, where = _line(df, off)
-            raise ValueError(f"{path} {where}: {SCORE_COLUMN} {stated[row]} is not the "
-                             f"{rule!r} score of its std_ columns ({score[row]:.6g})")
+        _refuse(df, np.abs(stated - score) > 1e-6, path, lambda r, _: f"{SCORE_COLUMN} "
+                f"{stated[r]} is not the {rule!r} score of its std_ columns ({score[r]:.6g})")
     return score
 
 
@@ -158,11 +151,8 @@ def _flags(df: pd.DataFrame, rule_flags: np.ndarray | None, path: Path) -> np.nd
     if "uncertain" not in df.columns:
         return rule
     text = df["uncertain"].str.strip().str.lower()
-    bad = ~text.isin(["", *TRUE, *FALSE])
-    if bad.any():
-        row = int(np.argmax(bad.to_numpy()))
-        raise ValueError(f"{path} line {row + 2} ({df[IMAGE_COLUMN].iloc[row]}): uncertain "
-                         f"{df['uncertain'].iloc[row]!r} is not true/false")
+    _refuse(df, ~text.isin(["", *TRUE, *FALSE]), path,
+            lambda r, _: f"uncertain {df['uncertain'].iloc[r]!r} is not true/false")
     return np.where(text == "", rule, text.isin(TRUE))
 
 
@@ -181,31 +171,18 @@ def _readout(df: pd.DataFrame, path: Path) -> ReadoutColumns | None:
     if (text == "").all(axis=None):
         return None
     calls = text[CALL_COLUMNS]
-    bad = ~calls.isin(CALLS)
-    if bad.any(axis=None):
-        row, col = (int(v[0]) for v in np.nonzero(bad.to_numpy()))
-        raise ValueError(f"{path} line {row + 2} ({df[IMAGE_COLUMN].iloc[row]}): "
-                         f"{CALL_COLUMNS[col]} {calls.iat[row, col]!r} is not one of "
-                         f"{', '.join(CALLS)}")
+    _refuse(df, ~calls.isin(CALLS), path, lambda r, c: f"{CALL_COLUMNS[c]} "
+            f"{calls.iat[r, c]!r} is not one of {', '.join(CALLS)}")
     points = text[POINT_COLUMN]
-    bad = ~points.isin(POINTS) | (points != points.iloc[0])
-    if bad.any():
-        row, where = _line(df, bad)
-        raise ValueError(f"{path} {where}: {POINT_COLUMN} {points.iloc[row]!r} is not one of "
-                         f"{', '.join(POINTS)}, or differs from {points.iloc[0]!r} above; a file "
-                         "holds one operating point")
+    _refuse(df, ~points.isin(POINTS) | (points != points.iloc[0]), path, lambda r, _:
+            f"{POINT_COLUMN} {points.iloc[r]!r} is not one of {', '.join(POINTS)}, or differs "
+            f"from {points.iloc[0]!r} above; a file holds one operating point")
     score = pd.to_numeric(text[OOD_SCORE_COLUMN], errors="coerce").to_numpy(dtype=float)
-    bad = pd.Series(~np.isfinite(score) | (score < 0))
-    if bad.any():
-        row, where = _line(df, bad)
-        raise ValueError(f"{path} {where}: {OOD_SCORE_COLUMN} "
-                         f"{text[OOD_SCORE_COLUMN].iloc[row] or '(empty)'} is not a number >= 0")
+    _refuse(df, ~np.isfinite(score) | (score < 0), path, lambda r, _: f"{OOD_SCORE_COLUMN} "
+            f"{text[OOD_SCORE_COLUMN].iloc[r] or '(empty)'} is not a number >= 0")
     flag = text[OOD_COLUMN].str.lower()
-    bad = ~flag.isin([*TRUE, *FALSE])
-    if bad.any():
-        row, where = _line(df, bad)
-        raise ValueError(f"{path} {where}: {OOD_COLUMN} {df[OOD_COLUMN].iloc[row]!r} is not "
-                         "true/false")
+    _refuse(df, ~flag.isin([*TRUE, *FALSE]), path,
+            lambda r, _: f"{OOD_COLUMN} {df[OOD_COLUMN].iloc[r]!r} is not true/false")
     return ReadoutColumns(_numeric(df, CAL_COLUMNS, path), calls.to_numpy(dtype=object),
                           str(points.iloc[0]), score, flag.isin(TRUE).to_numpy())
 
