@@ -68,7 +68,8 @@ def device_name() -> str:
 
 def to_input(model: torch.nn.Module, pixels: np.ndarray) -> torch.Tensor:
     """The film as the model's own preprocessing makes it: 3xSxS on the model's device."""
-    return build_transform(model.preprocess, train=False)(pixels).to(next(model.parameters()).device)
+    x = build_transform(model.preprocess, train=False)(pixels)
+    return x.to(next(model.parameters()).device)
 
 
 @dataclass
