@@ -57,9 +57,8 @@ def read_data_entry(csv_path: str | Path, images_root: str | Path | None = None,
         "age": _ages(raw["age"], where),
         "sex": _choice(raw["sex"], ("M", "F"), "Patient Gender", where),
         "view": _choice(raw["view"], ("PA", "AP"), "View Position", where),
+        **{name: labels[:, i] for i, name in enumerate(FINDINGS)},
     })
-    for i, name in enumerate(FINDINGS):
-        table[name] = labels[:, i]
     where.refuse(table["image"].duplicated(), table["image"], "image", "is listed twice")
     if images_root is not None:
         table = _attach_paths(table, Path(images_root), missing, csv_path)
