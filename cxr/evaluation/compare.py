@@ -171,8 +171,7 @@ def _labels(evals: list[Evaluated], override: str | None):
     if recorded and data_version(path) != recorded:
         raise ValueError(f"labels file {path} is {data_version(path)!r}, but the runs were scored "
                          f"against {recorded!r}")
-    images = evals[0].preds.images
-    return labels_for(images, read_data_entry(path), source=str(evals[0].eval_dir))
+    return labels_for(evals[0].preds.images, read_data_entry(path), source=str(evals[0].eval_dir))
 
 
 def run(args) -> int:
