@@ -195,11 +195,9 @@ def split_report(split_df: pd.DataFrame, table: pd.DataFrame) -> dict:
         for n in names:
             report["prevalence_images"][n][s] = _mean(part[n]) if len(part) else None
             report["prevalence_patients"][n][s] = _mean(per_patient[n]) if len(part) else None
-    report["max_gap_pp"] = {}
-    for kind in ("images", "patients"):
-        report["max_gap_pp"][kind] = _max_gap(report[f"prevalence_{kind}"], FINDINGS)
-        report["max_gap_pp"][f"no_finding_{kind}"] = _max_gap(report[f"prevalence_{kind}"],
-                                                                [NO_FINDING])
+    report["max_gap_pp"] = {
+        key: _max_gap(report[f"prevalence_{kind}"], which) for kind in ("images", "patients")
+        for key, which in ((kind, FINDINGS), (f"no_finding_{kind}", [NO_FINDING]))}
     report["patient_overlap"] = patient_overlap(split_df)
     return report
 
