@@ -71,11 +71,10 @@ def _phase_lines(fig: go.Figure, histories: dict[str, pd.DataFrame]) -> None:
     if len(histories) != 1:
         return
     h = next(iter(histories.values()))
-    if "phase" in h and h["phase"].nunique() > 1:
+    if "phase" in h and h["phase"].nunique() > 1:  # then some epoch's phase is not the first's
         first = h.loc[h["phase"] != h["phase"].iloc[0], "epoch"]
-        if len(first):
-            fig.add_vline(x=float(first.iloc[0]) - 0.5, line_dash="dot",
-                          annotation_text=str(h.loc[first.index[0], "phase"]))
+        fig.add_vline(x=float(first.iloc[0]) - 0.5, line_dash="dot",
+                      annotation_text=str(h.loc[first.index[0], "phase"]))
 
 
 def roc_figure(curves: dict[str, tuple[pd.DataFrame, float]], finding: str) -> go.Figure:
@@ -120,8 +119,7 @@ def calibration_before_after(tables: dict[str, tuple[pd.DataFrame, pd.DataFrame]
 
 def _reliability_trace(cal: pd.DataFrame, finding: str | None, name: str,
                        line: dict) -> go.Scatter:
-    """One reliability curve of a calibration table; `finding=None` pools all findings' bins
-    (count-weighted)."""
+    """One reliability curve of a calibration table (`finding=None`: all bins, count-weighted)."""
     if finding is not None:
         part = cal[cal["finding"] == finding]
     else:
