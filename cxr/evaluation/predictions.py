@@ -159,11 +159,10 @@ def _flags(df: pd.DataFrame, rule_flags: np.ndarray | None, path: Path) -> np.nd
 def _readout(df: pd.DataFrame, path: Path) -> ReadoutColumns | None:
     """The readout columns: none, or all of them; all empty (a checkpoint without a readout)
     reads as none, a partly empty or wrong value is an error naming its line and column."""
-    present = [c for c in READOUT_COLUMNS if c in df.columns]
-    if not present:
+    missing = [c for c in READOUT_COLUMNS if c not in df.columns]
+    if len(missing) == len(READOUT_COLUMNS):
         return None
-    if len(present) < len(READOUT_COLUMNS):
-        missing = [c for c in READOUT_COLUMNS if c not in df.columns]
+    if missing:
         raise ValueError(f"{path}: the readout columns (cal_, call_, {POINT_COLUMN}, "
                          f"{OOD_SCORE_COLUMN}, {OOD_COLUMN}) are all-or-none; missing "
                          f"{', '.join(missing)}")
@@ -198,10 +197,9 @@ def read_predictions(path: str | Path) -> Predictions:
     if absent:
         raise ValueError(f"{path}: missing column(s) {', '.join(absent)}; a predictions CSV "
                          f"needs '{IMAGE_COLUMN}' and prob_<Finding> for all 14 findings")
-    present_std = [c for c in STD_COLUMNS if c in df.columns]
-    if present_std and len(present_std) < len(STD_COLUMNS):
-        missing = [c for c in STD_COLUMNS if c not in df.columns]
-        raise ValueError(f"{path}: std_ columns are all-or-none; missing {', '.join(missing)}")
+    missing_std = [c for c in STD_COLUMNS if c not in df.columns]
+    if 0 < len(missing_std) < len(STD_COLUMNS):
+        raise ValueError(f"{path}: std_ columns are all-or-none; missing {', '.join(missing_std)}")
     images = df[IMAGE_COLUMN].str.strip()
     if (images == "").any():
         raise ValueError(f"{path} line {int(np.argmax((images == '').to_numpy())) + 2}: "
@@ -211,7 +209,7 @@ def read_predictions(path: str | Path) -> Predictions:
         row = int(np.argmax(dup.to_numpy()))
         raise ValueError(f"{path} line {row + 2}: image {images.iloc[row]!r} is predicted more "
                          f"than once ({int(dup.sum())} repeated row(s) in all)")
-    std = _numeric(df, STD_COLUMNS, path) if present_std else None
+    std = _numeric(df, STD_COLUMNS, path) if not missing_std else None
     rule = score = flags = None
     if std is not None:
         rule = _rule(df, path)
