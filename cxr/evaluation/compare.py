@@ -100,9 +100,7 @@ def auc_table(metrics: dict[str, dict]) -> pd.DataFrame:
     `cxr compare` both build it here)."""
     cols = {name: [(m.get("per_finding", {}).get(f) or {}).get("auc") for f in FINDINGS]
             + [m.get("macro_auc")] for name, m in metrics.items()}
-    table = pd.DataFrame(cols, index=[*FINDINGS, MACRO_ROW], dtype=float)
-    table.index.name = "finding"
-    return table
+    return pd.DataFrame(cols, index=pd.Index([*FINDINGS, MACRO_ROW], name="finding"), dtype=float)
 
 
 def best_models(table: pd.DataFrame) -> list[str]:
