@@ -78,8 +78,7 @@ def thresholds(points: dict, point: str, findings) -> np.ndarray:
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)  # never divides by 0
 
 
 def _rates(tp, fp, tn, fn) -> dict[str, np.ndarray]:
