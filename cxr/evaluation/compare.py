@@ -76,8 +76,7 @@ def _unique_names(evals: list[Evaluated]) -> None:
 
 def check_same_images(evals: list[Evaluated]) -> None:
     """ValueError naming the run and the differing images unless all scored the same images."""
-    ref = evals[0]
-    ref_set = set(ref.preds.images)
+    ref, ref_set = evals[0], set(evals[0].preds.images)
     for e in evals[1:]:
         other = set(e.preds.images)
         if other != ref_set:
