@@ -13,13 +13,10 @@ predicted, in errors.csv with its reason, or ignored because it is hidden (a nam
 folder). The summary line counts all three and they add up to the number of files:
     1000 files: 208 predicted, 780 not usable (errors.csv), 12 ignored (hidden/excluded)
 Writes to --out (default `predictions/`):
-  predictions.csv   Image Index, prob_<Finding> x14 (MC mean), std_<Finding> x14, uncertain,
-                    uncertainty (the image score: mean std under the rule "mean", max std under
-                    "any"; uncertain = score > --threshold), uncertainty_rule, then with the
-                    checkpoint's readout (best.readout.pt, `cxr calibrate`) cal_<Finding> x14
-                    (calibrated probability), call_<Finding> x14 (positive / negative /
-                    uncertain / n/a at --operating-point), operating_point, ood_score, ood
-                    (true: unlike the training films); then source (the file's absolute path)
+  predictions.csv   the predictions CSV (cxr/evaluation/predictions.py: MC mean and std per
+                    finding, uncertain = image score > --threshold under the rule; with the
+                    checkpoint's readout, best.readout.pt, the calls at --operating-point and
+                    the OOD flag), then source (the file's absolute path)
   readout.json      the readout used: operating point, per finding its threshold and validation
                     sensitivity and specificity, the OOD threshold; or, for a checkpoint without
                     a readout, {"available": false, "note": "no calibration / operating points /
@@ -122,13 +119,11 @@ def predict_images(model: torch.nn.Module, items: Sequence, passes: int = 25,
     device = next(model.parameters()).device
     items, out = list(items), []
     for start in range(0, len(items), batch_size):
-        chunk = list(items[start:start + batch_size])
+        chunk = items[start:start + batch_size]
         given = list(names[start:start + batch_size]) if names else [None] * len(chunk)
-        images, sources = [], []
-        for item in chunk:
-            is_path = isinstance(item, (str, os.PathLike))
-            images.append(item if isinstance(item, LoadedImage) else load_frontal(item))
-            sources.append(str(Path(item).resolve()) if is_path else None)
+        images = [it if isinstance(it, LoadedImage) else load_frontal(it) for it in chunk]
+        sources = [str(Path(it).resolve()) if isinstance(it, (str, os.PathLike)) else None
+                   for it in chunk]
         chunk_names = [name or (Path(src).name if src else f"image_{start + i}")
                        for i, (name, src) in enumerate(zip(given, sources))]
         x = torch.stack([model_input(model, im.pixels) for im in images]).to(device)
@@ -292,11 +287,11 @@ def _predict(args, info) -> int:
                            np.array([p.score for p in preds]), rule, columns)
     df["source"] = [p.source for p in preds]
     write_csv(df, args.out / "predictions.csv")
-    write_json(args.out / "readout.json", readout_summary(readout, args.operating_point,
-                                                          args.checkpoint))
-    if columns is None:
+    if columns is None:  # readout.json: the readout the calls came from, or why there is none
         guard = not_available(args.checkpoint)
+        write_json(args.out / "readout.json", {"available": False, "note": guard})
     else:
+        write_json(args.out / "readout.json", readout.describe(args.operating_point))
         guard = (f"{int(columns.ood.sum())} out of distribution (OOD score > "
                  f"{readout.ood.threshold:.2f}), calls at the {args.operating_point} operating "
                  "point")
@@ -312,14 +307,6 @@ def readout_columns(preds: list[Prediction]):
                           np.array([p.calls for p in preds], dtype=object),
                           preds[0].operating_point, np.array([p.ood_score for p in preds]),
                           np.array([p.ood_flag for p in preds]))
-
-
-def readout_summary(readout, point: str, checkpoint) -> dict:
-    """readout.json: the readout the calls came from, or why there is none."""
-    from cxr.readout import not_available
-    if readout is None:
-        return {"available": False, "note": not_available(checkpoint)}
-    return readout.describe(point)
 
 
 def _report(errors: list, new: list[tuple[str, str]], info) -> None:

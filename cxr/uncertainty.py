@@ -168,11 +168,9 @@ def _check(passes: int) -> None:
 @torch.no_grad()
 def sample_head(model: nn.Module, pooled: torch.Tensor, passes: int, seed: int | None = None,
                 film_seeds: Sequence[int] | None = None) -> torch.Tensor:
-    """(passes, B, classes) probabilities from the head with dropout on, over pooled (B, C).
-
-    film_seeds: one seed per row; each row's `passes` samples are drawn by its own call of the
-    head under its own seed, so a film's noise is the same alone, in any batch, on any rank.
-    Otherwise one call over the (passes * B, C) batch, seeded by `seed` (None: fresh noise)."""
+    """(passes, B, classes) probabilities from the head with dropout on, over pooled (B, C):
+    one call per film under its `film_seeds` entry (module docstring), else one call over the
+    (passes * B, C) batch, seeded by `seed` (None: fresh noise)."""
     with _modes(model, dropout_on=True):
         if film_seeds is None:
             with _seeded(seed, pooled.device):
@@ -183,10 +181,8 @@ def sample_head(model: nn.Module, pooled: torch.Tensor, passes: int, seed: int |
         if len(film_seeds) != pooled.shape[0]:
             raise ValueError(f"{len(film_seeds)} film seeds for {pooled.shape[0]} films")
         per_film = []
-        devices = [pooled.device] if pooled.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # the caller's RNG state is untouched
-            for row, film in zip(pooled, film_seeds):
-                torch.manual_seed(film)
+        for row, film in zip(pooled, film_seeds):
+            with _seeded(film, pooled.device):
                 # the sigmoid too, per film: vectorised kernels round a tensor's tail elements
                 # differently, so one over the whole batch would differ by an ulp with its size
                 per_film.append(to_proba(model.classify(row[None].repeat(passes, 1))))

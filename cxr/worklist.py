@@ -13,22 +13,16 @@
     >>> wl.record_decision(int(table.id[0]), "disagree", reviewer="dr a",
     ...                    corrected=["Effusion"], note="blunted angle")
 
-One row per case (image x checkpoint), per-finding mean and std as columns so filters run in
-SQL, with the image's uncertainty score under the predictions' rule (`uncertainty`,
-`uncertainty_rule`: cxr.uncertainty; the default sort) and both summaries (`mean_std`,
-`max_std`). When the predictions came with a readout (cxr/readout.py: `cxr predict` or `cxr
-evaluate` of a calibrated checkpoint), a case also holds the calibrated probabilities
-(`cal_<Finding>`), the call per finding (`call_<Finding>`: positive / negative / uncertain / n/a)
-at the `operating_point` of the import, and the out-of-distribution `ood_score` and flag `ood`;
-otherwise those are NULL. The cases view adds `positive_calls` (NULL without calls). A case is
-one film as read by one checkpoint, so one checkpoint's cases (`sources()`, the Triage page's
-queue) never hold a film twice. A database made before rules existed is migrated when opened:
-its cases were flagged by the per-finding rule, so they get `uncertainty_rule` 'any' (their
-`uncertainty` was the max std, the 'any' score) and `max_std`; one made before readouts gets
-their columns, NULL. Decisions are appended, never updated: a case's
-status is its latest decision, or 'pending'. Every call opens its own short connection, so
-one Worklist can be shared by threads (Streamlit) and many processes can write at once: writes
-take the lock up front (BEGIN IMMEDIATE) and wait on it (busy_timeout) instead of failing.
+One row per case: one film as read by one checkpoint, so one checkpoint's cases (`sources()`,
+the Triage page's queue) never hold a film twice. Per-finding columns (_SCHEMA) let filters run
+in SQL; the readout's columns (calibrated probabilities, calls at the import's operating point,
+OOD score and flag) are NULL for predictions made without one. An older database is migrated
+when opened (_MIGRATIONS): its cases were flagged by the per-finding rule, so they get
+`uncertainty_rule` 'any' (their `uncertainty` was the max std). Decisions are appended, never
+updated: a case's status is its latest decision, or 'pending'. Every call opens its own short
+connection, so one Worklist can be shared by threads (Streamlit) and many processes can write at
+once: writes take the lock up front (BEGIN IMMEDIATE) and wait on it (busy_timeout) instead of
+failing.
 """
 from __future__ import annotations
 
@@ -213,8 +207,7 @@ class Worklist:
         `call_finding`, or for any finding when it is None ("any positive call").
         ood: True keeps the out-of-distribution cases, False those inside (cases imported
         without a readout have no flag and are dropped by either).
-        sort: 'uncertainty', 'mean_std', 'max_std', 'created_at', 'image', 'positive_calls',
-        'ood_score' or a 'prob_<Finding>' / 'cal_<Finding>' column.
+        sort: one of SORTABLE (the scores, created_at, image, a prob_ or cal_ column).
         Cases without the sorted value (no std, no readout) sort last either way."""
         from cxr.readout import CALLS
 
@@ -325,9 +318,8 @@ def _read_predictions(csv_path: Path, images_root) -> list[dict]:
     preds = read_predictions(csv_path)
     paths = list(preds.source) if preds.source is not None else _film_paths(preds.images,
                                                                               images_root)
-    rows, r = [], preds.readout
+    rows, r, has_std = [], preds.readout, preds.std is not None
     for i, image in enumerate(preds.images):
-        has_std = preds.std is not None
         std = preds.std[i].tolist() if has_std else [None] * len(STD)
         rows.append({"image": image, "path": paths[i], "prob": preds.prob[i].tolist(),
                      "std": std, "uncertain": int(preds.uncertain[i]),

@@ -74,15 +74,13 @@ names = [run.name for run in evaluated]
 chosen = st.multiselect("Runs to compare", names, default=names, key="compare")
 if not chosen:
     st.stop()
-evals, failed = [], []
+evals = []
 for run in evaluated:
     if run.name in chosen:
         try:
             evals.append(Evaluation.load(run.path, run.name))
         except FileNotFoundError as exc:
-            failed.append(str(exc))
-for msg in failed:
-    st.error(msg)
+            st.error(str(exc))
 if not evals:
     st.stop()
 with st.expander("Provenance (split, seed, data version) of each evaluation"):
@@ -139,17 +137,15 @@ c2.plotly_chart(val_auc, key="val_auc")
 
 st.subheader("Calibration (reliability)")
 cal_finding = st.selectbox("Finding", ["all findings", *FINDINGS], key="cal_finding")
-st.plotly_chart(charts.calibration_figure(
-    {e.name: e.calibration() for e in evals},
-    None if cal_finding == "all findings" else cal_finding), key="calibration")
-ece = {e.name: e.metrics.get("per_finding", {}).get(cal_finding, {}).get("ece")
-       for e in evals} if cal_finding != "all findings" else {}
-if ece:
+cal_key = None if cal_finding == "all findings" else cal_finding
+st.plotly_chart(charts.calibration_figure({e.name: e.calibration() for e in evals}, cal_key),
+                key="calibration")
+if cal_key:
+    ece = {e.name: e.metrics.get("per_finding", {}).get(cal_key, {}).get("ece") for e in evals}
     st.caption("ECE: " + ", ".join(f"{k} {v:.3f}" for k, v in ece.items() if v is not None))
 
 # Calibration fitted on validation by `cxr calibrate` (the checkpoint's readout), scored here.
 calibrated = [e for e in evals if not e.calibrated().empty]
-cal_key = None if cal_finding == "all findings" else cal_finding
 if calibrated:
     st.plotly_chart(charts.calibration_before_after(
         {e.name: (e.calibration(), e.calibrated()) for e in calibrated}, cal_key),

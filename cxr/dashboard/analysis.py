@@ -17,15 +17,11 @@ Runtime). With a readout (cxr/readout.py) the page shows calibrated probabilitie
 per finding at an operating point; an out-of-distribution film is announced before any number.
 
 `model` is any registry model; the pages pass `cxr.inference_speed.InferenceModel(model)`
-(app_ui.model_for), whose backbone runs in ONNX Runtime on CPU and once per film: `analyse`
-and then `explain` on the same film reuse its feature map. With the plain model each call
-runs the backbone (the reference the tests compare against).
+(app_ui.model_for), so `analyse` and then `explain` on the same film run its backbone once.
 
-Uploads are decoded by `cxr.data.images.load_image` (content decides PNG / JPEG / DICOM, never
-the extension) and checked by `check_frontal`, the rule `cxr predict` applies too; only the
-whitelisted meta (format, mode, bits, frames, view, modality, body part) ever reaches the page,
-and load errors never quote a patient identifier (cxr.data.dicom), so DICOM identifiers are
-neither shown nor kept.
+Uploads are read and checked as `cxr predict` reads films (`load_image`, `check_frontal`); only
+SAFE_META ever reaches the page, and load errors never quote a patient identifier
+(cxr.data.dicom), so DICOM identifiers are neither shown nor kept.
 """
 from __future__ import annotations
 
@@ -70,13 +66,10 @@ def device_name() -> str:
     return str(pick_device())
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def to_input(model: torch.nn.Module, pixels: np.ndarray) -> torch.Tensor:
     """The film as the model's own preprocessing makes it: 3xSxS on the model's device."""
-    return build_transform(model.preprocess, train=False)(pixels).to(model_device(model))
+    x = build_transform(model.preprocess, train=False)(pixels)
+    return x.to(next(model.parameters()).device)
 
 
 @dataclass

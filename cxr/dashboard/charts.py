@@ -16,13 +16,11 @@ def probability_bars(labels, mean, std, threshold: float = UNCERTAIN_STD,
     """Horizontal bars of mean probability, highest on top, std as error bars; bars whose std
     exceeds `threshold` (or, given, whose `uncertain` flag is set: the raw MC std's, when the
     bars are calibrated) are drawn in red."""
-    order = np.argsort(np.asarray(mean))  # plotly draws the first bar at the bottom
-    labels = [labels[i] for i in order]
-    mean, std = np.asarray(mean)[order], np.asarray(std)[order]
+    mean, std = np.asarray(mean), np.asarray(std)
     red = np.asarray(std > threshold if uncertain is None else uncertain, bool)
-    if uncertain is not None:
-        red = red[order]
-    colors = [UNCERTAIN_COLOR if r else CONFIDENT_COLOR for r in red]
+    order = np.argsort(mean)  # plotly draws the first bar at the bottom
+    labels, mean, std = [labels[i] for i in order], mean[order], std[order]
+    colors = [UNCERTAIN_COLOR if r else CONFIDENT_COLOR for r in red[order]]
     fig = go.Figure(go.Bar(
         x=mean, y=labels, orientation="h", marker_color=colors,
         error_x=dict(type="data", array=std, visible=True, color="#444"), customdata=std,
@@ -53,16 +51,13 @@ def history_figures(histories: dict[str, pd.DataFrame]) -> tuple[go.Figure, go.F
     for i, (name, h) in enumerate(histories.items()):
         if h.empty or "epoch" not in h:
             continue
-        color = _color(i)
-        if "train_loss" in h:
-            loss.add_trace(go.Scatter(x=h["epoch"], y=h["train_loss"], name=f"{name} train",
-                                      line=dict(color=color), mode="lines+markers"))
-        if "val_loss" in h:
-            loss.add_trace(go.Scatter(x=h["epoch"], y=h["val_loss"], name=f"{name} val",
-                                      line=dict(color=color, dash="dash"), mode="lines+markers"))
-        if "val_macro_auc" in h:
-            auc.add_trace(go.Scatter(x=h["epoch"], y=h["val_macro_auc"], name=name,
-                                     line=dict(color=color), mode="lines+markers"))
+        for fig, column, label, dash in ((loss, "train_loss", f"{name} train", None),
+                                         (loss, "val_loss", f"{name} val", "dash"),
+                                         (auc, "val_macro_auc", name, None)):
+            if column in h:
+                fig.add_trace(go.Scatter(x=h["epoch"], y=h[column], name=label,
+                                         line=dict(color=_color(i), dash=dash),
+                                         mode="lines+markers"))
     _phase_lines(loss, histories)
     loss.update_layout(title="loss (solid: train, dashed: validation)", xaxis_title="epoch",
                        yaxis_title="loss", height=320, margin=dict(t=40, b=40))
@@ -76,11 +71,10 @@ def _phase_lines(fig: go.Figure, histories: dict[str, pd.DataFrame]) -> None:
     if len(histories) != 1:
         return
     h = next(iter(histories.values()))
-    if "phase" in h and h["phase"].nunique() > 1:
+    if "phase" in h and h["phase"].nunique() > 1:  # then some epoch's phase is not the first's
         first = h.loc[h["phase"] != h["phase"].iloc[0], "epoch"]
-        if len(first):
-            fig.add_vline(x=float(first.iloc[0]) - 0.5, line_dash="dot",
-                          annotation_text=str(h.loc[first.index[0], "phase"]))
+        fig.add_vline(x=float(first.iloc[0]) - 0.5, line_dash="dot",
+                      annotation_text=str(h.loc[first.index[0], "phase"]))
 
 
 def roc_figure(curves: dict[str, tuple[pd.DataFrame, float]], finding: str) -> go.Figure:
@@ -125,8 +119,7 @@ def calibration_before_after(tables: dict[str, tuple[pd.DataFrame, pd.DataFrame]
 
 def _reliability_trace(cal: pd.DataFrame, finding: str | None, name: str,
                        line: dict) -> go.Scatter:
-    """One reliability curve of a calibration table; `finding=None` pools all findings' bins
-    (count-weighted)."""
+    """One reliability curve of a calibration table (`finding=None`: all bins, count-weighted)."""
     if finding is not None:
         part = cal[cal["finding"] == finding]
     else:

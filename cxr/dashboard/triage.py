@@ -11,9 +11,8 @@ its sha256) and a reviewer's decision.
     rules_caption(cases)                       # 'uncertainty: each case's image score ...'
     ckpt = checkpoint_for(cases.iloc[0]["checkpoint_hash"], runs)
 
-One queue is one checkpoint's cases: the worklist keeps a film once per checkpoint, so a film
-never appears twice in a queue, whereas the demo's worklist as a whole holds every test film
-once per model.
+One queue is one checkpoint's cases, so a film appears once in it, whereas the demo's worklist
+as a whole holds every test film once per model.
 """
 from __future__ import annotations
 
@@ -118,8 +117,7 @@ def case_table(cases: pd.DataFrame) -> pd.DataFrame:
     table["top P"] = probs.max(axis=1)
     table["uncertain"] = cases["uncertain"].astype(bool)
     table["reviewer"] = cases["reviewer"].fillna("")
-    for f in FINDINGS:
-        table[f] = cases[f"prob_{f}"]
+    table[list(FINDINGS)] = probs
     return table
 
 

@@ -12,12 +12,8 @@ Training with `gpu_augment` (cxr/train/config.py) ships the uint8 cache (`cxr pr
 device as it is stored, (B, S0, S0) or (B, 1, S0, S0), together with each sample's four
 augmentation parameters (CachedUint8Dataset draws them in the DataLoader workers), and runs this
 there instead of TrainTransform per image in CPU workers. The steps are TrainTransform's, in its
-order: uint8 -> [0, 1] like ImageCache.get, antialiased bilinear resize to S, horizontal flip,
-rotation + zoom as one bilinear warp about the centre (what torchvision's F.affine does with
-fill=0: uncovered corners black, edge pixels faded by the covered fraction), brightness, clip
-to [0, 1], grey -> 3 channels, normalise. A sample with angle 0 and scale 1 is not warped, as
-on the CPU. Each sample is transformed on its own: its output does not depend on the others in
-the batch.
+order (`__call__`). Each sample is transformed on its own: its output does not depend on the
+others in the batch.
 
 The parameters are TrainTransform.draw(np.random.default_rng([seed, epoch, index])), the very
 numbers the CPU path uses for that sample; nothing here draws random numbers, so the global

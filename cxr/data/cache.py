@@ -27,6 +27,7 @@ import json
 import multiprocessing
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -120,7 +121,10 @@ def build_cache(items: Iterable[tuple[str, str | Path]], cache_dir: str | Path,
     names = [name for name, _ in items]
     _check_items(names, size)
     stamps = [_stamp(path) for _, path in items]
-    existing = None if force else _open_if_valid(cache_dir, size)
+    try:
+        existing = None if force else open_cache(None, size, cache_dir=cache_dir)
+    except (ValueError, OSError, KeyError):  # damaged: rebuilding is what `prepare` is for
+        existing = None
     if existing is not None and existing.is_current(names, stamps, data_version):
         return existing, False
     paths = CachePaths.of(cache_dir, size)
@@ -138,13 +142,6 @@ def build_cache(items: Iterable[tuple[str, str | Path]], cache_dir: str | Path,
         for p in vars(tmp).values():
             p.unlink(missing_ok=True)
     return open_cache(None, size, cache_dir=cache_dir), True
-
-
-def _open_if_valid(cache_dir, size: int) -> ImageCache | None:
-    try:
-        return open_cache(None, size, cache_dir=cache_dir)
-    except (ValueError, OSError, KeyError):  # damaged: rebuilding is what `prepare` is for
-        return None
 
 
 def _check_items(names: list[str], size: int) -> None:
@@ -197,44 +194,32 @@ def _decode(job: tuple[int, str, int]) -> tuple[int, np.ndarray | str]:
         return i, str(exc)
 
 
-class _pool:
-    """Context manager yielding an imap: in-process for one worker, else a process pool.
-    Fork where the OS has it (as torch's DataLoader does; workers use one torch thread)."""
-
-    def __init__(self, workers: int | None, n: int):
-        self.workers = max(1, min(workers or os.cpu_count() or 1, n))
-        self.pool = None
-
-    def __enter__(self):
-        import torch
-
-        if self.workers == 1:
-            threads = torch.get_num_threads()
-            return lambda fn, jobs: _single_threaded(fn, jobs, threads)
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        self.pool = multiprocessing.get_context(method).Pool(self.workers, _init_worker)
-        return lambda fn, jobs: self.pool.imap(fn, jobs, chunksize=4)
-
-    def __exit__(self, *exc):
-        if self.pool is not None:
-            self.pool.terminate() if exc[0] else self.pool.close()
-            self.pool.join()
-
-
-def _single_threaded(fn, jobs, threads: int):
+@contextmanager
+def _pool(workers: int | None, n: int):
+    """An imap: in-process for one worker, else over a process pool. Fork where the OS has it
+    (as torch's DataLoader does; workers use one torch thread)."""
     import torch
 
-    torch.set_num_threads(1)  # one image at a time: threads only add overhead at this size
+    workers = max(1, min(workers or os.cpu_count() or 1, n))
+    if workers == 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one image at a time: threads only add overhead at this size
+        try:
+            yield map
+        finally:
+            torch.set_num_threads(threads)
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = multiprocessing.get_context(method).Pool(workers, torch.set_num_threads, (1,))
     try:
-        yield from map(fn, jobs)
+        yield lambda fn, jobs: pool.imap(fn, jobs, chunksize=4)
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()
     finally:
-        torch.set_num_threads(threads)
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
+        pool.join()
 
 
 def _write_index(target: Path, names: list[str], stamps: list[tuple[int, int]]) -> None:

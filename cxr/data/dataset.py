@@ -15,9 +15,8 @@ The table needs `image` and `path`; the 14 FINDINGS columns are optional as a gr
 targets are NaN, for label-free prediction). With a cache (`cxr prepare`), pixels come from the
 memory-mapped array and PNGs are not decoded; every image must then be in the cache.
 
-CachedUint8Dataset is the same over the cache for augmentation on the device in batches
-(cxr/data/batch_transforms.py): its items are the stored uint8 image, the sample's
-augmentation parameters (the same draw from the same rng) and the target.
+CachedUint8Dataset: the same over the cache, for augmentation on the device in batches
+(cxr/data/batch_transforms.py).
 
     >>> ds = CachedUint8Dataset(table, TrainTransform(224), seed=0, cache=cache)
     >>> image, params, target = ds[0]         # uint8 SxS (the cache's S), float64[4], float32[14]
@@ -44,8 +43,11 @@ class CXRDataset(Dataset):
         self.paths = table["path"].fillna("").astype(str).tolist()
         self.targets = _targets(table)
         self.transform, self.seed, self.cache, self.epoch = transform, int(seed), cache, 0
-        if cache is not None:
-            _check_cached(self.images, cache)
+        missing = [n for n in self.images if n not in cache] if cache is not None else []
+        if missing:
+            raise ValueError(f"{len(missing)} of {len(self.images)} images are not in the image "
+                             f"cache ({cache!r}), e.g. {missing[:3]}; rerun `cxr prepare --force` "
+                             "or do not pass the cache")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -105,11 +107,3 @@ def _targets(table: pd.DataFrame) -> np.ndarray:
         raise ValueError(f"dataset table has {len(present)} of the 14 finding columns; "
                          f"missing {missing} (give all 14 or none for label-free use)")
     return table[list(FINDINGS)].to_numpy(dtype=np.float32)
-
-
-def _check_cached(images: list[str], cache) -> None:
-    missing = [name for name in images if name not in cache]
-    if missing:
-        raise ValueError(f"{len(missing)} of {len(images)} images are not in the image cache "
-                         f"({cache!r}), e.g. {missing[:3]}; rerun `cxr prepare --force` "
-                         "or do not pass the cache")

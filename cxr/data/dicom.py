@@ -127,8 +127,6 @@ def shown(value, ids: re.Pattern | None) -> str:
     trimmed upper case; '' when empty; WITHHELD when it is not short printable ASCII or repeats
     an identifier of the same file."""
     text = " ".join(str(value if value is not None else "").split()).upper()
-    if not text:
-        return ""
     if len(text) > 64 or not (text.isascii() and text.isprintable()) or (ids and ids.search(text)):
         return WITHHELD
     return text

@@ -63,7 +63,7 @@ def load_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = 
     if not data:
         raise ImageLoadError(f"{name}: empty file")
     try:
-        if _is_dicom(data):
+        if data.startswith(_DICOM_MAGIC, _DICOM_MAGIC_AT):
             from cxr.data.dicom import load_dicom  # only DICOM users pay for pydicom
             return load_dicom(data, max_pixels)
         return _load_pillow(data, max_pixels)
@@ -124,10 +124,6 @@ def _read_source(source, name: str | None) -> tuple[bytes, str]:
         return data, name
     raise TypeError(f"load_image expects a path, bytes or a binary file object, "
                     f"not {type(source).__name__}")
-
-
-def _is_dicom(data: bytes) -> bool:
-    return data[_DICOM_MAGIC_AT:_DICOM_MAGIC_AT + 4] == _DICOM_MAGIC
 
 
 def check_pixel_count(width: int, height: int, max_pixels: int) -> None:

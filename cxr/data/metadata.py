@@ -57,9 +57,8 @@ def read_data_entry(csv_path: str | Path, images_root: str | Path | None = None,
         "age": _ages(raw["age"], where),
         "sex": _choice(raw["sex"], ("M", "F"), "Patient Gender", where),
         "view": _choice(raw["view"], ("PA", "AP"), "View Position", where),
+        **{name: labels[:, i] for i, name in enumerate(FINDINGS)},
     })
-    for i, name in enumerate(FINDINGS):
-        table[name] = labels[:, i]
     where.refuse(table["image"].duplicated(), table["image"], "image", "is listed twice")
     if images_root is not None:
         table = _attach_paths(table, Path(images_root), missing, csv_path)
@@ -183,11 +182,9 @@ def read_bbox(csv_path: str | Path) -> pd.DataFrame:
     where = _Where(csv_path, df["image"])
     for col in extra:  # NIH's trailing columns are empty; anything else is not this format
         where.refuse(df[col].fillna("").str.strip() != "", df[col], "unexpected value", "after h")
-    out = pd.DataFrame({"image": df["image"].str.strip().to_numpy(dtype=object),
-                        "finding": _canonical_findings(df["finding"], where)})
-    for col in ("x", "y", "w", "h"):
-        out[col] = _to_float(df[col], col, where)
-    return out
+    return pd.DataFrame({"image": df["image"].str.strip().to_numpy(dtype=object),
+                         "finding": _canonical_findings(df["finding"], where),
+                         **{col: _to_float(df[col], col, where) for col in ("x", "y", "w", "h")}})
 
 
 def _canonical_findings(values: pd.Series, where: _Where) -> np.ndarray:

@@ -195,11 +195,9 @@ def split_report(split_df: pd.DataFrame, table: pd.DataFrame) -> dict:
         for n in names:
             report["prevalence_images"][n][s] = _mean(part[n]) if len(part) else None
             report["prevalence_patients"][n][s] = _mean(per_patient[n]) if len(part) else None
-    report["max_gap_pp"] = {}
-    for kind in ("images", "patients"):
-        report["max_gap_pp"][kind] = _max_gap(report[f"prevalence_{kind}"], FINDINGS)
-        report["max_gap_pp"][f"no_finding_{kind}"] = _max_gap(report[f"prevalence_{kind}"],
-                                                                [NO_FINDING])
+    report["max_gap_pp"] = {
+        key: _max_gap(report[f"prevalence_{kind}"], which) for kind in ("images", "patients")
+        for key, which in ((kind, FINDINGS), (f"no_finding_{kind}", [NO_FINDING]))}
     report["patient_overlap"] = patient_overlap(split_df)
     return report
 
@@ -256,11 +254,6 @@ def load_split(path: str | Path) -> tuple[pd.DataFrame, dict]:
     return df.astype({"image": object, "split": object}), meta
 
 
-def default_out(splits_dir: Path, strategy: str, seed: int, patient_fraction: float) -> Path:
-    suffix = "" if patient_fraction == 1 else f"_pf{patient_fraction:g}"
-    return splits_dir / f"{strategy}_seed{seed}{suffix}.csv"
-
-
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder (ChestX-ray14 layout)")
     parser.add_argument("--strategy", choices=("patient", "official"), default="patient")
@@ -281,8 +274,8 @@ def run(args) -> int:
                        patient_fraction=args.patient_fraction,
                        train_val_list=files.train_val_list, test_list=files.test_list)
     report = split_report(split, table)
-    out = Path(args.out) if args.out else default_out(files.splits_dir, args.strategy,
-                                                      args.seed, args.patient_fraction)
+    suffix = "" if args.patient_fraction == 1 else f"_pf{args.patient_fraction:g}"
+    out = Path(args.out or files.splits_dir / f"{args.strategy}_seed{args.seed}{suffix}.csv")
     meta = {"strategy": args.strategy, "seed": args.seed, "patient_fraction": args.patient_fraction,
             "fractions": list(DEFAULT_FRACTIONS), "data_version": data_version(files.data_entry),
             "report": report}

@@ -15,10 +15,7 @@ saturated 0 or 1 has a finite logit:
   logistic regression (scikit-learn) of the label on the logit. It can also move the base rate.
 A finding whose validation split lacks positives or negatives has nothing to fit: it keeps the
 identity map (T = 1; a = 1, b = 0) and `fitted` says False for it, rather than a map pushed to
-the boundary by one class.
-
-The fitted maps are stored as the slope `a` and intercept `b` of the logit map (temperature: a =
-1 / T, b = 0), so applying either is the same line.
+the boundary by one class. Both are stored as the slope `a` and intercept `b` of the logit map.
 """
 from __future__ import annotations
 

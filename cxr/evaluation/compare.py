@@ -76,8 +76,7 @@ def _unique_names(evals: list[Evaluated]) -> None:
 
 def check_same_images(evals: list[Evaluated]) -> None:
     """ValueError naming the run and the differing images unless all scored the same images."""
-    ref = evals[0]
-    ref_set = set(ref.preds.images)
+    ref, ref_set = evals[0], set(evals[0].preds.images)
     for e in evals[1:]:
         other = set(e.preds.images)
         if other != ref_set:
@@ -100,9 +99,7 @@ def auc_table(metrics: dict[str, dict]) -> pd.DataFrame:
     `cxr compare` both build it here)."""
     cols = {name: [(m.get("per_finding", {}).get(f) or {}).get("auc") for f in FINDINGS]
             + [m.get("macro_auc")] for name, m in metrics.items()}
-    table = pd.DataFrame(cols, index=[*FINDINGS, MACRO_ROW], dtype=float)
-    table.index.name = "finding"
-    return table
+    return pd.DataFrame(cols, index=pd.Index([*FINDINGS, MACRO_ROW], name="finding"), dtype=float)
 
 
 def best_models(table: pd.DataFrame) -> list[str]:
@@ -171,8 +168,7 @@ def _labels(evals: list[Evaluated], override: str | None):
     if recorded and data_version(path) != recorded:
         raise ValueError(f"labels file {path} is {data_version(path)!r}, but the runs were scored "
                          f"against {recorded!r}")
-    images = evals[0].preds.images
-    return labels_for(images, read_data_entry(path), source=str(evals[0].eval_dir))
+    return labels_for(evals[0].preds.images, read_data_entry(path), source=str(evals[0].eval_dir))
 
 
 def run(args) -> int:

@@ -9,12 +9,9 @@ Checkpoint mode (MC-dropout inference on the split the run was trained with; nev
 The validation split is predicted too, only to choose each finding's Youden threshold; the test
 split is never used to tune anything. Writes predictions.csv, metrics.json, roc.csv and
 calibration.csv (see cxr/evaluation/scoring.py). `--pointing-game` adds Grad-CAM localisation
-hit rates when the dataset has a bbox list. When the checkpoint has a readout (`cxr calibrate`),
-metrics.json gets its `readout` section, calibration_calibrated.csv is written
-(cxr/evaluation/readout_report.py) and predictions.csv gets the readout columns (calibrated
-probabilities, the calls at `--operating-point`, the OOD score and flag: the columns `cxr
-predict` writes, which `cxr worklist import` reads); without one, the section says none is
-available and the columns are absent.
+hit rates when the dataset has a bbox list. With a readout (`cxr calibrate`), metrics.json gets
+its `readout` section and calibration_calibrated.csv (cxr/evaluation/readout_report.py), and
+predictions.csv the readout columns `cxr predict` writes (calls at `--operating-point`).
 The uncertainty rule (flags, selective prediction) is the run's `uncertainty_rule` unless
 `--uncertainty-rule mean|any` overrides it.
 
@@ -97,11 +94,6 @@ def _summary(metrics: dict) -> str:
 
 # -- external mode ---------------------------------------------------------------------------
 
-def _read_list(path: str | Path) -> list[str]:
-    names = [line.strip() for line in Path(path).read_text().splitlines()]
-    return [n for n in names if n]
-
-
 def _select(preds: Predictions, images: list[str], source: str) -> Predictions:
     """The predictions of exactly `images`, in that order; unpredicted images are an error."""
     pos = pd.Series(np.arange(len(preds.images)), index=preds.images)
@@ -124,7 +116,8 @@ def evaluate_external(args) -> Path:
         raise ValueError("--pointing-game needs --checkpoint (Grad-CAM needs the model)")
     preds = read_predictions(args.predictions)
     if args.images:
-        preds = _select(preds, _read_list(args.images), args.images)
+        names = [line.strip() for line in Path(args.images).read_text().splitlines()]
+        preds = _select(preds, [n for n in names if n], args.images)
     table = read_data_entry(args.labels)
     y, patients = labels_for(preds.images, table, source=str(args.predictions))
     rule = args.uncertainty_rule or preds.rule or DEFAULT_RULE

@@ -107,10 +107,6 @@ def _run_split(run_dir: Path, meta: dict) -> tuple[pd.DataFrame, dict, Path]:
     return df, {**info, **split_meta}, path
 
 
-def _numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
-
-
 def _loader(model, rows: pd.DataFrame, batches: list[list[int]], seed: int):
     from cxr.data.dataset import CXRDataset
     from cxr.data.transforms import build_transform
@@ -164,22 +160,21 @@ def mc_table(model, rows: pd.DataFrame, passes: int = 25, batch_size: int = 32, 
     for batch, (x, _) in zip(batches, loader):
         result = mc_predict(model, x.to(device), passes=passes, threshold=std_threshold,
                             rule=rule, film_seeds=film_seeds_for(seed, [names[i] for i in batch]))
-        means.append(_numpy(result.mean))
-        stds.append(_numpy(result.std))
+        means.append(result.mean)
+        stds.append(result.std)
         if keep:  # film-major, so that gather_arrays orders films
             samples.append(np.swapaxes(result.samples, 0, 1))
             features.append(result.features)
     index = np.array([i for batch in batches for i in batch], dtype=np.int64)
-    if not keep:
-        mean, std = gather_arrays(info, index, np.concatenate(means), np.concatenate(stds))
-        return MCTable(mean, std, image_uncertainty(std, rule, std_threshold)[1])
-    width = features[0].shape[1] if features else 0  # a rank may have had no batch
-    mean, std, per_film, pooled = gather_arrays(
-        info, index, np.concatenate(means), np.concatenate(stds),
-        np.concatenate(samples).astype(np.float32),
-        np.concatenate(features) if features else np.zeros((0, width), np.float32))
-    return MCTable(mean, std, image_uncertainty(std, rule, std_threshold)[1],
-                   np.swapaxes(per_film, 0, 1), pooled)
+    arrays = [np.concatenate(means), np.concatenate(stds)]
+    if keep:  # features: none when this rank had no batch
+        arrays += [np.concatenate(samples).astype(np.float32),
+                   np.concatenate(features) if features else np.zeros((0, 0), np.float32)]
+    mean, std, *kept = gather_arrays(info, index, *arrays)
+    r = MCTable(mean, std, image_uncertainty(std, rule, std_threshold)[1])
+    if keep:
+        r.samples, r.features = np.swapaxes(kept[0], 0, 1), kept[1]
+    return r
 
 
 # -- Grad-CAM pointing game (cxr.explain) ------------------------------------------------------

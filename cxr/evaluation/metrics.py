@@ -54,15 +54,10 @@ def brier(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
 
 
-def _bin_index(p: np.ndarray, n_bins: int) -> np.ndarray:
-    # Equal-width bins on [0, 1]; p == 1.0 goes into the last bin, not an extra one.
-    return np.clip((np.asarray(p, dtype=float) * n_bins).astype(int), 0, n_bins - 1)
-
-
 def calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int = ECE_BINS) -> pd.DataFrame:
     """Non-empty bins of one finding: bin, mean_predicted, observed_frequency, count."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
-    b = _bin_index(p, n_bins)
+    b = np.clip((p * n_bins).astype(int), 0, n_bins - 1)  # equal-width; p == 1.0: the last bin
     count = np.bincount(b, minlength=n_bins)
     keep = count > 0
     sum_p = np.bincount(b, weights=p, minlength=n_bins)

@@ -78,8 +78,7 @@ def thresholds(points: dict, point: str, findings) -> np.ndarray:
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)  # never divides by 0
 
 
 def _rates(tp, fp, tn, fn) -> dict[str, np.ndarray]:
@@ -126,8 +125,7 @@ def _bootstrap_rates(cols: np.ndarray, patients: np.ndarray, n_resamples: int,
     how often its patient was drawn, so the counts are one matrix product per chunk."""
     from cxr.evaluation.bootstrap import resample_counts
     flat = cols.reshape(len(cols), -1)  # (N, F * 4)
-    parts = []
-    for counts, codes in resample_counts(patients, n_resamples, seed):
-        parts.append(counts[:, codes] @ flat)  # (b, F * 4): weighted tp, fp, tn, fn
+    parts = [counts[:, codes] @ flat  # (b, F * 4): weighted tp, fp, tn, fn
+             for counts, codes in resample_counts(patients, n_resamples, seed)]
     sums = np.concatenate(parts).reshape(n_resamples, cols.shape[1], 4)
     return _rates(*np.moveaxis(sums, -1, 0))

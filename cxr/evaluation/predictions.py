@@ -101,21 +101,21 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
+def _refuse(df: pd.DataFrame, bad, path: Path, problem) -> None:
+    """If `bad` ((N,) or (N, C) bool) holds anywhere, a ValueError naming the file, line and
+    image of its first True, then problem(row, column)."""
+    bad = np.asarray(bad)
+    if bad.any():
+        row, col = (int(v[0]) for v in np.nonzero(bad.reshape(len(bad), -1)))
+        raise ValueError(f"{path} line {row + 2} ({df[IMAGE_COLUMN].iloc[row]}): "
+                         f"{problem(row, col)}")
+
+
 def _numeric(df: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
     values = df[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(values) | (values < 0) | (values > 1)
-    if bad.any():
-        row, col = (int(v[0]) for v in np.nonzero(bad))
-        raise ValueError(f"{path} line {row + 2} ({df[IMAGE_COLUMN].iloc[row]}): "
-                         f"{columns[col]} {df[columns[col]].iloc[row] or '(empty)'} is not a "
-                         "number in [0, 1]")
+    _refuse(df, ~np.isfinite(values) | (values < 0) | (values > 1), path, lambda r, c:
+            f"{columns[c]} {df[columns[c]].iloc[r] or '(empty)'} is not a number in [0, 1]")
     return values
-
-
-def _line(df: pd.DataFrame, bad: pd.Series) -> tuple[int, str]:
-    """(row, 'line L (image)') of the first True in `bad`, for error messages."""
-    row = int(np.argmax(bad.to_numpy()))
-    return row, f"line {row + 2} ({df[IMAGE_COLUMN].iloc[row]})"
 
 
 def _rule(df: pd.DataFrame, path: Path) -> str:
@@ -126,15 +126,11 @@ def _rule(df: pd.DataFrame, path: Path) -> str:
         filled = "uncertain" in df.columns and (df["uncertain"].str.strip() != "").any()
         return "any" if filled else DEFAULT_RULE
     values = df[RULE_COLUMN].str.strip()
-    bad = ~values.isin(UNCERTAINTY_RULES)
-    if bad.any():
-        row, where = _line(df, bad)
-        raise ValueError(f"{path} {where}: {RULE_COLUMN} {values.iloc[row]!r} is not one of "
-                         f"{', '.join(UNCERTAINTY_RULES)}")
+    _refuse(df, ~values.isin(UNCERTAINTY_RULES), path, lambda r, _: f"{RULE_COLUMN} "
+            f"{values.iloc[r]!r} is not one of {', '.join(UNCERTAINTY_RULES)}")
     if values.nunique() > 1:
-        row, where = _line(df, values != values.iloc[0])
-        raise ValueError(f"{path} {where}: {RULE_COLUMN} {values.iloc[row]!r} differs from "
-                         f"{values.iloc[0]!r} above; a file holds one rule")
+        _refuse(df, values != values.iloc[0], path, lambda r, _: f"{RULE_COLUMN} "
+                f"{values.iloc[r]!r} differs from {values.iloc[0]!r} above; a file holds one rule")
     return values.iloc[0] if len(values) else DEFAULT_RULE
 
 
@@ -143,11 +139,8 @@ def _score(df: pd.DataFrame, std: np.ndarray, rule: str, path: Path) -> np.ndarr
     score = image_uncertainty(std, rule)[0]
     if SCORE_COLUMN in df.columns:
         stated = _numeric(df, [SCORE_COLUMN], path)[:, 0]
-        off = pd.Series(np.abs(stated - score) > 1e-6)
-        if off.any():
-            row, where = _line(df, off)
-            raise ValueError(f"{path} {where}: {SCORE_COLUMN} {stated[row]} is not the "
-                             f"{rule!r} score of its std_ columns ({score[row]:.6g})")
+        _refuse(df, np.abs(stated - score) > 1e-6, path, lambda r, _: f"{SCORE_COLUMN} "
+                f"{stated[r]} is not the {rule!r} score of its std_ columns ({score[r]:.6g})")
     return score
 
 
@@ -158,22 +151,18 @@ def _flags(df: pd.DataFrame, rule_flags: np.ndarray | None, path: Path) -> np.nd
     if "uncertain" not in df.columns:
         return rule
     text = df["uncertain"].str.strip().str.lower()
-    bad = ~text.isin(["", *TRUE, *FALSE])
-    if bad.any():
-        row = int(np.argmax(bad.to_numpy()))
-        raise ValueError(f"{path} line {row + 2} ({df[IMAGE_COLUMN].iloc[row]}): uncertain "
-                         f"{df['uncertain'].iloc[row]!r} is not true/false")
+    _refuse(df, ~text.isin(["", *TRUE, *FALSE]), path,
+            lambda r, _: f"uncertain {df['uncertain'].iloc[r]!r} is not true/false")
     return np.where(text == "", rule, text.isin(TRUE))
 
 
 def _readout(df: pd.DataFrame, path: Path) -> ReadoutColumns | None:
     """The readout columns: none, or all of them; all empty (a checkpoint without a readout)
     reads as none, a partly empty or wrong value is an error naming its line and column."""
-    present = [c for c in READOUT_COLUMNS if c in df.columns]
-    if not present:
+    missing = [c for c in READOUT_COLUMNS if c not in df.columns]
+    if len(missing) == len(READOUT_COLUMNS):
         return None
-    if len(present) < len(READOUT_COLUMNS):
-        missing = [c for c in READOUT_COLUMNS if c not in df.columns]
+    if missing:
         raise ValueError(f"{path}: the readout columns (cal_, call_, {POINT_COLUMN}, "
                          f"{OOD_SCORE_COLUMN}, {OOD_COLUMN}) are all-or-none; missing "
                          f"{', '.join(missing)}")
@@ -181,31 +170,18 @@ def _readout(df: pd.DataFrame, path: Path) -> ReadoutColumns | None:
     if (text == "").all(axis=None):
         return None
     calls = text[CALL_COLUMNS]
-    bad = ~calls.isin(CALLS)
-    if bad.any(axis=None):
-        row, col = (int(v[0]) for v in np.nonzero(bad.to_numpy()))
-        raise ValueError(f"{path} line {row + 2} ({df[IMAGE_COLUMN].iloc[row]}): "
-                         f"{CALL_COLUMNS[col]} {calls.iat[row, col]!r} is not one of "
-                         f"{', '.join(CALLS)}")
+    _refuse(df, ~calls.isin(CALLS), path, lambda r, c: f"{CALL_COLUMNS[c]} "
+            f"{calls.iat[r, c]!r} is not one of {', '.join(CALLS)}")
     points = text[POINT_COLUMN]
-    bad = ~points.isin(POINTS) | (points != points.iloc[0])
-    if bad.any():
-        row, where = _line(df, bad)
-        raise ValueError(f"{path} {where}: {POINT_COLUMN} {points.iloc[row]!r} is not one of "
-                         f"{', '.join(POINTS)}, or differs from {points.iloc[0]!r} above; a file "
-                         "holds one operating point")
+    _refuse(df, ~points.isin(POINTS) | (points != points.iloc[0]), path, lambda r, _:
+            f"{POINT_COLUMN} {points.iloc[r]!r} is not one of {', '.join(POINTS)}, or differs "
+            f"from {points.iloc[0]!r} above; a file holds one operating point")
     score = pd.to_numeric(text[OOD_SCORE_COLUMN], errors="coerce").to_numpy(dtype=float)
-    bad = pd.Series(~np.isfinite(score) | (score < 0))
-    if bad.any():
-        row, where = _line(df, bad)
-        raise ValueError(f"{path} {where}: {OOD_SCORE_COLUMN} "
-                         f"{text[OOD_SCORE_COLUMN].iloc[row] or '(empty)'} is not a number >= 0")
+    _refuse(df, ~np.isfinite(score) | (score < 0), path, lambda r, _: f"{OOD_SCORE_COLUMN} "
+            f"{text[OOD_SCORE_COLUMN].iloc[r] or '(empty)'} is not a number >= 0")
     flag = text[OOD_COLUMN].str.lower()
-    bad = ~flag.isin([*TRUE, *FALSE])
-    if bad.any():
-        row, where = _line(df, bad)
-        raise ValueError(f"{path} {where}: {OOD_COLUMN} {df[OOD_COLUMN].iloc[row]!r} is not "
-                         "true/false")
+    _refuse(df, ~flag.isin([*TRUE, *FALSE]), path,
+            lambda r, _: f"{OOD_COLUMN} {df[OOD_COLUMN].iloc[r]!r} is not true/false")
     return ReadoutColumns(_numeric(df, CAL_COLUMNS, path), calls.to_numpy(dtype=object),
                           str(points.iloc[0]), score, flag.isin(TRUE).to_numpy())
 
@@ -221,10 +197,9 @@ def read_predictions(path: str | Path) -> Predictions:
     if absent:
         raise ValueError(f"{path}: missing column(s) {', '.join(absent)}; a predictions CSV "
                          f"needs '{IMAGE_COLUMN}' and prob_<Finding> for all 14 findings")
-    present_std = [c for c in STD_COLUMNS if c in df.columns]
-    if present_std and len(present_std) < len(STD_COLUMNS):
-        missing = [c for c in STD_COLUMNS if c not in df.columns]
-        raise ValueError(f"{path}: std_ columns are all-or-none; missing {', '.join(missing)}")
+    missing_std = [c for c in STD_COLUMNS if c not in df.columns]
+    if 0 < len(missing_std) < len(STD_COLUMNS):
+        raise ValueError(f"{path}: std_ columns are all-or-none; missing {', '.join(missing_std)}")
     images = df[IMAGE_COLUMN].str.strip()
     if (images == "").any():
         raise ValueError(f"{path} line {int(np.argmax((images == '').to_numpy())) + 2}: "
@@ -234,17 +209,16 @@ def read_predictions(path: str | Path) -> Predictions:
         row = int(np.argmax(dup.to_numpy()))
         raise ValueError(f"{path} line {row + 2}: image {images.iloc[row]!r} is predicted more "
                          f"than once ({int(dup.sum())} repeated row(s) in all)")
-    std = _numeric(df, STD_COLUMNS, path) if present_std else None
-    rule = score = None
+    std = _numeric(df, STD_COLUMNS, path) if not missing_std else None
+    rule = score = flags = None
     if std is not None:
         rule = _rule(df, path)
         score = _score(df, std, rule, path)
+        flags = image_uncertainty(std, rule)[1]
     elif SCORE_COLUMN in df.columns:
         raise ValueError(f"{path}: an '{SCORE_COLUMN}' column needs the std_ columns it scores")
-    source = None
-    if "source" in df.columns:
-        source = np.array([s or None for s in df["source"].str.strip()], dtype=object)
-    flags = image_uncertainty(std, rule)[1] if std is not None else None
+    source = (np.array([s or None for s in df["source"].str.strip()], dtype=object)
+              if "source" in df.columns else None)
     return Predictions(images=images.to_numpy(dtype=object), prob=_numeric(df, PROB_COLUMNS, path),
                        std=std, uncertain=_flags(df, flags, path), source=source, score=score,
                        rule=rule, readout=_readout(df, path))

@@ -76,13 +76,11 @@ def calibration_section(y: np.ndarray, p: np.ndarray, p_cal: np.ndarray, cal) ->
     """ECE and Brier per finding and macro (mean over the 14), before and after the map."""
     from cxr.evaluation.metrics import brier, ece
 
-    per_finding = {}
-    for k, name in enumerate(FINDINGS):
-        per_finding[name] = {
-            "ece_before": ece(y[:, k], p[:, k]), "ece_after": ece(y[:, k], p_cal[:, k]),
-            "brier_before": brier(y[:, k], p[:, k]), "brier_after": brier(y[:, k], p_cal[:, k]),
-            "a": float(cal.a[k]), "b": float(cal.b[k]), "temperature": float(cal.temperature[k]),
-            "fitted": bool(cal.fitted[k])}
+    per_finding = {name: {
+        "ece_before": ece(y[:, k], p[:, k]), "ece_after": ece(y[:, k], p_cal[:, k]),
+        "brier_before": brier(y[:, k], p[:, k]), "brier_after": brier(y[:, k], p_cal[:, k]),
+        "a": float(cal.a[k]), "b": float(cal.b[k]), "temperature": float(cal.temperature[k]),
+        "fitted": bool(cal.fitted[k])} for k, name in enumerate(FINDINGS)}
     keys = ("ece_before", "ece_after", "brier_before", "brier_after")
     macro = {key: float(np.mean([v[key] for v in per_finding.values()])) for key in keys}
     return {"method": cal.method, "per_finding": per_finding, "macro": macro}

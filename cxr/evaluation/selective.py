@@ -19,12 +19,6 @@ from cxr.uncertainty import DEFAULT_RULE, UNCERTAIN_STD, image_uncertainty
 REFERRAL_FRACTIONS = (0.0, 0.1, 0.2, 0.3)
 
 
-def _scores(uncertainty: np.ndarray, rule: str) -> np.ndarray:
-    """(N,) per-image scores: stds (N, C) scored under `rule`; a 1-D input is used as is."""
-    u = np.asarray(uncertainty, dtype=float)
-    return u if u.ndim == 1 else image_uncertainty(u, rule)[0]
-
-
 def selective_macro_auc(y: np.ndarray, p: np.ndarray, uncertainty: np.ndarray,
                         fractions=REFERRAL_FRACTIONS, findings=None,
                         rule: str = DEFAULT_RULE) -> dict:
@@ -34,7 +28,8 @@ def selective_macro_auc(y: np.ndarray, p: np.ndarray, uncertainty: np.ndarray,
     Returns {str(f): {'referred_fraction', 'n_kept', 'macro_auc', 'excluded_findings'}}, the
     excluded findings (names, or indices without `findings`) lacking both classes among the
     kept images. Ties in uncertainty go by image order (stable sort): the count is exact."""
-    u = _scores(uncertainty, rule)
+    u = np.asarray(uncertainty, dtype=float)
+    u = u if u.ndim == 1 else image_uncertainty(u, rule)[0]
     order = np.argsort(-u, kind="stable")  # most uncertain first
     out = {}
     for f in fractions:
