@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from cxr.data.images import MIN_SIDE, ImageLoadError, LoadedImage, check_frontal, load_image
+from cxr.data.images import ImageLoadError, LoadedImage, check_frontal, load_image
 from cxr.data.transforms import build_transform
 from cxr.device import pick_device
 from cxr.explain import cam_maps, overlay  # noqa: F401  (overlay: the pages blend CAMs with it)
@@ -50,8 +50,8 @@ class UploadError(ValueError):
 
 
 def read_upload(data: bytes, name: str = "upload") -> LoadedImage:
-    """Decode and check one uploaded file (at least MIN_SIDE pixels each way, and what its DICOM
-    tags say: a frontal chest radiograph); every problem is an UploadError."""
+    """Decode and check one uploaded file (at least images.MIN_SIDE pixels each way, and what
+    its DICOM tags say: a frontal chest radiograph); every problem is an UploadError."""
     if not data:
         raise UploadError(f"{name}: the file is empty")
     try:

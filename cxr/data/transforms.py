@@ -37,8 +37,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    hflip: float = 0.5
-    rotation: float = 0.1
+    """The report's Keras augmentation amounts (TrainConfig's defaults come from here)."""
+    hflip: float = 0.5        # probability of a horizontal flip
+    rotation: float = 0.1     # Keras factor: fraction of a full turn (0.1 = 36 degrees)
     zoom: float = 0.1
     brightness: float = 0.1
 

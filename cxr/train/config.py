@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cxr.data.transforms import AugmentConfig
 from cxr.device import DEVICES
 from cxr.uncertainty import DEFAULT_RULE, UNCERTAINTY_RULES
 
@@ -48,10 +49,10 @@ class TrainConfig(BaseModel):
     split_path: str | None = None            # an existing split CSV (with its JSON sidecar)
     image_size: Annotated[int, Field(ge=16)] | None = None  # None: the model's own input size
     # augmentation (training only), the report's Keras layers (cxr/data/transforms.py); 0 = off
-    hflip: Probability = 0.5                 # probability of a horizontal flip
-    rotation: NonNegative = 0.1              # Keras factor: fraction of a full turn (0.1 = 36 deg)
-    zoom: Annotated[float, Field(ge=0, lt=1)] = 0.1  # scale in [1 - z, 1 + z]
-    brightness: NonNegative = 0.1            # additive, uniform in [-b, b]
+    hflip: Probability = AugmentConfig.hflip          # probability of a horizontal flip
+    rotation: NonNegative = AugmentConfig.rotation    # Keras factor: fraction of a full turn
+    zoom: Annotated[float, Field(ge=0, lt=1)] = AugmentConfig.zoom  # scale in [1 - z, 1 + z]
+    brightness: NonNegative = AugmentConfig.brightness  # additive, uniform in [-b, b]
     # -- model --------------------------------------------------------------------------
     model: str = "fusion"                    # a cxr.models.MODELS name
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
