@@ -85,7 +85,7 @@ def test_best_checkpoint_reloads_and_gives_the_same_predictions(reference_run, t
         logits = torch.stack([model(ds[i][0][None])[0] for i in range(len(ds))])
     probs = torch.sigmoid(logits)
     macro, _ = macro_auc(per_finding_auc(ds.targets, probs.numpy()))
-    loss = float(make_loss("focal", alpha=0.25, gamma=2.0)(logits, torch.from_numpy(ds.targets)))
+    loss = float(make_loss("focal", alpha=0.25, gamma=2.0)(logits, torch.tensor(ds.targets)))
     assert loss == pytest.approx(meta["metrics"]["val_loss"], rel=1e-5)
     # near-tied scores of a barely trained model may swap order under 1e-7 rounding
     assert macro == pytest.approx(meta["metrics"]["val_macro_auc"], abs=0.01)
