@@ -2,6 +2,9 @@
 (CPU tensors here; the same code runs on CUDA)."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +12,9 @@ import torch
 from cxr.data.batch_transforms import PARAMS, BatchTransform, params_tensor
 from cxr.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, EvalTransform,
                                  TrainTransform)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/data/: image_moments
+from image_moments import orientation  # noqa: E402
 
 S0, S = 40, 32  # the cache's side, the model's: the batch is resized like the CPU path
 IDENTITY = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # outputs stay in pixel units
@@ -74,14 +80,6 @@ def test_a_flip_flips_only_its_sample():
     assert torch.equal(out[0], plain[0].flip(-1)) and torch.equal(out[1], plain[1])
 
 
-def _orientation(x: np.ndarray) -> float:
-    ys, xs = np.nonzero(x > 0.3)
-    w = x[ys, xs]
-    xs, ys = xs - np.average(xs, weights=w), ys - np.average(ys, weights=w)
-    mu20, mu02, mu11 = (np.average(v, weights=w) for v in (xs * xs, ys * ys, xs * ys))
-    return float(np.degrees(0.5 * np.arctan2(2 * mu11, mu20 - mu02)))
-
-
 def test_rotation_by_the_drawn_angle_matches_the_per_image_rotation():
     bar = np.zeros((64, 64), np.uint8)
     bar[31:33, 12:52] = 255  # a horizontal bar through the centre
@@ -97,7 +95,7 @@ def test_rotation_by_the_drawn_angle_matches_the_per_image_rotation():
         torch.testing.assert_close(out[i], per_image, atol=1e-6, rtol=0)
         # 1.5 degrees: the orientation of a 2 px bar resampled bilinearly on a 64 px grid is
         # off by up to about a degree from the exact angle (the same bound as TrainTransform's test)
-        assert abs(_orientation(out[i, 0].numpy()) - angle) < 1.5
+        assert abs(orientation(out[i, 0].numpy()) - angle) < 1.5
     assert params[:, PARAMS.index("angle")].abs().min() > 1.0  # really rotated
 
 

@@ -1,12 +1,18 @@
 """cxr/data/transforms.py: own RNG, reproducible, each augmentation does what its name says."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from cxr.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, EvalTransform,
                                  TrainTransform, build_transform, resize_to_uint8)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/data/: image_moments
+from image_moments import orientation  # noqa: E402
 
 S = 32
 IMG = np.random.default_rng(0).random((40, 48), dtype=np.float32)  # not square, not S
@@ -72,14 +78,6 @@ def test_rotation_uses_keras_fraction_of_a_turn():
     assert angles.min() < -30 and angles.max() > 30  # the whole range is used
 
 
-def _orientation(x: np.ndarray) -> float:
-    ys, xs = np.nonzero(x > 0.3)
-    w = x[ys, xs]
-    xs, ys = xs - np.average(xs, weights=w), ys - np.average(ys, weights=w)
-    mu20, mu02, mu11 = (np.average(v, weights=w) for v in (xs * xs, ys * ys, xs * ys))
-    return float(np.degrees(0.5 * np.arctan2(2 * mu11, mu20 - mu02)))
-
-
 def test_rotation_rotates_by_the_drawn_angle():
     bar = np.zeros((64, 64), np.float32)
     bar[31:33, 12:52] = 1.0  # horizontal bar through the centre
@@ -87,7 +85,7 @@ def test_rotation_rotates_by_the_drawn_angle():
     for seed in range(4):
         angle = t.draw(rng(seed))["angle"]
         out = t(bar, rng(seed))[0].numpy()
-        assert abs(_orientation(out) - angle) < 1.5
+        assert abs(orientation(out) - angle) < 1.5
 
 
 def test_zoom_scales_area():
