@@ -24,32 +24,17 @@ they were. Grey is replicated to 3 channels and normalised by mean/std (ImageNet
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from cxr.data.augment import AugmentConfig
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """The report's Keras augmentation amounts (TrainConfig's defaults come from here)."""
-    hflip: float = 0.5        # probability of a horizontal flip
-    rotation: float = 0.1     # Keras factor: fraction of a full turn (0.1 = 36 degrees)
-    zoom: float = 0.1
-    brightness: float = 0.1
-
-    def __post_init__(self):
-        for name, value in asdict(self).items():
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {value}")
-        if self.zoom >= 1.0:
-            raise ValueError(f"AugmentConfig.zoom must be < 1 (scale 1 - zoom > 0), "
-                             f"got {self.zoom}")
 
 
 @dataclass(eq=False)

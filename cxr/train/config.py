@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cxr.data.transforms import AugmentConfig
+from cxr.data.augment import AugmentConfig
 from cxr.device import DEVICES
 from cxr.uncertainty import DEFAULT_RULE, UNCERTAINTY_RULES
 
