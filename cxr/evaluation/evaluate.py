@@ -140,10 +140,10 @@ def evaluate_external(args) -> Path:
                     "labels_file": str(Path(args.labels).resolve()),
                     "model": None, "predictions_file": str(Path(args.predictions).resolve()),
                     "predictions_sha256": file_sha256(args.predictions), "passes": None})
-    frame = predictions_frame(preds.images, preds.prob, preds.std, None)
+    image_score = flags = None
     if preds.std is not None:  # flags and scores under the rule in force
         image_score, flags = image_uncertainty(preds.std, rule, args.std_threshold)
-        frame = predictions_frame(preds.images, preds.prob, preds.std, flags, image_score, rule)
+    frame = predictions_frame(preds.images, preds.prob, preds.std, flags, image_score, rule)
     out = write_outputs(args.out, metrics, y, preds.prob, frame)
     print(f"{len(y)} images, {metrics['n_patients']} patients: {_summary(metrics)}")
     return out
