@@ -51,7 +51,7 @@ def run(args) -> int:
     from cxr.checkpoint import library_versions, git_commit, load_model
     from cxr.device import pick_device
     from cxr.evaluation.calibration import nll, clipped_logit
-    from cxr.evaluation.inference import RunData, mc_predict_table
+    from cxr.evaluation.inference import RunData, mc_table
     from cxr.evaluation.metrics import ece
     from cxr.evaluation.ood import pooled_features, subsample
     from cxr.hashing import file_sha256
@@ -73,10 +73,13 @@ def run(args) -> int:
     print(f"calibrate: {len(val)} validation images ({passes} MC passes), features of "
           f"{len(train)} training and the validation images", flush=True)
     y_val = data.targets(val)
-    p_val, _, _ = mc_predict_table(model, val, passes=passes, batch_size=args.batch_size,
-                                   seed=args.seed, device=str(device))
-    feats = {name: pooled_features(model, rows, args.batch_size, device)
-             for name, rows in (("val", val), ("train", train))}
+    # one backbone pass over validation: the MC means and the pooled features (as predict
+    # scores a film: the OOD threshold is set on the same features it is later applied to)
+    val_mc = mc_table(model, val, passes=passes, batch_size=args.batch_size, seed=args.seed,
+                      device=str(device), keep=True)
+    p_val = val_mc.mean
+    feats = {"val": val_mc.features,
+             "train": pooled_features(model, train, args.batch_size, device)}
     provenance = {
         "fitted_on": {"calibration": "val", "operating_points": "val", "ood_covariance": "train",
                       "ood_threshold": "val"},

@@ -140,10 +140,10 @@ def evaluate_external(args) -> Path:
                     "labels_file": str(Path(args.labels).resolve()),
                     "model": None, "predictions_file": str(Path(args.predictions).resolve()),
                     "predictions_sha256": file_sha256(args.predictions), "passes": None})
-    frame = predictions_frame(preds.images, preds.prob, preds.std, None)
+    image_score = flags = None
     if preds.std is not None:  # flags and scores under the rule in force
         image_score, flags = image_uncertainty(preds.std, rule, args.std_threshold)
-        frame = predictions_frame(preds.images, preds.prob, preds.std, flags, image_score, rule)
+    frame = predictions_frame(preds.images, preds.prob, preds.std, flags, image_score, rule)
     out = write_outputs(args.out, metrics, y, preds.prob, frame)
     print(f"{len(y)} images, {metrics['n_patients']} patients: {_summary(metrics)}")
     return out
@@ -172,7 +172,8 @@ def _evaluate_checkpoint(args, info) -> Path | None:
     ckpt = Path(args.checkpoint)
     args.device = str(info.device)
     model, meta = load_model(ckpt, args.device)
-    readout = load_readout(ckpt)  # before the inference: another checkpoint's is an error
+    sha = file_sha256(ckpt)  # hashed once: the readout check and metrics.json both need it
+    readout = load_readout(ckpt, sha)  # before the inference: another checkpoint's is an error
     args.passes = passes_for(meta, args.passes)
     rule, origin = rule_for(meta, args.uncertainty_rule)
     print(f"uncertainty rule {describe_rule(rule, args.std_threshold)}, from {origin}"
@@ -194,7 +195,7 @@ def _evaluate_checkpoint(args, info) -> Path | None:
                     uncertainty_rule=rule)
     metrics.update({"mode": "checkpoint", "split": args.split, "seed": args.seed,
                     **data.provenance(), "model": meta["model"],
-                    "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": file_sha256(ckpt),
+                    "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": sha,
                     "passes": args.passes})
     if args.pointing_game:
         metrics["pointing_game"] = inference.pointing_game_hook(model, scored, data)

@@ -35,8 +35,8 @@ def test_the_fit_never_sees_test_images(run, monkeypatch):
     import cxr.evaluation.ood as ood
 
     seen = []  # every image the model is run on, by whichever path
-    real_mc, real_features = inference.mc_predict_table, ood.pooled_features
-    monkeypatch.setattr(inference, "mc_predict_table",
+    real_mc, real_features = inference.mc_table, ood.pooled_features
+    monkeypatch.setattr(inference, "mc_table",
                         lambda model, rows, **kw: seen.extend(rows["image"]) or
                         real_mc(model, rows, **kw))
     monkeypatch.setattr(ood, "pooled_features",
