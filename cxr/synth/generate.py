@@ -31,7 +31,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from cxr.data.layout import SYNTHETIC_MARKER
+from cxr.data.layout import SYNTHETIC_MARKER, is_synthetic
 from cxr.labels import FINDINGS, format_labels
 from cxr.synth.plan import Film, official_split, plan_films
 from cxr.synth.render import make_case, render_with_boxes
@@ -43,7 +43,6 @@ ENTRY_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,P
                 "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
 BBOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,"
 BBOX_SPELLING = {"Infiltration": "Infiltrate"}  # NIH's box list spells it so
-README_MARKER = SYNTHETIC_MARKER  # the README's title: how readers know the data is drawn
 
 
 def _render_chunk(job) -> list[list[tuple]]:
@@ -104,9 +103,7 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{out_dir} exists and is not a folder")
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return
-    readme = out_dir / "README.md"
-    ours = readme.is_file() and README_MARKER in readme.read_text(errors="replace")
-    if not ours:
+    if not is_synthetic(out_dir):
         raise OutputExistsError(f"{out_dir} is not empty and is not a `cxr synth` dataset; "
                               "choose another --out")
     if not overwrite:
@@ -181,7 +178,7 @@ def _summary(out_dir, films, test, boxes, patients, size, seed) -> dict:
 
 def _readme(s: dict) -> str:
     counts = "\n".join(f"| {f} | {n} | {n / s['images']:.1%} |" for f, n in s["findings"].items())
-    return f"""# {README_MARKER}
+    return f"""# {SYNTHETIC_MARKER}
 
 **Synthetic data. Not real patients, not real radiographs, not for any clinical use** (nor for
 judging how a model would do on real chest X-rays). It exists so CXR Review runs end to end on
