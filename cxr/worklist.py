@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxr.evaluation.predictions import (CAL_COLUMNS, CALL_COLUMNS, PROB_COLUMNS, STD_COLUMNS,
-                                        read_predictions)
+                                        Predictions, read_predictions)
 from cxr.hashing import file_sha256
 from cxr.labels import FINDINGS, finding_index
 
@@ -168,12 +168,15 @@ class Worklist:
 
     # -- import -------------------------------------------------------------------------
     def import_predictions(self, csv_path: str | Path, model: str, checkpoint_hash: str,
-                           images_root: str | Path | None = None) -> dict[str, int]:
+                           images_root: str | Path | None = None,
+                           preds: Predictions | None = None) -> dict[str, int]:
         """Add the cases of a `cxr predict` or `cxr evaluate` predictions.csv, all or nothing.
         Cases already present for this checkpoint are skipped (re-importing is harmless).
-        Film paths come from the `source` column, else from `images_root` (by file name)."""
+        Film paths come from the `source` column, else from `images_root` (by file name).
+        `preds`: the file as `read_predictions` already read it (so a caller that also needs
+        it, `cxr worklist import`, reads and validates the CSV once)."""
         csv_path = Path(csv_path)
-        rows = _read_predictions(csv_path, images_root)
+        rows = _case_rows(preds if preds is not None else read_predictions(csv_path), images_root)
         created = _now()
         with self._transaction() as con:
             before = con.total_changes
@@ -312,10 +315,9 @@ class Worklist:
         return path
 
 
-def _read_predictions(csv_path: Path, images_root) -> list[dict]:
-    """The cases of a predictions CSV, validated by `read_predictions` (errors name the file,
-    line and column)."""
-    preds = read_predictions(csv_path)
+def _case_rows(preds: Predictions, images_root) -> list[dict]:
+    """The cases of a predictions CSV, as `read_predictions` validated it (errors name the
+    file, line and column)."""
     paths = list(preds.source) if preds.source is not None else _film_paths(preds.images,
                                                                               images_root)
     rows, r, has_std = [], preds.readout, preds.std is not None
@@ -335,9 +337,9 @@ def _read_predictions(csv_path: Path, images_root) -> list[dict]:
     return rows
 
 
-def readout_line(csv_path: Path) -> str:
+def readout_line(preds: Predictions) -> str:
     """What the import says about the file's readout: the operating point of its calls, or none."""
-    r = read_predictions(csv_path).readout
+    r = preds.readout
     if r is None:
         return ("no readout columns (cal_, call_, ood): no calls or OOD flags for these cases "
                 "(`cxr calibrate` the checkpoint, then predict or evaluate again)")
@@ -378,10 +380,11 @@ def run(args) -> int:
         if not args.predictions.is_file():
             raise FileNotFoundError(f"predictions file {args.predictions} does not exist")
         digest = args.checkpoint_hash or file_sha256(args.checkpoint)
+        preds = read_predictions(args.predictions)
         counts = Worklist(args.db).import_predictions(args.predictions, args.model, digest,
-                                                      images_root=args.images_root)
+                                                      images_root=args.images_root, preds=preds)
         print(f"{args.db}: {counts['inserted']} cases added, {counts['skipped']} already there; "
-              f"{readout_line(args.predictions)}")
+              f"{readout_line(preds)}")
         return 0
     if not args.db.is_file():
         raise FileNotFoundError(f"worklist {args.db} does not exist")

@@ -75,7 +75,10 @@ except analysis.UploadError as exc:
     st.stop()
 
 
-@st.cache_data(max_entries=32, show_spinner="Running MC dropout…")
+# cache_resource, not cache_data: the Analysis holds the readout (its OOD precision is a CxC
+# float64 matrix, 13 MB for efficientnet_b0), which cache_data would pickle into every entry and
+# unpickle on every rerun. The result is only read, never changed, so sessions can share it.
+@st.cache_resource(max_entries=32, show_spinner="Running MC dropout…")
 def predict(digest: str, ckpt: str, mtime: float, readout_mtime, passes: int, rule: str,
             name: str, _pixels, _model, _readout):
     # keyed by the film's hash and name (its dropout seed, as `cxr predict` draws it) and the

@@ -138,20 +138,23 @@ c2.plotly_chart(val_auc, key="val_auc")
 st.subheader("Calibration (reliability)")
 cal_finding = st.selectbox("Finding", ["all findings", *FINDINGS], key="cal_finding")
 cal_key = None if cal_finding == "all findings" else cal_finding
-st.plotly_chart(charts.calibration_figure({e.name: e.calibration() for e in evals}, cal_key),
-                key="calibration")
+# each table read once per rerun: both charts below draw the uncalibrated one
+before = {e.name: e.calibration() for e in evals}
+st.plotly_chart(charts.calibration_figure(before, cal_key), key="calibration")
 if cal_key:
     ece = {e.name: e.metrics.get("per_finding", {}).get(cal_key, {}).get("ece") for e in evals}
     st.caption("ECE: " + ", ".join(f"{k} {v:.3f}" for k, v in ece.items() if v is not None))
 
 # Calibration fitted on validation by `cxr calibrate` (the checkpoint's readout), scored here.
-calibrated = [e for e in evals if not e.calibrated().empty]
+after = {e.name: e.calibrated() for e in evals}
+calibrated = [e for e in evals if not after[e.name].empty]
 if calibrated:
     st.plotly_chart(charts.calibration_before_after(
-        {e.name: (e.calibration(), e.calibrated()) for e in calibrated}, cal_key),
+        {e.name: (before[e.name], after[e.name]) for e in calibrated}, cal_key),
         key="calibration_readout")
+    eces = {e.name: e.ece_before_after(cal_key) for e in calibrated}
     st.caption("ECE before → after calibration (fitted on validation): " + ", ".join(
-        f"{e.name} {b:.3f} → {a:.3f}" for e in calibrated for b, a in [e.ece_before_after(cal_key)]))
+        f"{name} {b:.3f} → {a:.3f}" for name, (b, a) in eces.items()))
 else:
     st.caption("No calibrated reliability curve: none of these runs has a readout. "
                "`cxr calibrate --checkpoint RUN/best.pt`, then `cxr evaluate`, adds one.")

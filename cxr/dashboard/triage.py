@@ -26,7 +26,7 @@ import pandas as pd
 from cxr.hashing import file_sha256
 from cxr.labels import FINDINGS
 from cxr.uncertainty import describe_rule
-from cxr.worklist import PROB, STD, Worklist
+from cxr.worklist import CALL, PROB, STD, Worklist
 
 ANY = "any"               # the finding, call, OOD and status choices that filter nothing
 MAX_UNCERTAINTY = 0.5     # the uncertainty slider's top (a probability's std is at most 0.5)
@@ -111,7 +111,7 @@ def case_table(cases: pd.DataFrame) -> pd.DataFrame:
     table["OOD"] = [OOD_MARK if flag == 1 else "" for flag in cases["ood"]]
     table[["model", "status", "uncertainty"]] = cases[["model", "status", "uncertainty"]]
     table["rule"] = cases["uncertainty_rule"].fillna("")
-    table["positive calls"] = [positive_calls(case) for _, case in cases.iterrows()]
+    table["positive calls"] = positive_calls(cases)
     table["OOD score"] = cases["ood_score"].astype(float)
     table["top finding"] = [FINDINGS[k] for k in probs.argmax(axis=1)]
     table["top P"] = probs.max(axis=1)
@@ -132,12 +132,14 @@ def rules_caption(cases: pd.DataFrame) -> str:
             + mixed)
 
 
-def positive_calls(case: pd.Series) -> str:
-    """The findings a case's readout called positive, comma-separated ('none'); '' when the
-    case came without a readout."""
-    if not isinstance(case.get("operating_point"), str):
-        return ""
-    return ", ".join(f for f in FINDINGS if case[f"call_{f}"] == "positive") or "none"
+def positive_calls(cases: pd.DataFrame) -> list[str]:
+    """Per case, the findings its readout called positive, comma-separated ('none'); '' for a
+    case that came without a readout. On the call columns as one array, not row by row: the
+    table is rebuilt on every rerun of the page, for the whole queue."""
+    positive = cases[CALL].to_numpy() == "positive"
+    names = np.asarray(FINDINGS)
+    return [(", ".join(names[row]) or "none") if isinstance(point, str) else ""
+            for row, point in zip(positive, cases["operating_point"])]
 
 
 def case_calls(case: pd.Series) -> list[str] | None:
