@@ -106,6 +106,10 @@ FROM cases c LEFT JOIN decisions d
 """
 
 
+class CaseChanged(ValueError):
+    """A decision made on a stale view of a case: it was decided (or changed) meanwhile."""
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -278,9 +282,13 @@ class Worklist:
 
     # -- write --------------------------------------------------------------------------
     def record_decision(self, case_id: int, decision: str, reviewer: str, note: str = "",
-                        corrected: list[str] | None = None) -> int:
+                        corrected: list[str] | None = None, *,
+                        expected_decisions: int | None = None) -> int:
         """Append a review decision (agree / disagree / second_read); returns its id.
-        `corrected`: the findings the reviewer says are present ([] = No Finding)."""
+        `corrected`: the findings the reviewer says are present ([] = No Finding).
+        `expected_decisions`: the number of decisions the case had when the reviewer's view of
+        it was drawn; if it has another number now, CaseChanged is raised and nothing is
+        recorded (checked inside the write transaction)."""
         if decision not in DECISIONS:
             raise ValueError(f"decision {decision!r} is not one of {DECISIONS}")
         if not str(reviewer).strip():
@@ -290,6 +298,8 @@ class Worklist:
         with self._transaction() as con:
             if con.execute("SELECT 1 FROM cases WHERE id = ?", (int(case_id),)).fetchone() is None:
                 raise ValueError(f"no case with id {case_id} in {self.path}")
+            if expected_decisions is not None:
+                _check_unchanged(con, int(case_id), int(expected_decisions))
             cur = con.execute(
                 "INSERT INTO decisions (case_id, decision, corrected, note, reviewer, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -313,6 +323,21 @@ class Worklist:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.export_table(history).to_csv(path, index=False)
         return path
+
+
+def _check_unchanged(con, case_id: int, expected: int) -> None:
+    """CaseChanged unless the case still has `expected` decisions."""
+    n = con.execute("SELECT COUNT(*) FROM decisions WHERE case_id = ?", (case_id,)).fetchone()[0]
+    if n == expected:
+        return
+    last = con.execute("SELECT reviewer, created_at FROM decisions WHERE case_id = ? "
+                       "ORDER BY id DESC LIMIT 1", (case_id,)).fetchone()
+    if last is None:
+        raise CaseChanged(f"case {case_id} changed while you were looking at it (its decisions "
+                          "were removed); nothing was recorded")
+    when = last[1][11:16]  # HH:MM of the ISO time (UTC)
+    raise CaseChanged(f"case {case_id} was decided by {last[0]} at {when} UTC while you were "
+                      "looking at it; nothing was recorded")
 
 
 def _case_rows(preds: Predictions, images_root) -> list[dict]:
