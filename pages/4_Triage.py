@@ -1,7 +1,9 @@
 """Triage: the review worklist (cxr/worklist.py, SQLite), one model's queue at a time (the best
 fusion run's by default), most uncertain cases first; filter by finding, call, OOD flag, status
 and uncertainty; select a case to see its film, Grad-CAM, probabilities and calls, then record a
-decision (kept with history).
+decision (kept with history). The selected case is an id in session state, never a row number,
+and each case's form has keys of its own (cxr/dashboard/triage.py says why). Names and notes
+others typed are shown as plain text (cxr/dashboard/plain.py).
 Logic: cxr/dashboard/triage.py."""
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ from pathlib import Path
 import streamlit as st
 
 import app_ui
-from cxr.dashboard import analysis, charts, triage
+from cxr.dashboard import analysis, charts, plain, triage
 from cxr.dashboard.runs import list_runs
 from cxr.dashboard.status import overview, worklist_counts
+from cxr.data.images import ImageLoadError
 from cxr.labels import FINDINGS
 from cxr.worklist import DECISIONS, STATUSES, Worklist
 
@@ -27,7 +30,8 @@ if worklist_counts(r.worklist) is None:
             f"--checkpoint RUN/best.pt --db {r.worklist}`.")
     app_ui.demo_banner(overview(r).demo)
     st.stop()
-wl = Worklist(r.worklist)
+wl = Worklist(r.worklist, create=False)  # reading writes nothing
+ss = st.session_state
 runs = list_runs(r.runs)
 queues = {q.checkpoint_hash: q for q in triage.queues(wl, runs)}
 if not queues:
@@ -62,45 +66,65 @@ with st.container(border=True):
 
 cases = triage.find_cases(wl, finding, min_prob, status, uncertainty, sort, ascending,
                           queue=queue.checkpoint_hash, call=call, ood=ood)
-calls_text = (f"Calls at the {queue.operating_point} operating point (chosen on validation)."
+calls_text = (f"Calls at the {plain.md(queue.operating_point)} operating point (chosen on "
+              "validation)."
               if queue.operating_point else
               "This queue came without a readout: no calls and no out-of-distribution flags "
               "(run `cxr calibrate` on its checkpoint, evaluate or predict again, and import).")
 st.caption(f"{len(cases)} case(s) shown; {queue.pending} pending in this queue, "
            f"{worklist_counts(r.worklist)['pending']} in the worklist. {calls_text} "
-           + triage.rules_caption(cases))
+           + triage.rules_caption(cases))  # rule names checked by cxr.uncertainty
+
+# -- the selection: a case id kept in session state (a new queue starts at its first case) ------
+ids = [int(i) for i in cases["id"]]
+if ss.get("triage_queue") != queue.checkpoint_hash:
+    ss["triage_queue"] = queue.checkpoint_hash
+    ss.pop("triage_case", None)
+pick = triage.pick_case(ids, ss.get("triage_case"), saved=ss.pop("triage_saved", None))
 if cases.empty:
     st.info("No case matches these filters.")
-    st.stop()
-
-event = st.dataframe(
-    triage.case_table(cases), hide_index=True, width="stretch", height=360, key="cases",
-    on_select="rerun", selection_mode="single-row",
-    selection_default={"selection": {"rows": [0]}},
-    column_config={
-        "id": st.column_config.NumberColumn("case", width="small"),
-        "OOD": st.column_config.TextColumn(
-            "OOD", help="out of distribution: the film is unlike the films the model was "
-            "trained on, and its numbers are not to be trusted"),
-        "OOD score": st.column_config.NumberColumn("OOD score", format="%.2f"),
-        "uncertainty": st.column_config.NumberColumn(
-            "uncertainty", format="%.3f", help="the image score under the case's rule: mean = "
-            "mean MC-dropout std over the findings (the report's), any = the largest"),
-        "top P": st.column_config.ProgressColumn("top P", min_value=0.0, max_value=1.0,
-                                                 format="%.2f"),
-        **{f: st.column_config.ProgressColumn(f, min_value=0.0, max_value=1.0, format="%.2f")
-           for f in FINDINGS}})
-rows = event.selection.rows if event is not None else []
-row = rows[0] if rows and rows[0] < len(cases) else 0  # nothing selected: the first case
-case = cases.iloc[row]
-case_id = int(case["id"])
+    if pick.case_id is None:
+        st.stop()
+else:
+    key = triage.table_key(ids)  # a new list of cases is a new table, selected afresh
+    event = st.dataframe(
+        triage.case_table(cases), hide_index=True, width="stretch", height=360, key=key,
+        on_select="rerun", selection_mode="single-row",
+        selection_default={"selection": {"rows": [ids.index(pick.case_id)] if pick.listed
+                                                  else []}},
+        column_config={
+            "id": st.column_config.NumberColumn("case", width="small"),
+            "OOD": st.column_config.TextColumn(
+                "OOD", help="out of distribution: the film is unlike the films the model was "
+                "trained on, and its numbers are not to be trusted"),
+            "OOD score": st.column_config.NumberColumn("OOD score", format="%.2f"),
+            "uncertainty": st.column_config.NumberColumn(
+                "uncertainty", format="%.3f", help="the image score under the case's rule: mean = "
+                "mean MC-dropout std over the findings (the report's), any = the largest"),
+            "top P": st.column_config.ProgressColumn("top P", min_value=0.0, max_value=1.0,
+                                                     format="%.2f"),
+            **{f: st.column_config.ProgressColumn(f, min_value=0.0, max_value=1.0, format="%.2f")
+               for f in FINDINGS}})
+    rows = list(event.selection.rows) if event is not None else []
+    clicked = triage.clicked_case(ids, key, rows, ss.get("triage_table"))
+    ss["triage_table"] = (key, rows)
+    if clicked is not None:
+        pick = triage.pick_case(ids, pick.case_id, clicked=clicked)
+case_id = ss["triage_case"] = pick.case_id
+if pick.listed:
+    case = cases.loc[cases["id"] == case_id].iloc[0]
+else:  # it left the list (decided by someone else, filters changed): say so, never swap it
+    case = triage.case_by_id(wl, case_id, queue.checkpoint_hash)
+    st.warning(plain.md(triage.left_list_note(case, case_id)))
+    if case is None:
+        st.stop()
 
 # -- the case ------------------------------------------------------------------------------------
-st.subheader(f"Case {case_id}: {case['image']}")
-st.caption(f"model {case['model']} · status **{case['status']}** · uncertainty "
-           f"{case['uncertainty']:.3f} (rule {case['uncertainty_rule']})"
+st.subheader(f"Case {case_id}: {plain.md(case['image'])}")
+st.caption(f"model {plain.md(case['model'])} · status **{case['status']}** · uncertainty "
+           f"{case['uncertainty']:.3f} (rule {plain.md(case['uncertainty_rule'])})"
            if case["uncertainty"] == case["uncertainty"]
-           else f"model {case['model']} · status **{case['status']}**")
+           else f"model {plain.md(case['model'])} · status **{case['status']}**")
 mean, std = triage.case_probabilities(case)
 if case["ood"] == 1:  # before the case's numbers, as on the Predict page
     st.error(f"**Out of distribution.** This film is unlike the films this model was trained "
@@ -108,9 +132,13 @@ if case["ood"] == 1:  # before the case's numbers, as on the Predict page
 calls = triage.case_calls(case)
 
 
+IMAGE_ROOTS = tuple(str(p) for p in triage.image_roots(r.data))
+
+
 @st.cache_data(max_entries=16, show_spinner="Loading the film…")
-def film(path: str):
-    return analysis.read_upload(Path(path).read_bytes(), Path(path).name).pixels
+def film(path: str, roots: tuple[str, ...]):
+    """Only through load_image, only under the image roots (triage.load_film)."""
+    return triage.load_film(path, [Path(p) for p in roots]).pixels
 
 
 left, right = st.columns([2, 3])
@@ -119,19 +147,18 @@ with right:
     if calls is not None:
         called = {c: [f for f, x in zip(FINDINGS, calls) if x == c] for c in ("positive",
                                                                               "uncertain")}
-        st.caption(f"Calls at the {case['operating_point']} operating point: positive "
+        st.caption(f"Calls at the {plain.md(case['operating_point'])} operating point: positive "
                    f"{', '.join(called['positive']) or 'none'}; uncertain "
                    f"{', '.join(called['uncertain']) or 'none'}; the others negative or n/a.")
 with left:
-    path = case["path"]
+    path = case["path"] if isinstance(case["path"], str) else None
     pixels = None
-    if not path or not Path(path).is_file():
-        st.info(f"Film not available here ({path or 'no path recorded'}).")
-    else:
-        try:
-            pixels = analysis.display_film(film(path))
-        except (analysis.UploadError, OSError) as exc:
-            st.error(f"Cannot read the film: {exc}")
+    try:
+        pixels = analysis.display_film(film(path, IMAGE_ROOTS))
+    except triage.FilmUnavailable as exc:
+        st.info(f"Film not available here: {plain.md(exc)}.")
+    except ImageLoadError as exc:
+        st.error(f"Cannot read the film: {plain.md(exc)}")
     if pixels is not None:
         ckpt = triage.checkpoint_for(case["checkpoint_hash"], runs)
         show = st.selectbox("Grad-CAM for", ["(film only)", *FINDINGS],
@@ -140,7 +167,7 @@ with left:
             device = analysis.device_name()
             model, _ = app_ui.model_for(ckpt, device)
             with app_ui.model_lock(ckpt, device):
-                heat = analysis.explain(model, film(path), [show])[show]
+                heat = analysis.explain(model, film(path, IMAGE_ROOTS), [show])[show]
             st.image(analysis.overlay(pixels, heat, 0.4), width="stretch",
                      caption=f"Grad-CAM: {show}")
         else:
@@ -152,36 +179,50 @@ with left:
 # -- decision --------------------------------------------------------------------------------------
 if not who.local:
     app_ui.signed_in(who, key="sign_out_triage")
-with st.form("decision", clear_on_submit=False):
+if who.local:  # single-user local mode: the reviewer says who they are (kept between cases)
+    reviewer = st.text_input("Reviewer", key="d_reviewer")
+else:  # signed in: always the signed-in identity, never a typed name
+    reviewer = who.identity
+# The form of this case (keys hold its id and the number of decisions saved in this session,
+# so every case's form starts empty); `drawn`: what the form the reviewer submitted showed.
+gen, drawn = ss.get("triage_gen", 0), ss.get("triage_drawn")
+key_of = lambda field: triage.form_key(field, case_id, gen)
+with st.form(f"decision_{case_id}_{gen}", clear_on_submit=False):
     st.markdown("**Your review**")
     c1, c2 = st.columns([1, 2])
-    decision = c1.radio("Decision", DECISIONS, format_func=DECISION_LABELS.get, key="d_decision")
-    corrected = c2.multiselect("Findings present (if you disagree)", FINDINGS, key="d_corrected",
+    decision = c1.radio("Decision", DECISIONS, format_func=DECISION_LABELS.get,
+                        key=key_of("decision"))
+    corrected = c2.multiselect("Findings present (if you disagree)", FINDINGS,
+                               key=key_of("corrected"),
                                help="leave empty with 'Disagree' to mean No Finding")
-    note = st.text_area("Note", key="d_note")
-    if who.local:  # single-user local mode: the reviewer says who they are
-        reviewer = st.text_input("Reviewer", key="d_reviewer")
-    else:  # signed in: always the signed-in identity, never a typed name
-        reviewer = who.identity
-        st.caption(f"Recorded as `{who.identity}`, the signed-in identity.")
-    if st.form_submit_button("Record decision", type="primary"):
-        try:
-            triage.record_decision(wl, case_id, decision, reviewer, note, corrected)
-        except ValueError as exc:
-            st.error(str(exc))
-        else:
-            st.session_state["recorded"] = f"Recorded **{DECISION_LABELS[decision]}** for case " \
-                                           f"{case_id} by {reviewer.strip()}."
-            st.rerun()
-if "recorded" in st.session_state:
-    st.success(st.session_state.pop("recorded"))
+    note = st.text_area("Note", key=key_of("note"))
+    if not who.local:
+        st.caption(f"Recorded as {plain.code(who.identity)}, the signed-in identity.")
+    submitted = st.form_submit_button("Record decision", type="primary")
+ss["triage_drawn"] = triage.Drawn(case_id, int(case["n_decisions"]))
+if submitted:
+    try:
+        triage.save_decision(wl, drawn, case_id, decision, reviewer, note, corrected)
+    except triage.SaveFailed as exc:  # full disk, read-only database: the form keeps its input
+        st.error(str(exc), icon=":material/error:")
+    except ValueError as exc:  # bad input, or the case changed meanwhile (CaseChanged)
+        st.error(plain.md(exc))
+    else:
+        ss["recorded"] = (f"Recorded **{DECISION_LABELS[decision]}** for case {case_id} by "
+                          f"{plain.md(reviewer.strip())}.")
+        ss["triage_saved"] = (case_id, ids)  # the next case, if this one leaves the list
+        ss["triage_gen"] = gen + 1           # ... and every form starts empty again
+        st.rerun()
+if "recorded" in ss:
+    st.success(ss.pop("recorded"))
 
 history = wl.history(case_id)
 st.markdown(f"**History of case {case_id}** ({len(history)} decision(s))")
 if history.empty:
     st.caption("No decision yet.")
-else:
-    st.table(history[["created_at", "reviewer", "decision", "corrected", "note"]])
+else:  # a dataframe shows cells as plain text (st.table would render notes as Markdown)
+    st.dataframe(history[["created_at", "reviewer", "decision", "corrected", "note"]],
+                 hide_index=True, width="stretch", key=f"history_{case_id}")
 
 # -- export (the CSV is made when a button is clicked, not on every rerun) ------------------------
 c1, c2 = st.columns(2)

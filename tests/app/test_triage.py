@@ -17,6 +17,41 @@ def cases_table(at):
     return frames[0]
 
 
+def select_row(at, row: int) -> None:
+    """Click row `row` of the case table as it is drawn now, and rerun."""
+    # the table's key (one per list of cases; "cases" before issue 18)
+    key = at.session_state["triage_table"][0] if "triage_table" in at.session_state else "cases"
+    at.session_state[key] = {"selection": {"rows": [row], "columns": []}}
+    at.run()
+
+
+def shown_case(at) -> int:
+    """The id of the case the page shows (its heading: 'Case 12: image')."""
+    [heading] = [h.value for h in at.subheader if h.value.startswith("Case ")]
+    return int(heading.split(":")[0].removeprefix("Case "))
+
+
+def form_widget(at, kind: str, label: str):
+    """The decision form's widget with this label (its key holds the case id)."""
+    [widget] = [w for w in getattr(at, kind) if w.label == label]
+    return widget
+
+
+def fill_form(at, decision: str, corrected=(), note: str = "", reviewer: str | None = None):
+    form_widget(at, "radio", "Decision").set_value(decision)
+    form_widget(at, "multiselect", "Findings present (if you disagree)").set_value(
+        list(corrected))
+    form_widget(at, "text_area", "Note").set_value(note)
+    if reviewer is not None:
+        at.text_input(key="d_reviewer").set_value(reviewer)
+
+
+def history_table(at):
+    frames = [d.value for d in at.dataframe if "note" in d.value.columns]
+    assert len(frames) == 1
+    return frames[0]
+
+
 def test_no_worklist_yet(app, empty_world):
     at = app(empty_world, PAGE)
     no_exception(at)
@@ -74,8 +109,7 @@ def test_sorting_and_filters(app, world):
 def test_selecting_a_row_shows_that_case(app, world):
     at = app(world, PAGE)
     table = cases_table(at)
-    at.session_state["cases"] = {"selection": {"rows": [2], "columns": []}}
-    at.run()
+    select_row(at, 2)
     no_exception(at)
     assert at.subheader[0].value.startswith(f"Case {int(table['id'].iloc[2])}:")
 
@@ -83,10 +117,8 @@ def test_selecting_a_row_shows_that_case(app, world):
 def test_recording_a_decision(app, fresh_world):
     at = app(fresh_world, PAGE)
     case_id = int(cases_table(at)["id"].iloc[0])
-    at.radio(key="d_decision").set_value("disagree")
-    at.multiselect(key="d_corrected").set_value(["Effusion", "Cardiomegaly"])
-    at.text_area(key="d_note").set_value("blunted costophrenic angle")
-    at.text_input(key="d_reviewer").set_value("dr test")
+    fill_form(at, "disagree", ["Effusion", "Cardiomegaly"], "blunted costophrenic angle",
+              reviewer="dr test")
     button(at, "Record decision").click()
     at.run()
     no_exception(at)
@@ -97,7 +129,7 @@ def test_recording_a_decision(app, fresh_world):
         ("disagree", "dr test", "blunted costophrenic angle")
     assert row["corrected"] == '["Cardiomegaly", "Effusion"]'  # NIH order
     assert any(f"case {case_id}" in s.value for s in at.success)
-    assert at.table[0].value["decision"].tolist() == ["disagree"]  # the case's history
+    assert history_table(at)["decision"].tolist() == ["disagree"]  # the case's history
     # the status filter finds it; a fresh session (an app restart) still sees it
     at.selectbox(key="f_status").set_value("disagree")
     at.run()
@@ -110,7 +142,7 @@ def test_recording_a_decision(app, fresh_world):
 def test_a_decision_without_reviewer_is_refused_and_nothing_written(app, fresh_world):
     at = app(fresh_world, PAGE)
     case_id = int(cases_table(at)["id"].iloc[0])
-    at.radio(key="d_decision").set_value("agree")
+    fill_form(at, "agree")
     button(at, "Record decision").click()
     at.run()
     no_exception(at)
@@ -176,7 +208,102 @@ def test_one_model_per_queue_calls_and_ood(app, fresh_world):
     at.run()
     no_exception(at)
     assert cases_table(at)["image"].tolist() == [f.name for f in fresh_world.films[5:3:-1]]
+    # the case shown before left the list: the page says so, and shows it until one is chosen
+    assert any("is no longer in this list" in w.value for w in at.warning)
+    select_row(at, 0)
+    no_exception(at)
     [error] = at.error  # the shown case is out of distribution, and the page says so first
     assert "unlike the films this model was trained on (OOD score 25.00)" in error.value
     assert any("Calls at the sensitivity operating point: positive Atelectasis" in c.value
                for c in at.caption)
+
+
+# -- issue 18 item 1: a decision lands on the case that was shown, or is refused -----------------
+def pending_page(app, world, row: int = 0):
+    """A reviewer's session on the pending queue, looking at the case on row `row`."""
+    at = app(world, PAGE)
+    at.selectbox(key="f_status").set_value("pending")
+    at.run()
+    if row:
+        select_row(at, row)
+    no_exception(at)
+    return at
+
+
+def decide_first_case(app, world, reviewer: str = "dr b") -> int:
+    """Another reviewer's session records 'agree' on the first case of the pending queue."""
+    other = pending_page(app, world)
+    case_id = shown_case(other)
+    fill_form(other, "agree", reviewer=reviewer)
+    button(other, "Record decision").click()
+    other.run()
+    no_exception(other)
+    assert len(Worklist(world.worklist).history(case_id)) == 1
+    return case_id
+
+
+def test_a_decision_lands_on_the_case_shown_when_the_queue_shifts(app, fresh_world):
+    a = pending_page(app, fresh_world, row=1)
+    ids = cases_table(a)["id"].tolist()
+    shown = shown_case(a)
+    assert shown == ids[1]
+    fill_form(a, "disagree", ["Effusion"], "seen on row 1", reviewer="dr a")
+    # meanwhile another reviewer decides the case above it: the pending list loses its first row
+    assert decide_first_case(app, fresh_world) == ids[0]
+    button(a, "Record decision").click()
+    a.run()
+    no_exception(a)
+    wl = Worklist(fresh_world.worklist)
+    mine = wl.history(shown)
+    assert mine["reviewer"].tolist() == ["dr a"] and mine["note"].tolist() == ["seen on row 1"]
+    assert wl.history(ids[2]).empty  # the case that moved up to row 1: untouched
+    assert any(f"case {shown}" in s.value for s in a.success)
+
+
+def test_a_case_decided_meanwhile_is_refused_and_the_form_keeps_its_input(app, fresh_world):
+    a = pending_page(app, fresh_world)
+    shown = shown_case(a)
+    fill_form(a, "disagree", ["Effusion"], "my reading", reviewer="dr a")
+    assert decide_first_case(app, fresh_world) == shown  # dr b decides the very same case
+    button(a, "Record decision").click()
+    a.run()
+    no_exception(a)
+    [error] = a.error
+    assert f"case {shown} was decided by dr b at" in error.value.replace("\\", "")
+    assert "nothing was recorded" in error.value.replace("\\", "")
+    wl = Worklist(fresh_world.worklist)
+    assert wl.export_table(history=True)["reviewer"].tolist() == ["dr b"]  # only dr b's
+    # the page still shows that case (it left the pending list) and says so; the form kept input
+    assert shown_case(a) == shown
+    assert any("is no longer in this list" in w.value for w in a.warning)
+    assert form_widget(a, "text_area", "Note").value == "my reading"
+    assert form_widget(a, "radio", "Decision").value == "disagree"
+
+
+def test_after_a_save_the_next_cases_form_is_empty(app, fresh_world):
+    a = pending_page(app, fresh_world)
+    ids = cases_table(a)["id"].tolist()
+    fill_form(a, "second_read", ["Mass"], "look again", reviewer="dr a")
+    button(a, "Record decision").click()
+    a.run()
+    no_exception(a)
+    assert Worklist(fresh_world.worklist).history(ids[0])["note"].tolist() == ["look again"]
+    assert shown_case(a) == ids[1]  # the next case of the list it was decided in
+    assert form_widget(a, "radio", "Decision").value == "agree"  # the first choice: untouched
+    assert form_widget(a, "multiselect", "Findings present (if you disagree)").value == []
+    assert form_widget(a, "text_area", "Note").value == ""
+    assert a.text_input(key="d_reviewer").value == "dr a"  # who reviews is kept
+
+
+def test_the_saved_case_stays_shown_with_an_empty_form_when_still_listed(app, fresh_world):
+    at = app(fresh_world, PAGE)
+    select_row(at, 3)
+    shown = shown_case(at)
+    fill_form(at, "disagree", ["Mass"], "first look", reviewer="dr a")
+    button(at, "Record decision").click()
+    at.run()
+    no_exception(at)
+    assert shown_case(at) == shown  # every status is listed: the case stays
+    assert form_widget(at, "text_area", "Note").value == ""
+    assert form_widget(at, "radio", "Decision").value == "agree"
+    assert history_table(at)["note"].tolist() == ["first look"]
