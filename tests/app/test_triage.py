@@ -2,8 +2,12 @@
 CAM and probabilities, and decisions recorded through cxr.worklist."""
 from __future__ import annotations
 
+import errno
 import math
+import sqlite3
 
+import numpy as np
+import pytest
 from apptest_util import button, no_exception
 
 from cxr.worklist import Worklist
@@ -307,3 +311,140 @@ def test_the_saved_case_stays_shown_with_an_empty_form_when_still_listed(app, fr
     assert form_widget(at, "text_area", "Note").value == ""
     assert form_widget(at, "radio", "Decision").value == "agree"
     assert history_table(at)["note"].tolist() == ["first look"]
+
+
+# -- issue 18 item 7: what others typed or named is shown as plain text ------------------------
+PLANTED = ("![x](http://127.0.0.1:9/x.png)", "**bold**")
+# the elements whose text Streamlit renders as Markdown (st.table cells and image captions too)
+MARKDOWN_TYPES = {"markdown", "caption", "title", "header", "subheader", "error", "warning",
+                  "info", "success", "toast", "table", "image", "progress", "expandable"}
+
+
+def unrendered(at) -> list[str]:
+    """The Markdown-rendering elements that carry a planted string unescaped."""
+    found = []
+
+    def walk(node):
+        if getattr(node, "type", None) in MARKDOWN_TYPES:
+            text = str(node.proto)
+            found.extend(f"{node.type}: {p}" for p in PLANTED if p in text)
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+    walk(at._tree)
+    return found
+
+
+def _planted_queue(world) -> str:
+    """A case whose image name and model name carry Markdown, its film under the data folder."""
+    from cxr.evaluation.predictions import predictions_frame
+    rng = np.random.default_rng(3)
+    frame = predictions_frame([f"{PLANTED[0]} {PLANTED[1]}.png"], rng.random((1, 14)),
+                              np.full((1, 14), 0.3), np.array([True]))
+    frame["source"] = [str(world.films[0])]
+    frame.to_csv(world.root / "planted.csv", index=False)
+    Worklist(world.worklist).import_predictions(world.root / "planted.csv",
+                                                f"{PLANTED[1]} {PLANTED[0]}", "planted")
+    return "planted"
+
+
+def test_names_notes_and_findings_are_shown_as_text_not_markdown(app, fresh_world):
+    queue = _planted_queue(fresh_world)
+    at = app(fresh_world, PAGE)
+    at.selectbox(key="f_queue").set_value(queue)
+    at.run()
+    no_exception(at)
+    case_id = shown_case(at)
+    fill_form(at, "disagree", ["Mass"], f"{PLANTED[0]} {PLANTED[1]}",
+              reviewer=f"dr {PLANTED[1]} {PLANTED[0]}")
+    button(at, "Record decision").click()
+    at.run()
+    no_exception(at)
+    assert len(Worklist(fresh_world.worklist).history(case_id)) == 1
+    assert unrendered(at) == []
+    # ... and each is there, as the reader typed it: in plain-text cells, escaped in Markdown
+    history = history_table(at)
+    assert history["note"].tolist() == [f"{PLANTED[0]} {PLANTED[1]}"]
+    assert history["reviewer"].tolist() == [f"dr {PLANTED[1]} {PLANTED[0]}"]
+    assert cases_table(at)["image"].tolist() == [f"{PLANTED[0]} {PLANTED[1]}.png"]
+    assert "\\!\\[x\\]" in at.subheader[0].value  # the image name, escaped
+    assert any("\\*\\*bold\\*\\*" in s.value for s in at.success)  # the reviewer, escaped
+
+
+# -- issue 18 item 8: case films only under the image roots, only through load_image ------------
+def _film_case(world, path: str, name: str) -> int:
+    from cxr.evaluation.predictions import predictions_frame
+    frame = predictions_frame([name], np.full((1, 14), 0.2), np.full((1, 14), 0.4),
+                              np.array([True]))
+    frame["source"] = [path]
+    csv = world.root / f"{name}.csv"
+    frame.to_csv(csv, index=False)
+    Worklist(world.worklist).import_predictions(csv, "fusion", f"paths-{name}")
+    return f"paths-{name}"
+
+
+def test_a_film_outside_the_image_roots_is_not_read(app, fresh_world, tmp_path, monkeypatch):
+    import dashboard_env
+    outside = dashboard_env.film_png(tmp_path / "elsewhere" / "film.png", 2)
+    link = fresh_world.data / "tiny" / "images" / "link.png"
+    link.symlink_to(outside)  # a link under the data folder to a film outside it
+    for path, name in ((str(outside), "outside"), ("/etc/passwd", "passwd"),
+                       (str(link), "link")):
+        queue = _film_case(fresh_world, path, name)
+        at = app(fresh_world, PAGE)
+        at.selectbox(key="f_queue").set_value(queue)
+        at.run()
+        no_exception(at)
+        assert any(i.value.startswith("Film not available here: ") and "outside the image "
+                   "folders" in i.value.replace("\\", "") for i in at.info), name
+        assert not at.error and not at.get("image"), name  # nothing read, nothing shown
+    # a folder named in CXR_IMAGE_ROOTS is read (through load_image, with its limits)
+    monkeypatch.setenv("CXR_IMAGE_ROOTS", str(outside.parent))
+    at = app(fresh_world, PAGE)
+    at.selectbox(key="f_queue").set_value("paths-outside")
+    at.run()
+    no_exception(at)
+    assert len(at.get("image")) == 1 and not [i for i in at.info if "Film" in i.value]
+
+
+# -- issue 18 item 11: a failed write is a message and the form keeps its input -----------------
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   sqlite3.OperationalError("database or disk is full")])
+def test_a_full_disk_is_a_message_and_the_form_keeps_its_input(app, fresh_world, monkeypatch,
+                                                               error):
+    at = app(fresh_world, PAGE)
+    case_id = shown_case(at)
+    fill_form(at, "disagree", ["Effusion"], "kept", reviewer="dr a")
+    real = Worklist.record_decision
+
+    def full(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(Worklist, "record_decision", full)
+    button(at, "Record decision").click()
+    at.run()
+    no_exception(at)
+    [message] = at.error
+    assert message.value.startswith("Nothing was recorded: the disk holding the worklist is "
+                                    "full") and "kept in the form" in message.value
+    assert form_widget(at, "text_area", "Note").value == "kept"
+    assert form_widget(at, "radio", "Decision").value == "disagree"
+    assert Worklist(fresh_world.worklist).history(case_id).empty
+    monkeypatch.setattr(Worklist, "record_decision", real)  # space again: the same form saves
+    button(at, "Record decision").click()
+    at.run()
+    no_exception(at)
+    assert Worklist(fresh_world.worklist).history(case_id)["note"].tolist() == ["kept"]
+
+
+def test_reading_the_worklist_writes_nothing(app, fresh_world):
+    import sqlite3 as sql
+    con = sql.connect(fresh_world.worklist)
+    con.execute("PRAGMA journal_mode=DELETE")  # a worklist as a read-only copy might hold it
+    con.close()
+    before = fresh_world.worklist.stat().st_mtime_ns
+    at = app(fresh_world, PAGE)
+    no_exception(at)
+    assert len(cases_table(at)) == 6
+    con = sql.connect(fresh_world.worklist)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not switched to WAL
+    con.close()
+    assert fresh_world.worklist.stat().st_mtime_ns == before
