@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import re
 
-# Every ASCII punctuation character may be backslash-escaped in CommonMark, and an escaped one is
-# always literal: this covers links and images ([ ] ( ) !), emphasis (* _ ~), code (`), headings
-# (#), lists (- + . digits), tables (|), HTML (< >), and Streamlit's own directives (:red[..],
-# :material/icon:, emoji shortcodes) and math ($).
-_PUNCT = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
+# The characters that start Markdown inline syntax, all escaped (an escaped one is always
+# literal in CommonMark): links and images ([ ] ( ) !), emphasis (* ~), code (`), HTML (< > &),
+# tables (|), headings (#), math ($), Streamlit's directives (:red[..]: the bracket) and the
+# backslash itself. An underscore only emphasises at a word's edge (client_secret stays as it
+# is), and block syntax (lists, quotes, rules) only at the start of the (single) line.
+_ALWAYS = re.compile(r"([\\`*\[\]()!<>&|#~${}])")
+_EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_BLOCK_START = re.compile(r"^(\s*\d+|\s*)((?<=\d)[.)]|[-+=])")
 
 
 def md(text: object) -> str:
     """`text` escaped so that Markdown shows it literally (line breaks become spaces)."""
     flat = " ".join(str(text).splitlines())
-    return _PUNCT.sub(r"\\\1", flat)
+    out = _EDGE_UNDERSCORE.sub(r"\\_", _ALWAYS.sub(r"\\\1", flat))
+    return _BLOCK_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", out)
 
 
 def code(text: object) -> str:

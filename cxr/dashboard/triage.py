@@ -14,7 +14,8 @@ its sha256) and a reviewer's decision.
     key = table_key(ids)                       # the table widget's key: one per list of cases
     pick = pick_case(ids, selected=12)         # case 12 stays selected while it is listed
     film = load_film(case["path"], image_roots(roots.data))   # only under the image roots
-    save_decision(wl, Drawn(12, 0), "agree", "dr a", "", [])  # CaseChanged if 12 changed
+    save_decision(wl, Drawn(12, 0), 12, "agree", "dr a", "", [])  # CaseChanged: 12 changed
+    claim = claim_case(wl, 12, "dr a")         # renewed on every rerun; others read only
 
 The selection is a case id, never a row number: the table is re-queried on every rerun (another
 reviewer's decision, a filter) and its rows shift, so the page keeps the selected id in session
@@ -121,7 +122,8 @@ def find_cases(wl: Worklist, finding: str = ANY, min_prob: float = 0.5, status: 
 def case_table(cases: pd.DataFrame) -> pd.DataFrame:
     """One row per case: id, image, the OOD mark, model, status, uncertainty (the image score)
     and its rule, the findings called positive (empty without a readout), the OOD score, the
-    top finding and its P, the uncertain flag, the latest reviewer, then P per finding."""
+    top finding and its P, the uncertain flag, the latest reviewer, who has it open now (a live
+    claim), then P per finding."""
     probs = cases[PROB].to_numpy()
     table = cases[["id", "image"]].copy()
     table["OOD"] = [OOD_MARK if flag == 1 else "" for flag in cases["ood"]]
@@ -133,6 +135,8 @@ def case_table(cases: pd.DataFrame) -> pd.DataFrame:
     table["top P"] = probs.max(axis=1)
     table["uncertain"] = cases["uncertain"].astype(bool)
     table["reviewer"] = cases["reviewer"].fillna("")
+    table["claimed by"] = (cases["claimed_by"].fillna("") if "claimed_by" in cases
+                           else "")  # a live claim: someone has the case open
     table[list(FINDINGS)] = probs
     return table
 
@@ -271,6 +275,54 @@ def left_list_note(case: pd.Series | None, case_id: int) -> str:
             "filters changed). It stays open until you choose a case in the table.")
 
 
+# -- claims: who is reviewing a case right now (advice; decisions are guarded by Drawn) -------
+def claim_case(wl: Worklist, case_id: int, reviewer: str | None):
+    """Claim the case for `reviewer` (taken, or renewed: the page calls this on every rerun
+    while the case is open), or the other holder's live claim (Claim.mine False). None while
+    the reviewer has no name yet (local mode before one is typed): nothing is claimed."""
+    if not reviewer or not str(reviewer).strip():
+        return None
+    return wl.claim_case(int(case_id), str(reviewer).strip())
+
+
+def claim_note(claim) -> str | None:
+    """The line other reviewers see (plain text), or None for one's own claim or no claim."""
+    if claim is None or claim.mine:
+        return None
+    return (f"Being reviewed by {claim.holder} until {clock_time(claim.expires_at)}: you can "
+            "look at this case, but its form is read-only until they decide it or their claim "
+            "runs out (it is renewed while they work on it).")
+
+
+def clock_time(iso: str) -> str:
+    """'10:31 UTC' from an ISO time."""
+    from datetime import datetime, timezone
+    when = datetime.fromisoformat(str(iso))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%H:%M UTC")
+
+
+def release_claim(wl: Worklist, case_id: int | None, reviewer: str | None) -> None:
+    """Give up one's claim on a case one has left (someone else's claim stays)."""
+    if case_id is not None and reviewer and str(reviewer).strip():
+        wl.release_claim(int(case_id), str(reviewer).strip())
+
+
+def worklist_problem(exc: BaseException) -> str | None:
+    """The page's message for a worklist it cannot use (None: not such an error): the server
+    is unreachable, or the schema is another version (the message says what to run)."""
+    from cxr.worklist import SchemaMismatch, WorklistUnavailable
+    if isinstance(exc, WorklistUnavailable):
+        return (f"The worklist is not available right now: {exc} Decisions made before are "
+                "kept; reload this page when the database is back.")
+    if isinstance(exc, SchemaMismatch):
+        return f"This dashboard cannot use the worklist as it is: {exc}"
+    if isinstance(exc, OSError):
+        return f"The worklist cannot be read: {exc}"
+    return None
+
+
 # -- the decision form ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Drawn:
@@ -299,25 +351,18 @@ def save_decision(wl: Worklist, drawn: Drawn | None, case_id: int, decision: str
     if drawn is None or drawn.case_id != int(case_id):
         raise CaseChanged(f"this form was not drawn for case {case_id}; nothing was recorded. "
                           "Check the case and submit again.")
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cxr.worklist import WorklistUnavailable
     try:
         return record_decision(wl, int(case_id), decision, reviewer, note, corrected,
                                expected_decisions=drawn.n_decisions)
+    except WorklistUnavailable as exc:  # says it all, the masked URL included
+        raise SaveFailed(f"{exc} Your entries are kept in the form.") from exc
     except ValueError:
         raise
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, SQLAlchemyError) as exc:
         raise SaveFailed(write_problem(exc)) from exc
-    except Exception as exc:
-        if _is_database_error(exc):
-            raise SaveFailed(write_problem(exc)) from exc
-        raise
-
-
-def _is_database_error(exc: BaseException) -> bool:
-    try:
-        from sqlalchemy.exc import SQLAlchemyError
-    except ImportError:  # pragma: no cover - SQLAlchemy is a dependency
-        return False
-    return isinstance(exc, SQLAlchemyError) or type(exc).__name__ == "WorklistUnavailable"
 
 
 def write_problem(exc: BaseException) -> str:
