@@ -12,6 +12,7 @@ from cxr.dashboard.auth import (AuthConfigError, AuthSettings, Viewer, load_sett
                                 served_locally)
 from cxr.dashboard.runs import RunInfo, format_eta
 from cxr.dashboard.state import Roots
+from cxr.worklist import mask
 
 DISCLAIMER = ("**Research and teaching tool — not for diagnosis.** Not a medical device; "
               "outputs are model estimates from noisy, text-mined labels.")
@@ -90,7 +91,7 @@ def sidebar(r: Roots, who: Viewer) -> None:
             signed_in(who, key="sign_out")
         with st.expander("Folders", expanded=False):
             st.caption(f"runs: {plain.code(r.runs)}  \ndata: {plain.code(r.data)}  \n"
-                       f"worklist: {plain.code(r.worklist)}  \n"
+                       f"worklist: {plain.code(mask(r.worklist))}  \n"
                        "(set CXR_RUNS_DIR, CXR_DATA_DIR, CXR_WORKLIST to move them)")
 
 

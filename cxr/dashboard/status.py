@@ -15,7 +15,7 @@ from cxr.dashboard.runs import RunInfo, list_runs
 from cxr.dashboard.state import Roots, find_datasets
 from cxr.demo import DEMO_STATUS
 from cxr.rundir import read_json
-from cxr.worklist import Worklist
+from cxr.worklist import SchemaMismatch, Worklist, WorklistUnavailable
 
 
 @dataclass
@@ -56,13 +56,14 @@ def count_images(dataset: Path) -> int:
     return 0
 
 
-def worklist_counts(path: Path) -> dict | None:
+def worklist_counts(path: Path | str) -> dict | None:
     """Case counts of an existing worklist, read-only (None when there is no database yet)."""
     try:
         return Worklist(path, create=False).counts()
     except FileNotFoundError:
         return None
-    except sqlite3.Error:
+    except (sqlite3.Error, OSError, WorklistUnavailable, SchemaMismatch):
+        # unreadable, its server unreachable, another schema: the Triage page says which
         return {"cases": 0, "pending": 0, "decided": 0, "error": "unreadable"}
 
 

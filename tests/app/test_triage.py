@@ -8,7 +8,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-from apptest_util import button, no_exception
+from apptest_util import button, no_exception, page_text
 
 from cxr.worklist import Worklist
 
@@ -223,10 +223,13 @@ def test_one_model_per_queue_calls_and_ood(app, fresh_world):
 
 
 # -- issue 18 item 1: a decision lands on the case that was shown, or is refused -----------------
-def pending_page(app, world, row: int = 0):
-    """A reviewer's session on the pending queue, looking at the case on row `row`."""
+def pending_page(app, world, row: int = 0, reviewer: str | None = None):
+    """A reviewer's session on the pending queue, looking at the case on row `row` (with a
+    reviewer's name: typed first, so opening a case claims it)."""
     at = app(world, PAGE)
     at.selectbox(key="f_status").set_value("pending")
+    if reviewer is not None:
+        at.text_input(key="d_reviewer").set_value(reviewer)
     at.run()
     if row:
         select_row(at, row)
@@ -234,11 +237,19 @@ def pending_page(app, world, row: int = 0):
     return at
 
 
+def expire_claims(world) -> None:
+    """Every claim as it is once its minutes have passed (the claims table's own column)."""
+    con = sqlite3.connect(world.worklist)
+    with con:
+        con.execute("UPDATE claims SET expires_at = '2000-01-01T00:00:00.000000+00:00'")
+    con.close()
+
+
 def decide_first_case(app, world, reviewer: str = "dr b") -> int:
     """Another reviewer's session records 'agree' on the first case of the pending queue."""
-    other = pending_page(app, world)
+    other = pending_page(app, world, reviewer=reviewer)
     case_id = shown_case(other)
-    fill_form(other, "agree", reviewer=reviewer)
+    fill_form(other, "agree")
     button(other, "Record decision").click()
     other.run()
     no_exception(other)
@@ -247,11 +258,11 @@ def decide_first_case(app, world, reviewer: str = "dr b") -> int:
 
 
 def test_a_decision_lands_on_the_case_shown_when_the_queue_shifts(app, fresh_world):
-    a = pending_page(app, fresh_world, row=1)
+    a = pending_page(app, fresh_world, row=1, reviewer="dr a")
     ids = cases_table(a)["id"].tolist()
     shown = shown_case(a)
     assert shown == ids[1]
-    fill_form(a, "disagree", ["Effusion"], "seen on row 1", reviewer="dr a")
+    fill_form(a, "disagree", ["Effusion"], "seen on row 1")
     # meanwhile another reviewer decides the case above it: the pending list loses its first row
     assert decide_first_case(app, fresh_world) == ids[0]
     button(a, "Record decision").click()
@@ -265,10 +276,11 @@ def test_a_decision_lands_on_the_case_shown_when_the_queue_shifts(app, fresh_wor
 
 
 def test_a_case_decided_meanwhile_is_refused_and_the_form_keeps_its_input(app, fresh_world):
-    a = pending_page(app, fresh_world)
+    a = pending_page(app, fresh_world, reviewer="dr a")
     shown = shown_case(a)
-    fill_form(a, "disagree", ["Effusion"], "my reading", reviewer="dr a")
-    assert decide_first_case(app, fresh_world) == shown  # dr b decides the very same case
+    fill_form(a, "disagree", ["Effusion"], "my reading")
+    expire_claims(fresh_world)  # dr a's claim ran out (5 minutes without a rerun) ...
+    assert decide_first_case(app, fresh_world) == shown  # ... and dr b decided that case
     button(a, "Record decision").click()
     a.run()
     no_exception(a)
@@ -448,3 +460,64 @@ def test_reading_the_worklist_writes_nothing(app, fresh_world):
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not switched to WAL
     con.close()
     assert fresh_world.worklist.stat().st_mtime_ns == before
+
+
+# -- issue 20 item 4: opening a case claims it; others see it read-only --------------------------
+def test_an_open_case_is_read_only_for_other_reviewers_until_the_claim_ends(app, fresh_world):
+    a = pending_page(app, fresh_world, reviewer="dr a")
+    case_id = shown_case(a)
+    claim = Worklist(fresh_world.worklist).cases()
+    assert claim.loc[claim["id"] == case_id, "claimed_by"].item() == "dr a"
+    b = pending_page(app, fresh_world, reviewer="dr b")
+    assert shown_case(b) == case_id
+    [busy] = [w.value for w in b.warning if "Being reviewed" in w.value]
+    assert busy.startswith("Being reviewed by dr a until ") and " UTC" in busy
+    assert form_widget(b, "text_area", "Note").disabled
+    assert form_widget(b, "radio", "Decision").disabled
+    assert button(b, "Record decision").disabled
+    table = cases_table(b)
+    assert table.loc[table["id"] == case_id, "claimed by"].item() == "dr a"
+    # dr a's reruns renew the claim; it still holds
+    a.run()
+    b.run()
+    assert any("Being reviewed by dr a" in w.value for w in b.warning)
+    # ... until it runs out: then dr b's next rerun takes it and the form opens
+    expire_claims(fresh_world)
+    b.run()
+    no_exception(b)
+    assert not any("Being reviewed" in w.value for w in b.warning)
+    assert not form_widget(b, "text_area", "Note").disabled
+    cases = Worklist(fresh_world.worklist).cases()
+    assert cases.loc[cases["id"] == case_id, "claimed_by"].item() == "dr b"
+    # moving to another case gives the claim back
+    select_row(b, 2)
+    cases = Worklist(fresh_world.worklist).cases()
+    assert cases.loc[cases["id"] == case_id, "claimed_by"].isna().all()
+    assert cases.loc[cases["id"] == shown_case(b), "claimed_by"].item() == "dr b"
+
+
+# -- issue 20 item 5: a database the page cannot use is a message, not a traceback ---------------
+def test_an_unreachable_database_server_is_a_clear_message(app, fresh_world, monkeypatch):
+    url = "postgresql+psycopg://cxr:pw-never-shown@127.0.0.1:9/cxr"  # nothing listens on 9
+    monkeypatch.setattr(fresh_world, "worklist", url)
+    at = app(fresh_world, PAGE, timeout=120)
+    no_exception(at)
+    [error] = at.error
+    text = error.value.replace("\\", "")
+    assert text.startswith("The worklist is not available right now: the worklist database "
+                           "postgresql+psycopg://cxr:***@127.0.0.1:9/cxr cannot be reached")
+    assert "reload this page when the database is back" in text
+    assert "pw-never-shown" not in page_text(at)
+
+
+def test_a_worklist_of_another_schema_says_what_to_run(app, fresh_world):
+    con = sqlite3.connect(fresh_world.worklist)
+    with con:
+        con.execute("UPDATE alembic_version SET version_num = '0001'")
+    con.close()
+    at = app(fresh_world, PAGE)
+    no_exception(at)
+    [error] = at.error
+    text = error.value.replace("\\", "")
+    assert text.startswith("This dashboard cannot use the worklist as it is: ")
+    assert "cxr worklist upgrade --db" in text
