@@ -1,9 +1,11 @@
-"""Triage: the review worklist (cxr/worklist.py, SQLite), one model's queue at a time (the best
-fusion run's by default), most uncertain cases first; filter by finding, call, OOD flag, status
-and uncertainty; select a case to see its film, Grad-CAM, probabilities and calls, then record a
-decision (kept with history). The selected case is an id in session state, never a row number,
-and each case's form has keys of its own (cxr/dashboard/triage.py says why). Names and notes
-others typed are shown as plain text (cxr/dashboard/plain.py).
+"""Triage: the review worklist (cxr.worklist: SQLite, or a team's PostgreSQL), one model's queue
+at a time (the best fusion run's by default), most uncertain cases first; filter by finding,
+call, OOD flag, status and uncertainty; select a case to see its film, Grad-CAM, probabilities
+and calls, then record a decision (kept with history). The selected case is an id in session
+state, never a row number; each case's form has keys of its own and records what it was drawn
+for (a decision on a stale view is refused); opening a case claims it (others see it read-only).
+Names and notes others typed are plain text (cxr/dashboard/plain.py); films are read only under
+the image roots. A database the page cannot use is a message at the top, not a traceback.
 Logic: cxr/dashboard/triage.py."""
 from __future__ import annotations
 
