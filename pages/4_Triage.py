@@ -39,6 +39,8 @@ def film(path: str, roots: tuple[str, ...]):
 
 
 def page() -> None:
+    for key, value in ss.pop("triage_kept", {}).items():  # typed before the database went away
+        ss[key] = value
     try:
         wl = Worklist(r.worklist, create=False)  # reading writes nothing
     except FileNotFoundError:
@@ -263,3 +265,4 @@ try:
     page()
 except (WorklistUnavailable, SchemaMismatch, OSError) as exc:  # the server went away, an old
     problem.error(plain.md(triage.worklist_problem(exc)), icon=":material/database:")  # schema
+    ss["triage_kept"] = triage.kept_inputs(ss)  # the form and filters, for when it is back

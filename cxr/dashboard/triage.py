@@ -323,6 +323,18 @@ def worklist_problem(exc: BaseException) -> str | None:
     return None
 
 
+# The page's inputs to keep across a run that could not draw them (the database went away):
+# Streamlit drops the state of widgets a run does not draw. The form's fields (d_...) and the
+# filters without an explicit default (giving those a value again would be refused).
+KEPT_FILTERS = ("f_finding", "f_call", "f_ood", "f_status", "f_sort")
+
+
+def kept_inputs(state) -> dict:
+    """The reviewer's inputs in `state` (st.session_state) worth restoring on the next run."""
+    return {k: state[k] for k in list(state)
+            if isinstance(k, str) and (k.startswith("d_") or k in KEPT_FILTERS)}
+
+
 # -- the decision form ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Drawn:

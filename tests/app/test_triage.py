@@ -521,3 +521,59 @@ def test_a_worklist_of_another_schema_says_what_to_run(app, fresh_world):
     text = error.value.replace("\\", "")
     assert text.startswith("This dashboard cannot use the worklist as it is: ")
     assert "cxr worklist upgrade --db" in text
+
+
+# -- issue 20 item 5: a team's PostgreSQL worklist: the server goes away and comes back --------
+@pytest.fixture
+def pg_world(fresh_world, pg_cluster, monkeypatch):
+    """The world with its worklist in a fresh PostgreSQL database (the same six cases)."""
+    from cxr.hashing import file_sha256
+    url = pg_cluster.new_database()
+    Worklist(url).import_predictions(fresh_world.root / "predictions.csv", "fusion",
+                                     file_sha256(fresh_world.run_dir / "best.pt"),
+                                     images_root=fresh_world.data / "tiny" / "images")
+    monkeypatch.setattr(fresh_world, "worklist", url)
+    return fresh_world
+
+
+def test_postgres_server_stopped_and_back_while_the_page_is_open(app, pg_world, pg_cluster):
+    from pg import PASSWORD
+    a = app(pg_world, PAGE, timeout=120)
+    a.text_input(key="d_reviewer").set_value("dr a")
+    a.run()
+    first = shown_case(a)
+    fill_form(a, "disagree", ["Mass"], "before the outage")
+    button(a, "Record decision").click()
+    a.run()
+    no_exception(a)
+    # another session (a second replica's reviewer) sees it on its next rerun
+    b = app(pg_world, PAGE, timeout=120)
+    table = cases_table(b)
+    assert table.loc[table["id"] == first, "status"].item() == "disagree"
+    assert shown_case(a) == first  # every status listed: it stays
+    select_row(a, [int(i) for i in cases_table(a)["id"]].index(first) ^ 1)  # a neighbour
+    second = shown_case(a)
+    assert second != first
+    fill_form(a, "second_read", ["Nodule"], "typed during the outage")
+    pg_cluster.stop()
+    try:
+        button(a, "Record decision").click()
+        a.run()
+        no_exception(a)
+        [error] = a.error
+        assert error.value.replace("\\", "").startswith("The worklist is not available right "
+                                                        "now: the worklist database ")
+        assert PASSWORD not in page_text(a)
+    finally:
+        pg_cluster.restart()
+    a.run()  # the server is back: the page works again, with what was typed kept
+    no_exception(a)
+    assert not a.error and shown_case(a) == second
+    assert form_widget(a, "text_area", "Note").value == "typed during the outage"
+    assert a.text_input(key="d_reviewer").value == "dr a"
+    button(a, "Record decision").click()
+    a.run()
+    no_exception(a)
+    wl = Worklist(pg_world.worklist)
+    assert wl.history(first)["note"].tolist() == ["before the outage"]  # nothing lost
+    assert wl.history(second)["note"].tolist() == ["typed during the outage"]

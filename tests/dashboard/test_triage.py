@@ -347,3 +347,44 @@ def test_a_film_is_read_with_load_images_size_limit(tmp_path):
         f.truncate(MAX_FILE_BYTES + 1)
     with pytest.raises(ImageLoadError, match="file too large"):
         triage.load_film(str(big), (tmp_path,))
+
+
+# -- issue 20 item 4: claims -----------------------------------------------------------------
+def test_claims_are_taken_shown_to_others_and_expire(tmp_path, wl):
+    from datetime import datetime, timedelta, timezone
+    now = [datetime(2026, 12, 8, 10, 0, tzinfo=timezone.utc)]
+    clocked = Worklist(wl.path, clock=lambda: now[0])
+    case_id = int(triage.find_cases(clocked)["id"].iloc[0])
+    assert triage.claim_case(clocked, case_id, "  ") is None  # no name yet: nothing claimed
+    mine = triage.claim_case(clocked, case_id, "dr a")
+    assert mine.mine and triage.claim_note(mine) is None
+    theirs = triage.claim_case(clocked, case_id, "dr b")
+    assert not theirs.mine and theirs.holder == "dr a"
+    assert triage.claim_note(theirs).startswith("Being reviewed by dr a until 10:05 UTC: ")
+    table = triage.case_table(triage.find_cases(clocked, sort="image", ascending=True))
+    assert table.loc[table["id"] == case_id, "claimed by"].item() == "dr a"
+    now[0] += timedelta(minutes=4)  # dr a reruns: renewed until 10:09
+    assert triage.claim_case(clocked, case_id, "dr a").expires_at.startswith("2026-12-08T10:09")
+    now[0] += timedelta(minutes=6)  # ... then goes quiet: it runs out, dr b takes it
+    assert triage.claim_case(clocked, case_id, "dr b").mine
+    triage.release_claim(clocked, case_id, "dr a")  # not dr a's any more: left as it is
+    assert not triage.claim_case(clocked, case_id, "dr a").mine
+    triage.release_claim(clocked, case_id, "dr b")
+    assert triage.claim_case(clocked, case_id, "dr a").mine
+    assert triage.clock_time("2026-12-08T23:59:30.5+00:00") == "23:59 UTC"
+
+
+def test_worklist_problems_in_words():
+    from cxr.worklist import SchemaMismatch, WorklistUnavailable
+    gone = WorklistUnavailable("the worklist database postgresql://x:***@h/db cannot be reached.")
+    assert triage.worklist_problem(gone).startswith("The worklist is not available right now: ")
+    old = SchemaMismatch("worklist w.sqlite is at 0001: run `cxr worklist upgrade --db w.sqlite`")
+    assert "cxr worklist upgrade --db w.sqlite" in triage.worklist_problem(old)
+    assert triage.worklist_problem(KeyError("x")) is None
+
+
+def test_kept_inputs_are_the_form_and_the_filters_without_defaults():
+    state = {"d_note_12_0": "typed", "d_reviewer": "dr a", "f_status": "pending",
+             "f_queue": "abc", "f_unc": (0.0, 0.5), "triage_case": 12, 3: "x"}
+    assert triage.kept_inputs(state) == {"d_note_12_0": "typed", "d_reviewer": "dr a",
+                                         "f_status": "pending"}
