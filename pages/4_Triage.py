@@ -247,9 +247,8 @@ def page() -> None:
     st.markdown(f"**History of case {case_id}** ({len(history)} decision(s))")
     if history.empty:
         st.caption("No decision yet.")
-    else:  # a dataframe shows cells as plain text (st.table would render notes as Markdown)
-        st.dataframe(history[["created_at", "reviewer", "decision", "corrected", "note"]],
-                     hide_index=True, width="stretch", key=f"history_{case_id}")
+    else:  # st.table renders its cells as Markdown: every cell is escaped (triage.history_table)
+        st.table(triage.history_table(history))
 
     # -- export (the CSV is made when a button is clicked, not on every rerun) ---------------------
     c1, c2 = st.columns(2)

@@ -275,6 +275,14 @@ def left_list_note(case: pd.Series | None, case_id: int) -> str:
             "filters changed). It stays open until you choose a case in the table.")
 
 
+def history_table(history: pd.DataFrame) -> pd.DataFrame:
+    """A case's decisions for st.table (which renders cells as Markdown): when, who, what,
+    the corrected findings and the note, every cell escaped so it reads as typed."""
+    from cxr.dashboard.plain import md
+    shown = history[["created_at", "reviewer", "decision", "corrected", "note"]]
+    return shown.fillna("").astype(str).map(md)
+
+
 # -- claims: who is reviewing a case right now (advice; decisions are guarded by Drawn) -------
 def claim_case(wl: Worklist, case_id: int, reviewer: str | None):
     """Claim the case for `reviewer` (taken, or renewed: the page calls this on every rerun

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from apptest_util import button, no_exception, page_text
 
+from cxr.dashboard import plain
 from cxr.worklist import Worklist
 
 PAGE = "pages/4_Triage.py"
@@ -51,9 +52,9 @@ def fill_form(at, decision: str, corrected=(), note: str = "", reviewer: str | N
 
 
 def history_table(at):
-    frames = [d.value for d in at.dataframe if "note" in d.value.columns]
-    assert len(frames) == 1
-    return frames[0]
+    """The case's history as the page shows it (st.table; cells escaped for Markdown)."""
+    [table] = at.table
+    return table.value
 
 
 def test_no_worklist_yet(app, empty_world):
@@ -374,9 +375,9 @@ def test_names_notes_and_findings_are_shown_as_text_not_markdown(app, fresh_worl
     assert len(Worklist(fresh_world.worklist).history(case_id)) == 1
     assert unrendered(at) == []
     # ... and each is there, as the reader typed it: in plain-text cells, escaped in Markdown
-    history = history_table(at)
-    assert history["note"].tolist() == [f"{PLANTED[0]} {PLANTED[1]}"]
-    assert history["reviewer"].tolist() == [f"dr {PLANTED[1]} {PLANTED[0]}"]
+    history = history_table(at)  # st.table cells: escaped, so they read as typed
+    assert history["note"].tolist() == [plain.md(f"{PLANTED[0]} {PLANTED[1]}")]
+    assert history["reviewer"].tolist() == [plain.md(f"dr {PLANTED[1]} {PLANTED[0]}")]
     assert cases_table(at)["image"].tolist() == [f"{PLANTED[0]} {PLANTED[1]}.png"]
     assert "\\!\\[x\\]" in at.subheader[0].value  # the image name, escaped
     assert any("\\*\\*bold\\*\\*" in s.value for s in at.success)  # the reviewer, escaped

@@ -388,3 +388,15 @@ def test_kept_inputs_are_the_form_and_the_filters_without_defaults():
              "f_queue": "abc", "f_unc": (0.0, 0.5), "triage_case": 12, 3: "x"}
     assert triage.kept_inputs(state) == {"d_note_12_0": "typed", "d_reviewer": "dr a",
                                          "f_status": "pending"}
+
+
+def test_the_history_table_is_escaped_for_st_table(wl):
+    case_id = int(triage.find_cases(wl)["id"].iloc[0])
+    wl.record_decision(case_id, "disagree", "dr **a**", note="![x](http://h/x.png)",
+                       corrected=["Mass"])
+    wl.record_decision(case_id, "agree", "dr b")
+    table = triage.history_table(wl.history(case_id))
+    assert list(table.columns) == ["created_at", "reviewer", "decision", "corrected", "note"]
+    assert table["note"].tolist() == ["\\!\\[x\\]\\(http://h/x.png\\)", ""]
+    assert table["reviewer"].tolist() == ["dr \\*\\*a\\*\\*", "dr b"]
+    assert table["corrected"].tolist() == ['\\["Mass"\\]', ""]
