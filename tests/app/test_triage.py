@@ -8,7 +8,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-from apptest_util import button, no_exception, page_text
+from apptest_util import PLANTED, button, no_exception, page_text, unrendered
 
 from cxr.dashboard import plain
 from cxr.worklist import Worklist
@@ -327,26 +327,6 @@ def test_the_saved_case_stays_shown_with_an_empty_form_when_still_listed(app, fr
 
 
 # -- issue 18 item 7: what others typed or named is shown as plain text ------------------------
-PLANTED = ("![x](http://127.0.0.1:9/x.png)", "**bold**")
-# the elements whose text Streamlit renders as Markdown (st.table cells and image captions too)
-MARKDOWN_TYPES = {"markdown", "caption", "title", "header", "subheader", "error", "warning",
-                  "info", "success", "toast", "table", "image", "progress", "expandable"}
-
-
-def unrendered(at) -> list[str]:
-    """The Markdown-rendering elements that carry a planted string unescaped."""
-    found = []
-
-    def walk(node):
-        if getattr(node, "type", None) in MARKDOWN_TYPES:
-            text = str(node.proto)
-            found.extend(f"{node.type}: {p}" for p in PLANTED if p in text)
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-    walk(at._tree)
-    return found
-
-
 def _planted_queue(world) -> str:
     """A case whose image name and model name carry Markdown, its film under the data folder."""
     from cxr.evaluation.predictions import predictions_frame
