@@ -197,14 +197,21 @@ def page() -> None:
         reviewer = who.identity
     # Opening a case claims it (renewed on every rerun while it stays open, released when the
     # reviewer moves on); someone else's live claim makes the form read-only.
-    claim = triage.claim_case(wl, case_id, reviewer)
-    held = (case_id, reviewer) if claim is not None and claim.mine else None
-    if ss.get("triage_claim") not in (None, held):
-        triage.release_claim(wl, *ss["triage_claim"])
-    ss["triage_claim"] = held
+    try:
+        claim = triage.claim_case(wl, case_id, reviewer)
+        held = (case_id, reviewer) if claim is not None and claim.mine else None
+        if ss.get("triage_claim") not in (None, held):
+            triage.release_claim(wl, *ss["triage_claim"])
+        ss["triage_claim"] = held
+    except triage.ClaimFailed as exc:  # a full disk: reading and the form still work
+        claim, failed = None, str(exc)
+    else:
+        failed = None
     busy = triage.claim_note(claim)
     if busy:
         st.warning(plain.md(busy), icon=":material/lock:")
+    elif failed:
+        st.caption(plain.md(failed))
     elif claim is None:
         st.caption("Type your name to claim this case while you review it.")
     # The form of this case (keys hold its id and the number of decisions saved in this session,

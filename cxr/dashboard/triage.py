@@ -33,6 +33,7 @@ import functools
 import hashlib
 import os
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -290,7 +291,24 @@ def claim_case(wl: Worklist, case_id: int, reviewer: str | None):
     the reviewer has no name yet (local mode before one is typed): nothing is claimed."""
     if not reviewer or not str(reviewer).strip():
         return None
-    return wl.claim_case(int(case_id), str(reviewer).strip())
+    with _claim_errors():
+        return wl.claim_case(int(case_id), str(reviewer).strip())
+
+
+class ClaimFailed(RuntimeError):
+    """A claim could not be written (full disk, read-only database): the case stays readable
+    and its form usable; the message says why."""
+
+
+@contextmanager
+def _claim_errors():
+    from sqlalchemy.exc import SQLAlchemyError
+    try:
+        yield
+    except (OSError, sqlite3.Error, SQLAlchemyError) as exc:
+        reason = write_problem(exc).split(": ", 1)[1].split(". ")[0]
+        raise ClaimFailed(f"This case could not be claimed for you ({reason}); other "
+                          "reviewers are not told that you have it open.") from exc
 
 
 def claim_note(claim) -> str | None:
@@ -314,7 +332,8 @@ def clock_time(iso: str) -> str:
 def release_claim(wl: Worklist, case_id: int | None, reviewer: str | None) -> None:
     """Give up one's claim on a case one has left (someone else's claim stays)."""
     if case_id is not None and reviewer and str(reviewer).strip():
-        wl.release_claim(int(case_id), str(reviewer).strip())
+        with _claim_errors():
+            wl.release_claim(int(case_id), str(reviewer).strip())
 
 
 def worklist_problem(exc: BaseException) -> str | None:

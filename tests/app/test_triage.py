@@ -407,14 +407,16 @@ def test_a_full_disk_is_a_message_and_the_form_keeps_its_input(app, fresh_world,
     at = app(fresh_world, PAGE)
     case_id = shown_case(at)
     fill_form(at, "disagree", ["Effusion"], "kept", reviewer="dr a")
-    real = Worklist.record_decision
+    real, real_claim = Worklist.record_decision, Worklist.claim_case
 
     def full(*args, **kwargs):
         raise error
     monkeypatch.setattr(Worklist, "record_decision", full)
+    monkeypatch.setattr(Worklist, "claim_case", full)  # the claim is a write too
     button(at, "Record decision").click()
     at.run()
     no_exception(at)
+    assert any(c.value.startswith("This case could not be claimed for you") for c in at.caption)
     [message] = at.error
     assert message.value.startswith("Nothing was recorded: the disk holding the worklist is "
                                     "full") and "kept in the form" in message.value
@@ -422,6 +424,7 @@ def test_a_full_disk_is_a_message_and_the_form_keeps_its_input(app, fresh_world,
     assert form_widget(at, "radio", "Decision").value == "disagree"
     assert Worklist(fresh_world.worklist).history(case_id).empty
     monkeypatch.setattr(Worklist, "record_decision", real)  # space again: the same form saves
+    monkeypatch.setattr(Worklist, "claim_case", real_claim)
     button(at, "Record decision").click()
     at.run()
     no_exception(at)

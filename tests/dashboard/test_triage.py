@@ -400,3 +400,17 @@ def test_the_history_table_is_escaped_for_st_table(wl):
     assert table["note"].tolist() == ["\\!\\[x\\]\\(http://h/x.png\\)", ""]
     assert table["reviewer"].tolist() == ["dr \\*\\*a\\*\\*", "dr b"]
     assert table["corrected"].tolist() == ['\\["Mass"\\]', ""]
+
+
+def test_a_claim_that_cannot_be_written_is_a_claim_failed(wl, monkeypatch):
+    case_id = int(triage.find_cases(wl)["id"].iloc[0])
+
+    def full(*args, **kwargs):
+        raise OSError(f"worklist {wl.path}: database or disk is full")
+    monkeypatch.setattr(Worklist, "claim_case", full)
+    monkeypatch.setattr(Worklist, "release_claim", full)
+    with pytest.raises(triage.ClaimFailed, match=r"could not be claimed for you \(the disk "
+                                                 r"holding the worklist is full\)"):
+        triage.claim_case(wl, case_id, "dr a")
+    with pytest.raises(triage.ClaimFailed):
+        triage.release_claim(wl, case_id, "dr a")
