@@ -14,13 +14,17 @@ from __future__ import annotations
 import copy
 import io
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import (JPEG2000, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit,
-                         JPEGLSLossless, RLELossless, generate_uid)
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import (JPEG2000, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian,
+                         JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless,
+                         generate_uid)
 
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 PLANTED = {"PatientName": "Quarendon^Philippa", "PatientID": "PID-7731",
@@ -137,3 +141,63 @@ def _gdcm_transcode(data: bytes, syntax: str) -> bytes:
         writer.SetImage(change.GetOutput())
         assert writer.Write()
         return dst.read_bytes()
+
+
+# --- decoding bombs: tiny files that declare (or inflate to) far more than they hold -----------
+
+def reframed(data: bytes, width: int, height: int) -> bytes:
+    """The JPEG, JPEG-LS or JPEG 2000 file `data` with its codestream's own frame header
+    claiming width x height (one tile for JPEG 2000); the DICOM header is left as it was."""
+    out = bytearray(data)
+    siz = data.find(b"\xff\x4f\xff\x51")
+    if siz >= 0:  # SIZ: Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz XTsiz YTsiz (T.800 A.5.1)
+        for offset, value in ((8, width), (12, height), (24, width), (28, height)):
+            out[siz + offset:siz + offset + 4] = value.to_bytes(4, "big")
+        return bytes(out)
+    soi = data.find(b"\xff\xd8\xff")
+    sof = min(i for i in (data.find(bytes([0xFF, m]), soi) for m in (0xC0, 0xC1, 0xC3, 0xF7))
+              if i >= 0)
+    out[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")  # P Y X
+    return bytes(out)
+
+
+def deflate_zeros(count: int, prefix: bytes = b"", chunk: int = 2 ** 20) -> bytes:
+    """Raw deflate of `prefix` + `count` zero bytes, made without holding them: after a full
+    flush every chunk of zeros compresses to the same bytes, so one is repeated."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    head = comp.compress(prefix) + comp.flush(zlib.Z_FULL_FLUSH)
+    block = comp.compress(bytes(chunk)) + comp.flush(zlib.Z_FULL_FLUSH)
+    assert comp.compress(bytes(chunk)) + comp.flush(zlib.Z_FULL_FLUSH) == block
+    whole, rest = divmod(count, chunk)
+    return head + block * (whole - 1) + comp.compress(bytes(rest)) + comp.flush()
+
+
+def deflated_bomb(pixel_bytes: int, rows: int = 64, columns: int = 64) -> bytes:
+    """A Deflated Explicit VR Little Endian DX file whose header says rows x columns 16-bit but
+    whose PixelData inflates to `pixel_bytes` zeros (a GB from about a MB)."""
+    ds = dataset(np.zeros((rows, columns), np.uint16), bits=16)
+    del ds.PixelData
+    body = io.BytesIO()
+    ds.save_as(body, enforce_file_format=True)
+    plain = body.getvalue()
+    meta_end = 132 + 12 + int.from_bytes(plain[140:144], "little")  # after the group length
+    element = b"\xe0\x7f\x10\x00OW\x00\x00" + pixel_bytes.to_bytes(4, "little")
+    meta = copy.deepcopy(ds.file_meta)
+    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    header = DicomBytesIO()
+    write_file_meta_info(header, meta, enforce_standard=True)
+    return (plain[:132] + header.getvalue()
+            + deflate_zeros(pixel_bytes, prefix=plain[meta_end:] + element))
+
+
+def png_zeros(width: int, height: int) -> bytes:
+    """An 8-bit grey PNG of width x height black pixels, made without holding them."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (len(body).to_bytes(4, "big") + kind + body
+                + zlib.crc32(kind + body).to_bytes(4, "big"))
+    raw = height * (width + 1)  # a filter byte (0) and the row's samples
+    adler = ((raw % 65521) << 16) | 1  # Adler-32 of zeros: a stays 1, b grows by a per byte
+    stream = b"\x78\xda" + deflate_zeros(raw) + adler.to_bytes(4, "big")
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes((8, 0, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", stream)
+            + chunk(b"IEND", b""))
