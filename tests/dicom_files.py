@@ -161,20 +161,25 @@ def reframed(data: bytes, width: int, height: int) -> bytes:
     return bytes(out)
 
 
-def deflate_zeros(count: int, prefix: bytes = b"", chunk: int = 2 ** 20) -> bytes:
-    """Raw deflate of `prefix` + `count` zero bytes, made without holding them: after a full
-    flush every chunk of zeros compresses to the same bytes, so one is repeated."""
+def deflate_repeated(piece: bytes, times: int, prefix: bytes = b"", suffix: bytes = b"") -> bytes:
+    """Raw deflate of `prefix` + `piece` x `times` + `suffix`, made without holding them: after
+    a full flush every piece compresses to the same bytes, so one is repeated."""
     comp = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
     head = comp.compress(prefix) + comp.flush(zlib.Z_FULL_FLUSH)
-    block = comp.compress(bytes(chunk)) + comp.flush(zlib.Z_FULL_FLUSH)
-    assert comp.compress(bytes(chunk)) + comp.flush(zlib.Z_FULL_FLUSH) == block
-    whole, rest = divmod(count, chunk)
-    return head + block * (whole - 1) + comp.compress(bytes(rest)) + comp.flush()
+    block = comp.compress(piece) + comp.flush(zlib.Z_FULL_FLUSH)
+    assert comp.compress(piece) + comp.flush(zlib.Z_FULL_FLUSH) == block
+    return head + block * times + comp.compress(suffix) + comp.flush()
 
 
-def deflated_bomb(pixel_bytes: int, rows: int = 64, columns: int = 64) -> bytes:
-    """A Deflated Explicit VR Little Endian DX file whose header says rows x columns 16-bit but
-    whose PixelData inflates to `pixel_bytes` zeros (a GB from about a MB)."""
+def deflate_zeros(count: int, prefix: bytes = b"", chunk: int = 2 ** 20) -> bytes:
+    """Raw deflate of `prefix` + `count` zero bytes (a MB of deflate holds a GB)."""
+    return deflate_repeated(bytes(chunk), count // chunk, prefix, bytes(count % chunk))
+
+
+def deflated_film(pixel_bytes: int, rows: int = 64, columns: int = 64, value: int = 0) -> bytes:
+    """A Deflated Explicit VR Little Endian 16-bit DX file whose header says rows x columns and
+    whose PixelData inflates to `pixel_bytes` bytes of pixels all of `value` (a GB of them from
+    about a MB when that is far more than the header says)."""
     ds = dataset(np.zeros((rows, columns), np.uint16), bits=16)
     del ds.PixelData
     body = io.BytesIO()
@@ -186,18 +191,31 @@ def deflated_bomb(pixel_bytes: int, rows: int = 64, columns: int = 64) -> bytes:
     meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     header = DicomBytesIO()
     write_file_meta_info(header, meta, enforce_standard=True)
-    return (plain[:132] + header.getvalue()
-            + deflate_zeros(pixel_bytes, prefix=plain[meta_end:] + element))
+    pixel, piece = value.to_bytes(2, "little"), 2 ** 20
+    stream = deflate_repeated(pixel * (piece // 2), pixel_bytes // piece,
+                              prefix=plain[meta_end:] + element,
+                              suffix=pixel * (pixel_bytes % piece // 2))
+    return plain[:132] + header.getvalue() + stream
 
 
-def png_zeros(width: int, height: int) -> bytes:
-    """An 8-bit grey PNG of width x height black pixels, made without holding them."""
+def png_flat(width: int, height: int, mode: str = "L", value: int = 128) -> bytes:
+    """An 8-bit PNG (grey "L", "RGB" or "RGBA") of width x height pixels all of `value`, made
+    without holding them: 7000x7000 grey is 50 KB and decodes to 49 megapixels."""
+    colour_type, samples = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}[mode]
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return (len(body).to_bytes(4, "big") + kind + body
                 + zlib.crc32(kind + body).to_bytes(4, "big"))
-    raw = height * (width + 1)  # a filter byte (0) and the row's samples
-    adler = ((raw % 65521) << 16) | 1  # Adler-32 of zeros: a stays 1, b grows by a per byte
-    stream = b"\x78\xda" + deflate_zeros(raw) + adler.to_bytes(4, "big")
-    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes((8, 0, 0, 0, 0))
+    row = b"\x00" + bytes([value]) * (width * samples)  # filter type 0, then the samples
+    rows_per_piece = max(1, 2 ** 20 // len(row))
+    whole, rest = divmod(height, rows_per_piece)
+    piece = row * rows_per_piece
+    adler = 1
+    for _ in range(whole):
+        adler = zlib.adler32(piece, adler)
+    adler = zlib.adler32(row * rest, adler)
+    stream = (b"\x78\xda" + deflate_repeated(piece, whole, suffix=row * rest)
+              + adler.to_bytes(4, "big"))
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes((8, colour_type, 0, 0, 0))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", stream)
             + chunk(b"IEND", b""))

@@ -97,7 +97,7 @@ def test_a_jp2_wrapped_codestream_is_read_through_its_boxes():
 # --- deflate ------------------------------------------------------------------------------------
 
 def test_a_deflated_dicom_that_inflates_to_a_gigabyte_is_refused_while_inflating(tmp_path):
-    bomb = D.deflated_bomb(1100 * 2 ** 20)  # 1.1 MB of deflate, 1.15 GB inflated
+    bomb = D.deflated_film(1100 * 2 ** 20)  # 1.1 MB of deflate, 1.15 GB inflated
     assert len(bomb) < 2 ** 21
     result = load_in_fresh_process(bomb, tmp_path)
     limit = 2 * MAX_PIXELS + 16 * 2 ** 20
@@ -117,3 +117,69 @@ def test_an_ordinary_deflated_dicom_still_loads_exactly():
     with pytest.raises(ImageLoadError, match=r"x\.dcm: truncated deflated DICOM: its deflate "
                                              "stream ends before its end marker"):
         load_image(D.to_bytes(ds)[:-500], name="x.dcm")
+
+
+# --- PNG, and films at the limit ------------------------------------------------------------------
+
+def test_pillow_refuses_a_png_bomb_from_its_header_at_the_projects_limit(tmp_path):
+    assert Image.MAX_IMAGE_PIXELS == MAX_PIXELS  # Pillow's own guard: twice this, from the header
+    bomb = D.png_flat(13000, 13000)  # 170 KB; 169 MB decoded, 676 MB as float32
+    assert len(bomb) < 200_000
+    result = load_in_fresh_process(bomb, tmp_path, "bomb.png")
+    assert result["error"].startswith(
+        f"ImageLoadError: {tmp_path / 'bomb.png'}: image too large (Image size (169000000 "
+        f"pixels) exceeds limit of {2 * MAX_PIXELS} pixels")
+    assert result["peak_mb"] < 50
+
+
+def test_a_50_kb_png_at_the_limit_costs_its_float_output_and_little_more(tmp_path):
+    """What MAX_PIXELS allows: 7000x7000 (49 MP) from 50 KB decodes, and holds about its
+    float32 output (196 MB) at its peak: the 'PNG bomb' of issue 18 is this film."""
+    result = load_in_fresh_process(D.png_flat(7000, 7000), tmp_path, "flat.png")
+    assert result["error"] is None and result["peak_mb"] < BOUND_MB
+
+
+def test_a_98_kb_deflated_film_at_the_limit_is_turned_into_float_a_band_at_a_time(tmp_path):
+    """7000x7000 16-bit (98 MB of pixels) from 98 KB of deflate: the float64 steps of the
+    whole film at once took 1.2 GB; a band at a time, the film holds its pixels, the float32
+    output and little more."""
+    film = D.deflated_film(7000 * 7000 * 2, 7000, 7000, value=2048)
+    assert len(film) < 100_000
+    result = load_in_fresh_process(film, tmp_path, "flat.dcm")
+    assert result["error"] is None and result["peak_mb"] < 450
+
+
+# --- the dashboard decodes a few films at once ----------------------------------------------------
+
+def test_the_dashboard_decodes_at_most_max_decodes_uploads_at_once(monkeypatch):
+    import threading
+    import time
+
+    from cxr.dashboard import analysis
+    from cxr.data.images import LoadedImage
+    inside, most, lock = [0], [0], threading.Lock()
+    full, release = threading.Event(), threading.Event()
+
+    def slow_decode(data, name):  # stands in for a decode that takes a while
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            if inside[0] == analysis.MAX_DECODES:
+                full.set()
+        release.wait(30)
+        with lock:
+            inside[0] -= 1
+        return LoadedImage(np.zeros((16, 16), np.float32), {"format": "PNG"})
+
+    monkeypatch.setattr(analysis, "load_image", slow_decode)
+    threads = [threading.Thread(target=analysis.read_upload, args=(b"x", f"{k}.png"))
+               for k in range(6)]
+    for thread in threads:
+        thread.start()
+    assert full.wait(30)
+    time.sleep(0.3)  # room for the other four to get in, were they let in
+    assert inside[0] == most[0] == analysis.MAX_DECODES == 2
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert inside[0] == 0 and not any(t.is_alive() for t in threads)
