@@ -24,6 +24,13 @@ pylibjpeg-libjpeg, is GPL-3 (README.md, "DICOM support"). GDCM aborts the whole 
 damaged files, so it runs apart (cxr.data.dicom_worker), and what Pillow or pydicom can decode
 never goes to it.
 
+Decoding bombs: a JPEG, JPEG-LS or JPEG 2000 frame's own header (`cxr.data.codestreams`) must
+be within the pixel limit and say the Rows, Columns and SamplesPerPixel of the DICOM header
+before any decoder sees it (a 4 KB file saying 64x64 can hold a 13000x13000 SIZ marker); a
+Deflated Explicit VR Little Endian dataset is counted as it inflates, in 1 MB steps, and refused
+beyond `inflate_limit` (2 bytes a pixel of the limit + 16 MiB) before it is held; the stored
+values become float a band of rows at a time; and the GDCM worker's memory is capped.
+
 Refused with an `ImageLoadError` saying why: no pixel data (a structured report, an encapsulated
 PDF), more than one frame, colour, and pixel data that cannot be decoded (naming the transfer
 syntax). Whether it is a frontal chest radiograph is `cxr.data.images.check_frontal`'s rule, by

@@ -11,9 +11,15 @@ maximum, so a dark 16-bit image stays dark: 8-bit / 255, 16-bit / 65535, DICOM b
 (or by the window / VOI LUT output range when the file carries one).
 
 DICOM, recognised by the `DICM` magic at byte 128 whatever the file is called, is decoded by
-`cxr.data.dicom` (syntaxes, refusals, why no patient identifier can come out). Every failure
-(empty, not an image, truncated, corrupt, too large, not one greyscale image) is an
+`cxr.data.dicom` (syntaxes, refusals, why no patient identifier can come out); anything else
+by Pillow, which may open it as PNG or JPEG only (PILLOW_FORMATS). Every failure (empty, not an
+image, another format, truncated, corrupt, too large, not one greyscale image) is an
 `ImageLoadError` naming the file.
+
+Memory: the size is checked from the header (MAX_PIXELS, and Pillow's own MAX_IMAGE_PIXELS set
+to it) before a pixel is decoded, and a decoded film becomes float a band of rows at a time:
+a film at the limit holds its decoded pixels and the float32 output (4 bytes a pixel), little
+more. What a forged DICOM frame could make a decoder allocate is checked in cxr.data.dicom.
 """
 from __future__ import annotations
 
