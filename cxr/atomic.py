@@ -63,5 +63,5 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def write_json(path: str | Path, obj) -> Path:
-    """Indented JSON with NaN/inf written as null (JSON has neither) and numpy scalars as numbers."""
+    """Indented JSON; NaN/inf written as null (JSON has neither), numpy scalars as numbers."""
     return write_text(path, json.dumps(json_safe(obj), indent=2) + "\n")

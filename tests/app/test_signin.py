@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
+from secrets import token_hex
 
 import pytest
 from apptest_util import button, no_exception, page_text
@@ -15,7 +17,8 @@ from cxr.worklist import Worklist
 
 REPO = __import__("dashboard_env").REPO
 SECRETS = {
-    "auth": {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "s" * 32,
+    "auth": {"redirect_uri": "http://127.0.0.1:8501/oauth2callback",
+             "cookie_secret": token_hex(32),
              "client_id": "cxr", "client_secret": "c",
              "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration"},
     "cxr": {"trainers": ["lead@hospital.example"]},
@@ -59,6 +62,23 @@ def test_misconfigured_sign_in_fails_closed(app, world):
     assert [e.value for e in at.error] == [
         "Sign-in is misconfigured: .streamlit/secrets.toml [auth]: client_secret missing"]
     assert not at.button and not at.metric
+
+
+@pytest.mark.parametrize("page", ["app.py", *PAGES])
+def test_the_example_cookie_secret_stops_every_page_saying_how_to_make_one(app, world, page):
+    """The secrets.example.toml value (anyone who read it could sign a session cookie and be
+    any trainer) never gets as far as a sign-in button, even for a user already signed in."""
+    example = tomllib.loads((REPO / ".streamlit" / "secrets.example.toml").read_text())
+    known = example["auth"]["cookie_secret"]
+    secrets = {**SECRETS, "auth": {**SECRETS["auth"], "cookie_secret": known}}
+    at = app(world, None if page == "app.py" else page, secrets=secrets, user=TRAINER)
+    no_exception(at)
+    [error] = [e.value for e in at.error]
+    assert error.startswith("Sign-in is misconfigured: .streamlit/secrets.toml [auth]: "
+                            "cookie_secret is a placeholder")
+    assert 'python -c "import secrets; print(secrets.token_hex(32))"' in error
+    assert known not in page_text(at)
+    assert not at.button and not at.metric and not at.dataframe and not at.title
 
 
 def test_a_decision_is_recorded_under_the_signed_in_identity(app, fresh_world):
