@@ -127,6 +127,33 @@ def test_only_trainers_launch_stop_and_resume_training(app, fresh_world, user, c
         assert "the 1 user(s) in [cxr] trainers" in read_only[0]
 
 
+def train_page_texts(at, data: str) -> list[str]:
+    """What the Train page says once `data` is typed as the dataset folder."""
+    at.text_input(key="t_data").set_value(data)
+    at.run()
+    no_exception(at)
+    return [e.value for kind in ("markdown", "caption", "warning", "error", "info")
+            for e in at.get(kind)]
+
+
+@pytest.mark.parametrize("user, can_train", [(TRAINER, True), (REVIEWER, False)])
+def test_only_trainers_get_the_cost_estimate_that_reads_server_paths(app, world, user,
+                                                                     can_train):
+    """The estimate reads the folder typed in: its answer would tell a reviewer which paths
+    exist on the server. A reviewer's page reads the same for a real dataset and for none."""
+    at = app(world, "pages/2_Train.py", secrets=SECRETS, user=user)
+    there, absent = train_page_texts(at, str(world.root)), train_page_texts(at, "/no/such/dir")
+    steps = [t for t in there + absent  # the estimate's own lines (cxr/dashboard/cost.py)
+             if t.startswith(("Steps per epoch need the dataset", "No estimate"))
+             or "steps per epoch**" in t]
+    if can_train:
+        assert there != absent and steps
+    else:
+        assert there == absent and not steps
+        assert "Cost estimates are for users with the trainer role." in there
+        assert button(at, "Estimate cost").disabled
+
+
 @pytest.mark.parametrize("user, can_train", [(TRAINER, True), (REVIEWER, False)])
 def test_only_trainers_launch_an_evaluation(app, fresh_world, user, can_train):
     import dashboard_env
