@@ -101,6 +101,16 @@ def test_loopback_names_get_the_app(local_server, world):
                                                     "Train"))
 
 
+def test_the_server_takes_uploads_up_to_the_configured_limit_only(local_server):
+    """The real server runs with .streamlit/config.toml's maxUploadSize (tests/app/
+    test_config.py: the smallest the largest film needs), and tells the uploader so."""
+    import tomllib
+    limit = tomllib.loads((dashboard_env.REPO / ".streamlit" / "config.toml").read_text())
+    uploaders = [e.file_uploader for e in elements(session(local_server, "127.0.0.1", "Predict"))
+                 if e.WhichOneof("type") == "file_uploader"]
+    assert [u.max_upload_size_mb for u in uploaders] == [limit["server"]["maxUploadSize"]] == [40]
+
+
 def test_dns_rebinding_in_a_real_browser_shows_only_the_error(local_server, world):
     with chromium("--host-resolver-rules=MAP evil.example 127.0.0.1") as d:
         d.get(f"http://evil.example:{local_server}/Triage")
