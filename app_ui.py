@@ -69,12 +69,12 @@ def local_mode_notice() -> None:
     if served_locally(address, host):
         st.info("**Single-user local mode**: no sign-in, and the app answers on this machine "
                 f"only ({address}). To share it with a team, configure sign-in (README: "
-                "*Deploying for a team*).", icon=":material/person:")
+                "*Sign-in, roles and deploying for a team*).", icon=":material/person:")
     else:
         where = f"bound to {address or 'every interface'}, reached as {host or '?'}"
         st.error(f"**Single-user local mode on a network** ({where}): anyone who reaches it "
                  "can record decisions under any name and launch jobs. Serve it on 127.0.0.1 "
-                 "only, or configure sign-in (README: *Deploying for a team*).",
+                 "only, or configure sign-in (README: *Sign-in, roles and deploying for a team*).",
                  icon=":material/lock_open:")
 
 
