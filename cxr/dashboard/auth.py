@@ -269,13 +269,16 @@ def host_problem(settings: AuthSettings, host_header: str | None) -> str | None:
     name = host_name(host_header)
     if name is not None and (is_loopback_name(name) or name == settings.server_name):
         return None
-    shown = (host_header[:60] + "…") if len(host_header) > 60 else host_header
+    # the header is the requester's own text: echoed only when it is a plain host[:port]
+    shown = (f"the host name {host_header!r}"
+             if re.fullmatch(r"[A-Za-z0-9.:\[\]-]{1,100}", host_header)
+             else "this request's host name")
     if settings.enabled:
-        return (f"This app is not served under the host name {shown!r}. Open it at "
+        return (f"This app is not served under {shown}. Open it at "
                 f"{settings.server_name!r}, the host of redirect_uri in {SECRETS} (behind a "
                 "reverse proxy: pass the Host header, `proxy_set_header Host $host`).")
     return (f"This app is in single-user local mode and answers only on this machine "
-            f"(localhost, 127.0.0.1, [::1]), not under the host name {shown!r}: that is how a "
+            f"(localhost, 127.0.0.1, [::1]), not under {shown}: that is how a "
             "web page could drive it (DNS rebinding). To share it with a team, configure "
             "sign-in (README: *Sign-in, roles and deploying for a team*).")
 

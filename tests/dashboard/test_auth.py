@@ -185,11 +185,16 @@ def test_local_mode_answers_only_to_loopback_host_names():
     for host in ("localhost:8501", "127.0.0.1:8501", "[::1]:8501", "cxr.localhost:8501",
                  "localhost", None):  # None: no HTTP request (AppTest)
         assert host_problem(local, host) is None, host
+    for host in ("a@localhost:8501", "localhost/x", "localhost,evil.example"):  # malformed
+        assert "this request's host name" in host_problem(local, host), host
     for host in ("evil.example:8501", "evil.example", "10.1.2.3:8501", "0.0.0.0:8501",
-                 "localhost.evil.example", "a@localhost:8501", "", "cxr.hospital.example"):
+                 "localhost.evil.example", "", "cxr.hospital.example"):
         problem = host_problem(local, host)
         assert problem and "single-user local mode" in problem and "DNS rebinding" in problem
-        assert repr(host) in problem, host
+        assert (f"the host name {host!r}" if host else "this request's host name") in problem
+    # the requester's header is echoed only when it is a plain host name: never Markdown
+    problem = host_problem(local, "x](http://evil.example/a.png)![y")
+    assert "evil.example" not in problem and "this request's host name" in problem
 
 
 def test_with_sign_in_the_host_of_redirect_uri_is_answered_too():
