@@ -371,9 +371,13 @@ def add_arguments(parser) -> None:
     exp.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"default {DEFAULT_DB}")
     exp.add_argument("--out", type=Path, required=True)
     exp.add_argument("--history", action="store_true", help="every decision, not just the latest")
+    from cxr.worklist_cases import add_cases_command
+    add_cases_command(sub)  # `cxr worklist cases --order ...` (cxr/worklist_cases.py)
 
 
 def run(args) -> int:
+    if getattr(args, "func", None) is not None:  # a subcommand that brings its own runner
+        return args.func(args)
     if args.action == "import":
         if args.checkpoint is not None and not args.checkpoint.is_file():
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
