@@ -204,7 +204,7 @@ def audit_queue(wl, checkpoint_hash: str, checkpoint: Path | None = None,
         "model": str(cases["model"].iloc[0]), "checkpoint_hash": checkpoint_hash,
         "operating_point": sorted(set(cases["operating_point"].dropna())),
         "date_range": [dates.min(), dates.max()] if len(dates) else [None, None],
-        "n_cases_in_queue": int(len(cases)),
+        "n_cases_in_queue": len(cases),
         "n_pending": int((cases["status"] == "pending").sum()),
         "share_pending": float((cases["status"] == "pending").mean()),
         "n_decided_used": int(used.sum()), "left_out": left,
@@ -288,8 +288,8 @@ def markdown(report: dict) -> str:
              + f". Pending: {report['n_pending']} of {report['n_cases_in_queue']} "
              f"({report['share_pending']:.0%}).", "",
              "## Per finding, against the reviewers (95% bootstrap CI)", "",
-             "| finding | TP | FP | TN | FN | uncertain calls | sensitivity | specificity | "
-             "PPV | NPV | site prevalence | validation prevalence |",
+             ("| finding | TP | FP | TN | FN | uncertain calls | sensitivity | specificity | "
+              "PPV | NPV | site prevalence | validation prevalence |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for f, r in report["findings"].items():
         lines.append(f"| {f} | {r['tp']} | {r['fp']} | {r['tn']} | {r['fn']} | "
@@ -300,17 +300,17 @@ def markdown(report: dict) -> str:
               "", "## Does uncertainty predict disagreement?", ""]
     for key, label in (("uncertainty", "Uncertainty score"), ("ood", "OOD score")):
         p = report[key]
-        lines += [f"{label}: AUROC for 'the reviewer disagreed' {_fmt(p['auroc'], p['auroc_ci'])}"
-                  f" on {p['n_cases']} cases ({p['n_disagreed']} disagreements, "
-                  f"{p['n_without_score']} without a score). ![]"
-                  f"(disagreement_by_{key}.png)", "",
+        lines += [(f"{label}: AUROC for 'the reviewer disagreed' "
+                   f"{_fmt(p['auroc'], p['auroc_ci'])} on {p['n_cases']} cases "
+                   f"({p['n_disagreed']} disagreements, {p['n_without_score']} without a "
+                   f"score). ![](disagreement_by_{key}.png)"), "",
                   "| decile | n | disagreed | rate | score range |", "|---|---|---|---|---|"]
         lines += [f"| {d['decile']} | {d['n']} | {d['disagreed']} | {d['rate']:.2f} | "
                   f"{d['score_min']:.3f}-{d['score_max']:.3f} |" for d in p["deciles"]]
         lines.append("")
     t = report["throughput"]
-    lines += ["## Reviewers", "", f"{t['n_decisions']} decisions ({t['n_simulated']} "
-              "simulated).", "", "| reviewer | decisions | cases | first | last | per active day |",
+    lines += ["## Reviewers", "", f"{t['n_decisions']} decisions ({t['n_simulated']} simulated).",
+              "", "| reviewer | decisions | cases | first | last | per active day |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {r['reviewer']} | {r['decisions']} | {r['cases']} | {r['first'][:16]} | "
               f"{r['last'][:16]} | {r['per_active_day']:.1f} |" for r in t["reviewers"]]

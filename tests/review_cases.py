@@ -2,7 +2,6 @@
 predictions.csv written from hand-made cases, imported into a real SQLite worklist."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from cxr.labels import FINDINGS
@@ -40,14 +39,3 @@ def worklist(tmp_path, rows, model="fusion", checkpoint_hash=HASH, name="wl.sqli
     wl.import_predictions(csv, model, checkpoint_hash)
     return wl
 
-
-def ids_by_image(wl) -> dict[str, int]:
-    cases = wl.cases()
-    return dict(zip(cases["image"], cases["id"].astype(int)))
-
-
-def uniform_probs(rng, n):
-    return rng.uniform(0.01, 0.99, size=n)
-
-
-__all__ = ["HASH", "case", "worklist", "ids_by_image", "uniform_probs", "np"]

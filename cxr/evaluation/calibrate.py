@@ -30,6 +30,7 @@ from cxr.device import DEVICES
 def add_arguments(parser) -> None:
     from cxr.evaluation.calibration import METHODS
     from cxr.evaluation.ood import DEFAULT_SHARE, MAX_TRAIN_FILMS
+    from cxr.evaluation.recalibrate import HOLDOUT_SHARE, MIN_POSITIVES
 
     parser.add_argument("--checkpoint", type=Path, required=True, help="RUN_DIR/best.pt")
     parser.add_argument("--data", help="dataset folder (default: the run's config data_dir)")
@@ -48,7 +49,6 @@ def add_arguments(parser) -> None:
                         help="seed of MC dropout and of the training subsample")
     parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="auto (CUDA, else MPS, else CPU; the default), cpu, cuda, mps")
-    from cxr.evaluation.recalibrate import HOLDOUT_SHARE, MIN_POSITIVES
     parser.add_argument("--from-worklist", metavar="DB",
                         help="refit the readout on this worklist's reviewed cases of the "
                              "checkpoint (not on its split)")

@@ -57,7 +57,7 @@ def recalibrate(readout, cases: pd.DataFrame, y: np.ndarray, holdout_share=HOLDO
 
     if not 0 < holdout_share < 1:
         raise ValueError(f"--holdout-share {holdout_share}: must be between 0 and 1")
-    n_hold = int(round(len(cases) * holdout_share))
+    n_hold = round(len(cases) * holdout_share)
     n_fit = len(cases) - n_hold
     if n_hold < MIN_HOLDOUT or n_fit < 2 * min_positives:
         raise ValueError(f"only {len(cases)} reviewed cases of this checkpoint: need at least "

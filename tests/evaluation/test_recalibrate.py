@@ -80,7 +80,7 @@ def test_refit_on_overconfident_cases_lowers_the_held_out_ece(tmp_path):
 
 
 def test_too_few_cases_or_positives_is_refused(tmp_path):
-    wl, ckpt, p, y = _overconfident(tmp_path, n=12)
+    wl, ckpt, _, _ = _overconfident(tmp_path, n=12)
     old = _readout(file_sha256(ckpt))
     cases, ref = reviewed_labels(wl, old.checkpoint_sha256)
     with pytest.raises(ValueError, match="only 12 reviewed cases"):
@@ -92,7 +92,7 @@ def test_too_few_cases_or_positives_is_refused(tmp_path):
 
 
 def test_cli_writes_a_new_readout_keeps_the_old_and_says_where_it_was_fitted(tmp_path, capsys):
-    wl, ckpt, p, y = _overconfident(tmp_path, n=120)
+    wl, ckpt, _, _ = _overconfident(tmp_path, n=120)
     save_readout(_readout(file_sha256(ckpt)), ckpt)
     before = readout_path(ckpt).read_bytes()
     assert in_force(load_readout(ckpt)).startswith("Readout in force: fitted on the run's "
@@ -112,6 +112,6 @@ def test_cli_writes_a_new_readout_keeps_the_old_and_says_where_it_was_fitted(tmp
 
 
 def test_cli_refuses_without_a_validation_readout(tmp_path, capsys):
-    wl, ckpt, p, y = _overconfident(tmp_path, n=12)
+    wl, ckpt, _, _ = _overconfident(tmp_path, n=12)
     assert main(["calibrate", "--from-worklist", str(wl.path), "--checkpoint", str(ckpt)]) == 1
     assert "has no readout to refit" in capsys.readouterr().err
