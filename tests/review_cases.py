@@ -28,14 +28,16 @@ def case(image, prob=None, cal=None, calls=None, score=0.01, uncertain=False, oo
     return row
 
 
-def worklist(tmp_path, rows, model="fusion", checkpoint_hash=HASH, name="wl.sqlite"):
-    """A worklist holding `rows` (case() dicts), imported in that order (ids 1, 2, ...)."""
+def worklist(tmp_path, rows, model="fusion", checkpoint_hash=HASH, name="wl.sqlite",
+             target=None):
+    """A worklist holding `rows` (case() dicts), imported in that order (ids 1, 2, ...), at
+    tmp_path / name or at `target` (a path or URL: the wl_target fixture's backends)."""
     csv = tmp_path / f"pred-{checkpoint_hash[:6]}.csv"
     frame = pd.DataFrame(rows)
     if "operating_point" in frame and frame["operating_point"].isna().any():
         raise ValueError("all rows or none with a readout")
     frame.to_csv(csv, index=False)
-    wl = Worklist(tmp_path / name)
+    wl = Worklist(target or tmp_path / name)
     wl.import_predictions(csv, model, checkpoint_hash)
     return wl
 

@@ -32,15 +32,20 @@ DECISIONS = [(1, "disagree", [], "dr b"), (1, "agree", None, "dr a"), (2, "agree
 
 @pytest.fixture
 def wl(tmp_path):
+    return _decided(tmp_path)
+
+
+def _decided(tmp_path, target=None):
     rows = [case(f"c{i + 1}", calls={EFF: CALLS[i]}, score=SCORES[i], ood_score=float(i))
             for i in range(10)]
-    wl = worklist(tmp_path, rows)
+    wl = worklist(tmp_path, rows, target=target)
     for number, decision, corrected, reviewer in DECISIONS:
         wl.record_decision(number, decision, reviewer, corrected=corrected)
     return wl
 
 
-def test_per_finding_rates_and_counts_match_a_hand_computation(wl, tmp_path):
+def test_per_finding_rates_and_counts_match_a_hand_computation(tmp_path, wl_target):
+    wl = _decided(tmp_path, wl_target)  # on SQLite and on PostgreSQL
     ckpt = tmp_path / "run" / "best.pt"
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"not read")
@@ -132,3 +137,11 @@ def test_cxr_worklist_cases_writes_the_queue_in_order(wl, tmp_path, capsys):
     assert main(["worklist", "cases", "--db", str(wl.path), "--order", "urgent",
                  "--urgent", "Effusion", "--status", "pending"]) == 0
     assert "c10" in capsys.readouterr().out
+
+
+def test_cxr_audit_on_a_server_that_is_away_says_so_without_the_password(tmp_path, capsys):
+    url = "postgresql+psycopg://cxr:s3cret-pw@127.0.0.1:9/worklist"  # nothing listens on 9
+    assert main(["audit", "--db", url, "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be reached" in err and "s3cret-pw" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

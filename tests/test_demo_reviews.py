@@ -12,12 +12,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/: review_cases
 from review_cases import HASH, case, worklist  # noqa: E402
 
 
-def test_simulated_reviews_follow_the_labels_and_are_marked(tmp_path):
+def test_simulated_reviews_follow_the_labels_and_are_marked(tmp_path, wl_target):
     rows = [case("a.png", calls={"Pneumothorax": "positive"}),  # right: agree
             case("b.png", calls={"Effusion": "positive"}),      # truth: Mass: disagree
             case("c.png"),                                       # truth: nothing: agree
             case("d.png")]                                       # not in the truth: skipped
-    wl = worklist(tmp_path, rows)
+    wl = worklist(tmp_path, rows, target=wl_target)  # on SQLite and on PostgreSQL
     truth = {"a.png": {"Pneumothorax"}, "b.png": {"Mass"}, "c.png": set()}
     assert simulate_reviews(wl, HASH, truth, n=10) == 3
     cases = wl.cases().set_index("image")

@@ -29,8 +29,8 @@ ROWS = [  # ids 1..10 in this order
 
 
 @pytest.fixture
-def cases(tmp_path):
-    return worklist(tmp_path, ROWS).cases()
+def cases(tmp_path, wl_target):  # on SQLite and on PostgreSQL
+    return worklist(tmp_path, ROWS, target=wl_target).cases()
 
 
 def test_urgent_puts_the_urgent_positive_first_then_ood_uncertain_then_positives(cases):

@@ -36,7 +36,7 @@ def _readout(sha: str) -> Readout:
                    {"n_val_images": 60, "fitted_on": {"calibration": "val"}})
 
 
-def _overconfident(tmp_path, n=300, seed=0):
+def _overconfident(tmp_path, n=300, seed=0, target=None):
     """A worklist of n reviewed Effusion cases: true risk q (0.2 or 0.8, so that a few hundred
     cases measure the ECE well), the model says sigmoid(5 logit q) (over-confident: 0.001 or
     0.999), the reviewer's finding is drawn from q; calls at 0.5, agreed when right."""
@@ -48,7 +48,7 @@ def _overconfident(tmp_path, n=300, seed=0):
                                                    "negative"}) for i in range(n)]
     ckpt = tmp_path / "best.pt"
     ckpt.write_bytes(b"a checkpoint")
-    wl = worklist(tmp_path, rows, checkpoint_hash=file_sha256(ckpt))
+    wl = worklist(tmp_path, rows, checkpoint_hash=file_sha256(ckpt), target=target)
     for i in range(n):
         right = y[i] == (p[i] >= 0.5)
         wl.record_decision(i + 1, "agree" if right else "disagree", "dr a",
@@ -56,8 +56,8 @@ def _overconfident(tmp_path, n=300, seed=0):
     return wl, ckpt, p, y
 
 
-def test_refit_on_overconfident_cases_lowers_the_held_out_ece(tmp_path):
-    wl, ckpt, p, y = _overconfident(tmp_path)
+def test_refit_on_overconfident_cases_lowers_the_held_out_ece(tmp_path, wl_target):
+    wl, ckpt, p, y = _overconfident(tmp_path, target=wl_target)  # SQLite and PostgreSQL
     old = _readout(file_sha256(ckpt))
     cases, ref = reviewed_labels(wl, old.checkpoint_sha256)
     assert len(cases) == 300 and ref[:, FINDINGS.index(EFF)].sum() == y.sum()
