@@ -170,3 +170,16 @@ def _likely_negative(cases: pd.DataFrame, thresholds) -> pd.DataFrame:
     out = out.drop(columns="_m")
     out["reason"] = reasons
     return out
+
+
+def sensitivity_sentence(readout) -> str:
+    """The high-sensitivity point's validation sensitivity (range over the findings)."""
+    if readout is None:
+        return "Without a readout there is no high-sensitivity point, so no list."
+    sens = [readout.points["sensitivity"][f].get("val_sensitivity") for f in readout.labels]
+    known = np.array([s for s in sens if s is not None and np.isfinite(s)], float)
+    if known.size == 0:
+        return "The high-sensitivity point has no validation sensitivity for any finding."
+    return (f"That point was chosen for validation sensitivity >= {readout.target:.2f}; it "
+            f"reached {known.min():.2f} to {known.max():.2f} across the findings, so about "
+            f"{1 - known.min():.0%} of a finding's positive films can still be on this list.")

@@ -10,7 +10,6 @@ reason for its place, the calls, probabilities and uncertainty columns.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from cxr.labels import FINDINGS
@@ -79,10 +78,8 @@ def run_cases(args) -> int:
 
 def likely_negative_note(readout) -> str:
     """What the likely-negative list is, with the high-sensitivity point's validation
-    sensitivity per finding (cxr.dashboard.orders words it for the page)."""
-    sens = [readout.points["sensitivity"][f]["val_sensitivity"] for f in readout.labels]
-    known = [s for s in sens if s is not None and not math.isnan(s)]
-    low = f"{min(known):.2f}" if known else "n/a"
-    return ("likely negative: no positive call at the high-sensitivity point (validation "
-            f"sensitivity {low} or more per finding), in distribution, not uncertain; not "
-            "'normal': such a list still holds missed findings. Research use only.")
+    sensitivity (the page's caption says the same, cxr.dashboard.orders)."""
+    from cxr.triage_order import sensitivity_sentence
+    return ("Likely negative: no positive call at the high-sensitivity point, in distribution, "
+            "not uncertain. " + sensitivity_sentence(readout) + " These films still need a "
+            "reviewer's look. Research use only, not for diagnosis.")

@@ -145,3 +145,30 @@ def test_cxr_audit_on_a_server_that_is_away_says_so_without_the_password(tmp_pat
     err = capsys.readouterr().err
     assert "cannot be reached" in err and "s3cret-pw" not in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_cxr_worklist_cases_likely_negative_uses_the_readouts_sensitivity_point(tmp_path, capsys):
+    from cxr.evaluation.calibration import Calibration
+    from cxr.evaluation.ood import OODModel
+    from cxr.hashing import file_sha256
+    from cxr.readout import Readout, save_readout
+
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"a checkpoint")
+    sha, f = file_sha256(ckpt), len(FINDINGS)
+    point = {x: {"threshold": 0.4, "val_sensitivity": 0.93, "val_specificity": 0.5}
+             for x in FINDINGS}
+    save_readout(Readout(sha, tuple(FINDINGS),
+                         Calibration("temperature", np.ones(f), np.zeros(f), np.ones(f, bool)),
+                         {"youden": point, "sensitivity": point, "specificity": point},
+                         OODModel(np.zeros(2), np.eye(2), 3.0, 0.95, 0.1)), ckpt)
+    wl = worklist(tmp_path, [case("low", cal={EFF: 0.1}), case("near", cal={EFF: 0.45}),
+                             case("ood", ood=True)], checkpoint_hash=sha)
+    out = tmp_path / "quick.csv"
+    assert main(["worklist", "cases", "--db", str(wl.path), "--order", "likely-negative",
+                 "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    assert list(pd.read_csv(out)["image"]) == ["low"]  # near: 0.45 >= 0.4; ood: out
+    said = capsys.readouterr().out
+    assert "reached 0.93 to 0.93" in said and "normal" not in said.lower()
+    assert main(["worklist", "cases", "--db", str(wl.path), "--order", "likely-negative"]) == 1
+    assert "high-sensitivity operating point" in capsys.readouterr().err

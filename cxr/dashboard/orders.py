@@ -11,11 +11,10 @@ sensitivity of the high-sensitivity operating point it is drawn at.
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from cxr.evaluation.recalibrate import in_force
-from cxr.triage_order import DEFAULT_URGENT, order_cases
+from cxr.triage_order import DEFAULT_URGENT, order_cases, sensitivity_sentence
 
 ORDER_LABELS = {
     "urgent": "Urgent first",
@@ -39,19 +38,6 @@ def order_caption(order: str, readout=None, urgent=DEFAULT_URGENT) -> str:
             "distribution and not uncertain; clearest first. " + sensitivity_sentence(readout)
             + " These films still need a reviewer's look: the list is not a statement that "
             "a film has no finding. Research use only, not for diagnosis.")
-
-
-def sensitivity_sentence(readout) -> str:
-    """The high-sensitivity point's validation sensitivity (range over the findings)."""
-    if readout is None:
-        return "Without a readout there is no high-sensitivity point, so no list."
-    sens = [readout.points["sensitivity"][f].get("val_sensitivity") for f in readout.labels]
-    known = np.array([s for s in sens if s is not None and np.isfinite(s)], float)
-    if known.size == 0:
-        return "The high-sensitivity point has no validation sensitivity for any finding."
-    return (f"That point was chosen for validation sensitivity >= {readout.target:.2f}; it "
-            f"reached {known.min():.2f} to {known.max():.2f} across the findings, so about "
-            f"{1 - known.min():.0%} of a finding's positive films can still be on this list.")
 
 
 def sensitivity_table(readout) -> pd.DataFrame:
