@@ -245,7 +245,8 @@ def figures(report: dict) -> dict:
         part = report[key]
         fig, ax = plt.subplots(figsize=(7, 4))
         dec = part["deciles"]
-        ax.bar([d["decile"] for d in dec], [d["rate"] for d in dec], color="#1f77b4")
+        bars = ax.bar([d["decile"] for d in dec], [d["rate"] for d in dec], color="#1f77b4")
+        ax.bar_label(bars, [f"n={d['n']}" for d in dec], fontsize=7)
         ax.set_xlabel(f"{label} decile (1 = lowest)")
         ax.set_ylabel("share the reviewer disagreed")
         ax.set_ylim(0, 1)

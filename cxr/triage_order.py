@@ -20,8 +20,10 @@ The orders (`cxr worklist cases --order ...`, the Triage page):
 - `likely-negative`: only the cases with no positive call at the HIGH-SENSITIVITY operating
   point (calibrated probability >= that point's threshold counts as a call), not flagged
   uncertain and in distribution; the clearest first: by the largest margin
-  max_f(calibrated_f - threshold_f) ascending. A list to check quickly, never "normal": the
-  high-sensitivity point still misses about 1 in 10 positives on validation.
+  max_f(calibrated_f - threshold_f) ascending. Findings without a threshold at that point
+  (their validation split had one class) are not checked, and none at all is an error. A list
+  to check quickly, never "normal": the high-sensitivity point still misses about 1 in 10
+  positives on validation.
 Ties: a missing score sorts last, then the lower case id (the earlier import) comes first.
 """
 from __future__ import annotations
@@ -145,6 +147,9 @@ def _likely_negative(cases: pd.DataFrame, thresholds) -> pd.DataFrame:
         t = np.asarray(thresholds, dtype=float)
         if t.shape != (len(FINDINGS),):
             raise ValueError(f"sensitivity thresholds of shape {t.shape}: expected (14,)")
+        if not np.isfinite(t).any():
+            raise ValueError("the readout has no high-sensitivity threshold for any finding "
+                             "(each validation split had one class): no likely-negative list")
         cal = cases[CAL].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
         ok = np.isfinite(t)
         called = np.where(ok, cal >= np.where(ok, t, 0), False) | np.isnan(cal[:, ok]).any(
@@ -180,6 +185,10 @@ def sensitivity_sentence(readout) -> str:
     known = np.array([s for s in sens if s is not None and np.isfinite(s)], float)
     if known.size == 0:
         return "The high-sensitivity point has no validation sensitivity for any finding."
+    missing = len(sens) - known.size
+    unchecked = (f" {missing} finding(s) have no threshold at that point and are not checked."
+                 if missing else "")
     return (f"That point was chosen for validation sensitivity >= {readout.target:.2f}; it "
             f"reached {known.min():.2f} to {known.max():.2f} across the findings, so about "
-            f"{1 - known.min():.0%} of a finding's positive films can still be on this list.")
+            f"{1 - known.min():.0%} of a finding's positive films can still be on this list."
+            + unchecked)

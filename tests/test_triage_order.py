@@ -68,6 +68,8 @@ def test_likely_negative_needs_no_call_at_the_sensitivity_point(cases):
     assert out["reason"][2] == ("no positive call at the high-sensitivity point; closest: "
                                 "Effusion (P 0.45 < 0.50)")
     assert not out["reason"].str.contains("normal").any()
+    with pytest.raises(ValueError, match="no high-sensitivity threshold for any finding"):
+        order_cases(cases, "likely-negative", sensitivity_thresholds=np.full(14, np.nan))
 
 
 def test_likely_negative_without_thresholds_is_refused_unless_called_there(cases, tmp_path):

@@ -47,7 +47,12 @@ def wl(tmp_path):
 def test_the_likely_negative_caption_states_the_validation_sensitivity_never_normal():
     text = orders.order_caption("likely-negative", _readout(0.92))
     assert "validation sensitivity >= 0.90" in text and "0.91 to 0.92" in text
-    assert "9% of a finding's positive films" in text
+    assert "9% of a finding's positive films" in text and "not checked" not in text
+    partial = _readout(0.92)
+    partial.points["sensitivity"]["Hernia"] = {"threshold": None, "val_sensitivity": None,
+                                               "val_specificity": None}
+    assert "1 finding(s) have no threshold at that point and are not checked" in \
+        orders.order_caption("likely-negative", partial)
     assert "normal" not in text.lower() and "Research use only" in text
     assert "no high-sensitivity point" in orders.order_caption("likely-negative", None)
     for order in orders.ORDER_LABELS:
