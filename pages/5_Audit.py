@@ -42,12 +42,12 @@ if ckpt is not None:
 
 @st.cache_data(max_entries=8, show_spinner="Auditing the decided cases…")
 def report_for(db: str, checkpoint_hash: str, checkpoint: str | None, n_decisions: int):
-    # n_decisions: a new decision anywhere makes a new report
+    # n_decisions: a new decision on the queue makes a new report
     return audit.queue_audit(Worklist(db, create=False), checkpoint_hash,
                              Path(checkpoint) if checkpoint else None)
 
 
-n_decisions = len(wl.export_table(history=True))
+n_decisions = int(wl.cases(checkpoint_hash=choice)["n_decisions"].sum())
 report = report_for(str(r.worklist), choice, str(ckpt) if ckpt else None, n_decisions)
 if report is None:
     st.info("No case of this queue is decided yet: record decisions on the Triage page.")

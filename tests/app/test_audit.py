@@ -37,3 +37,18 @@ def test_audit_of_decided_cases(app, fresh_world):
     frames = {d.value.columns[0]: d.value for d in at.dataframe}
     assert frames["reviewer"]["decisions"].tolist() == [7]
     assert frames["finding"].set_index("finding").loc["Effusion", "TP"] == 4
+
+
+def test_a_new_decision_shows_on_the_next_run(app, fresh_world):
+    fresh_world.worklist.unlink()
+    rows = [case(f"c{i}", calls={"Effusion": "positive"}) for i in range(3)]
+    wl = worklist(fresh_world.worklist.parent, rows, name=fresh_world.worklist.name)
+    wl.record_decision(1, "agree", "dr a")
+    at = app(fresh_world, PAGE)
+    assert any("n = 1 cases" in c.value for c in at.caption)
+    wl.record_decision(2, "disagree", "dr b", corrected=[], simulated=True)
+    at.run()
+    no_exception(at)
+    assert any("n = 2 cases" in c.value for c in at.caption)
+    assert any("1 of 2 decisions were made by the demo's SIMULATED reviewer" in e.value
+               for e in at.error)
