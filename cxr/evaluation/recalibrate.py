@@ -4,9 +4,11 @@ maps) and operating points on the site's reviewed cases of that checkpoint.
     cxr calibrate --from-worklist data/worklist.sqlite --checkpoint runs/fusion/best.pt \
         [--holdout-share 0.25] [--min-positives 10]
 
-- The cases are the checkpoint's decided cases in the worklist (never its training or test
-  split: the worklist holds what the site read), with the reviewer's findings as labels (the
-  rules of cxr/audit.py: second reads and cases without a readout are left out).
+- The cases are the checkpoint's decided cases in the worklist, with the reviewer's findings as
+  labels (the rules of cxr/audit.py: second reads and cases without a readout are left out).
+  Films of the run's own split (RUN_DIR/split.csv: training, validation or test, by file name)
+  are left out and counted, so a refit never sees the run's training or test films (the demo's
+  worklist holds its test split: it is refused).
 - They are ordered by decision time; the LATER `--holdout-share` of them is held out and only
   scored: its calibration error (ECE, macro over the refitted findings) before and after.
 - A finding is refitted when the earlier part has at least `--min-positives` positives and as
@@ -42,6 +44,23 @@ def reviewed_labels(wl, checkpoint_hash: str) -> tuple[pd.DataFrame, np.ndarray]
     cases, y = cases[used].reset_index(drop=True), y[used]
     order = np.argsort(cases["decided_at"].to_numpy(dtype=str), kind="mergesort")
     return cases.iloc[order].reset_index(drop=True), y[order].astype(np.uint8)
+
+
+def split_films(checkpoint: Path) -> set[str] | None:
+    """File names of the run's split (RUN_DIR/split.csv beside the checkpoint), None without."""
+    from cxr.rundir import RunDir
+    path = RunDir(Path(checkpoint).parent).split
+    if not path.is_file():
+        return None
+    return set(pd.read_csv(path, usecols=["image"], dtype=str)["image"])
+
+
+def leave_out_split(cases: pd.DataFrame, y: np.ndarray, films: set[str] | None):
+    """(cases, y) without the films of the run's split, and how many were left out."""
+    if not films:
+        return cases, y, 0
+    inside = cases["image"].map(lambda key: Path(str(key)).name in films).to_numpy(bool)
+    return cases[~inside].reset_index(drop=True), y[~inside], int(inside.sum())
 
 
 def macro_ece(y: np.ndarray, p: np.ndarray, columns) -> float | None:
@@ -152,8 +171,17 @@ def _run(args) -> int:
     wl = Worklist(args.from_worklist, create=False)
     sha = file_sha256(ckpt)
     cases, y = reviewed_labels(wl, sha)
+    films = split_films(ckpt)
+    cases, y, in_split = leave_out_split(cases, y, films)
+    if films is None:
+        print(f"note: no split.csv beside {ckpt}: cannot check that no reviewed case is a film "
+              "of the run's own split")
+    elif in_split:
+        print(f"left out {in_split} reviewed case(s) that are films of the run's own split "
+              "(training, validation or test)")
     source = str(getattr(wl, "url_masked", args.from_worklist))
     new, s = recalibrate(readout, cases, y, args.holdout_share, args.min_positives, source)
+    s["left_out_run_split"] = in_split  # s is the new readout's provenance["recalibration"]
     old = readout_path(ckpt)
     keep = old.with_name(f"{old.name[:-len('.pt')]}.{time.strftime('%Y%m%dT%H%M%S')}.pt")
     write_bytes(keep, old.read_bytes())

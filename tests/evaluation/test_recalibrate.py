@@ -92,8 +92,11 @@ def test_too_few_cases_or_positives_is_refused(tmp_path):
 
 
 def test_cli_writes_a_new_readout_keeps_the_old_and_says_where_it_was_fitted(tmp_path, capsys):
-    wl, ckpt, _, _ = _overconfident(tmp_path, n=120)
+    wl, ckpt, _, _ = _overconfident(tmp_path, n=130)
     save_readout(_readout(file_sha256(ckpt)), ckpt)
+    # ten of the reviewed films belong to the run's own split: never refitted on
+    (tmp_path / "split.csv").write_text("image,patient,split\n" + "".join(
+        f"c{i},{i},{'test' if i % 2 else 'train'}\n" for i in range(10)))
     before = readout_path(ckpt).read_bytes()
     assert in_force(load_readout(ckpt)).startswith("Readout in force: fitted on the run's "
                                                    "validation split (60 images)")
@@ -101,14 +104,27 @@ def test_cli_writes_a_new_readout_keeps_the_old_and_says_where_it_was_fitted(tmp
                  "--min-positives", "10"]) == 0
     out = capsys.readouterr().out
     assert "too few positives to refit (validation fit kept): Atelectasis (0 positives" in out
+    assert "left out 10 reviewed case(s) that are films of the run's own split" in out
     assert "held out the later 30" in out
     kept = [f for f in tmp_path.glob("best.readout.*.pt") if f.name != "best.readout.pt"]
     assert len(kept) == 1 and kept[0].read_bytes() == before
     new = load_readout(ckpt)
     r = new.provenance["recalibration"]
     assert (r["fitted_on"], r["n_cases"], r["worklist"]) == ("worklist", 90, str(wl.path))
-    assert r["previous_readout"] == str(kept[0])
+    assert r["previous_readout"] == str(kept[0]) and r["left_out_run_split"] == 10
     assert in_force(new).startswith("Readout in force: refitted on 90 reviewed cases")
+
+
+def test_cli_refuses_when_every_reviewed_case_is_a_film_of_the_runs_split(tmp_path, capsys):
+    wl, ckpt, _, _ = _overconfident(tmp_path, n=40)  # like the demo: its test split reviewed
+    save_readout(_readout(file_sha256(ckpt)), ckpt)
+    before = readout_path(ckpt).read_bytes()
+    (tmp_path / "split.csv").write_text("image,patient,split\n" + "".join(
+        f"c{i},{i},test\n" for i in range(40)))
+    assert main(["calibrate", "--from-worklist", str(wl.path), "--checkpoint", str(ckpt)]) == 1
+    assert "left out 40 reviewed case(s)" in capsys.readouterr().out
+    assert readout_path(ckpt).read_bytes() == before
+    assert not [f for f in tmp_path.glob("best.readout.*.pt") if f.name != "best.readout.pt"]
 
 
 def test_cli_refuses_without_a_validation_readout(tmp_path, capsys):
