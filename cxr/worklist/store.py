@@ -35,8 +35,8 @@ from cxr.csvsafe import csv_safe
 from cxr.labels import FINDINGS, finding_index
 from cxr.worklist import migrate
 from cxr.worklist.claims import ClaimsMixin
-from cxr.worklist.db import (CaseChanged, connection, is_sqlite, make_engine, mask, sqlite_path,
-                             to_url)
+from cxr.worklist.db import (CaseChanged, connection, is_sqlite, make_engine, mask,
+                             shared_engine, sqlite_path, to_url)
 from cxr.worklist.schema import (CAL, CALL, DECISIONS, DICOM_REFS, PROB, STATUSES, STD, cases,
                                  claims, decisions)
 from cxr.worklist.work import WorkMixin
@@ -80,8 +80,11 @@ class Worklist(ClaimsMixin, WorkMixin):
             raise FileNotFoundError(f"worklist {self.path} does not exist")
         if self.sqlite and create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = make_engine(self.url, readonly=self.sqlite and not create)
-        self._writer = None if create else make_engine(self.url)
+        if self.sqlite:
+            self.engine = make_engine(self.url, readonly=not create)
+            self._writer = None if create else make_engine(self.url)
+        else:  # a server has no read-only files: one shared pool reads and writes
+            self.engine, self._writer = shared_engine(self.url), None
         if create:
             self._open_for_write()
         else:
@@ -110,7 +113,8 @@ class Worklist(ClaimsMixin, WorkMixin):
             with self._read(check=False) as con:
                 state, _ = migrate.current(con)
         except OSError as exc:
-            if not (self.sqlite and "unable to open" in str(exc)):
+            if not (self.sqlite and ("unable to open" in str(exc)
+                                     or "readonly database" in str(exc))):
                 raise
             # a WAL file in a folder we cannot write, with no -shm beside it: nobody has it open
             # for writing (a writer would have made the -shm), so read it as immutable
@@ -120,6 +124,14 @@ class Worklist(ClaimsMixin, WorkMixin):
         if state == "empty":
             with self._read(check=False) as con:
                 migrate.check(con, self.url)  # FileNotFoundError: no worklist there yet
+
+    def close(self) -> None:
+        """Close an SQLite file's pooled connections (the last one out checkpoints the WAL and
+        removes its files); a server's pool is shared by the process and stays."""
+        if self.sqlite:
+            for engine in (self.engine, self._writer):
+                if engine is not None:
+                    engine.dispose()
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
