@@ -260,9 +260,10 @@ def test_copy_moves_every_case_and_decision_and_checks_them(tmp_path, wl_target,
     a = wl.cases(sort="image", ascending=True)[cols]
     b = copied.cases(sort="image", ascending=True)[cols]
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
-    by_image = lambda w: {r.image: w.history(r.id)[["decision", "reviewer", "note", "created_at",  # noqa: E731
-                                                    "simulated"]].values.tolist()
-                          for r in w.cases().itertuples()}
+    def by_image(w):
+        fields = ["decision", "reviewer", "note", "created_at", "simulated"]
+        return {r.image: w.history(r.id)[fields].values.tolist() for r in w.cases().itertuples()}
+
     assert by_image(wl) == by_image(copied)  # the whole history, in order
     assert len(copied.work_items()) == 2
     # a non-empty target is refused; --append adds only what is missing
@@ -359,3 +360,11 @@ def test_equal_file_names_in_two_folders_are_two_cases(tmp_path, wl_target):
     assert table["path"].tolist() == [str(root / "study1" / "IM0001"),
                                       str(root / "study2" / "IM0001")]
     assert len(set(table["id"])) == 2
+
+
+def test_upgrade_makes_an_empty_team_database_ready(pg_url, capsys, tmp_path):
+    assert main(["worklist", "upgrade", "--db", pg_url]) == 0
+    assert "schema created at revision 0002" in capsys.readouterr().out
+    assert Worklist(pg_url, create=False).counts() == {"cases": 0, "pending": 0, "decided": 0}
+    assert main(["worklist", "upgrade", "--db", str(tmp_path / "none.sqlite")]) == 1
+    assert "none.sqlite does not exist (nothing to upgrade)" in capsys.readouterr().err

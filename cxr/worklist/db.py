@@ -1,7 +1,8 @@
 """Opening a worklist database: a path (SQLite) or a URL, the engine, transactions, errors.
 
 SQLite keeps its embedded behaviour: WAL (readers never block the writer), writes take the lock
-up front (BEGIN IMMEDIATE) and wait for it (busy timeout) instead of failing. A read-only open (create=False) uses `mode=ro` and never writes. PostgreSQL
+up front (BEGIN IMMEDIATE) and wait for it (busy timeout) instead of failing. A read-only open
+(create=False) uses `mode=ro` and never writes. PostgreSQL
 (`postgresql+psycopg://user:password@host/db`) gets a pool that checks a connection before use,
 a connect timeout, a few retries on connecting, and WorklistUnavailable (message with the URL's
 password masked) when the server cannot be reached. No statement parameters appear in errors.

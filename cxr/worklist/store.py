@@ -54,6 +54,9 @@ IMPORTED = ["image", "path", "model", "checkpoint_hash", *PROB, *STD, "uncertain
             "operating_point", "ood_score", "ood", "source_csv", "created_at", *DICOM_REFS]
 
 
+_IMPORT_LOCK = 0x6378_7269  # pg_advisory_xact_lock key of imports
+
+
 def insert_ignore(table: sa.Table, dialect: str):
     """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
     module = postgresql if dialect == "postgresql" else sqlite
@@ -65,7 +68,8 @@ class Worklist(ClaimsMixin, WorkMixin):
     create=False: it must exist and is opened read-only until a method writes (SQLite: every
     read is `mode=ro`); a schema other than the code's is a SchemaMismatch at the first call
     that needs it (counts() reads any). create=True: an empty database is created at head, any
-    schema but head is a SchemaMismatch at once. `clock`: the time source (claims, leases, stamps)."""
+    schema but head is a SchemaMismatch at once. `clock`: the time source (claims, leases,
+    stamps)."""
 
     def __init__(self, target: str | os.PathLike = DEFAULT_DB, create: bool = True,
                  clock: Callable[[], datetime] | None = None):
@@ -187,11 +191,21 @@ class Worklist(ClaimsMixin, WorkMixin):
         fixed = {"model": model, "checkpoint_hash": checkpoint_hash,
                  "source_csv": str(csv_path.resolve()), "created_at": self._now()}
         rows = [{**r, **fixed} for r in rows]
-        stmt = insert_ignore(cases, self.url.get_backend_name()).returning(cases.c.id)
-        inserted = 0
+        backend = self.url.get_backend_name()
         with self._write() as con:
-            for start in range(0, len(rows), 2000):
-                inserted += len(con.execute(stmt, rows[start:start + 2000]).all())
+            if backend == "sqlite":  # the file is locked: RETURNING counts what was new
+                stmt, inserted = insert_ignore(cases, backend).returning(cases.c.id), 0
+                for start in range(0, len(rows), 2000):
+                    inserted += len(con.execute(stmt, rows[start:start + 2000]).all())
+            else:  # one import at a time, so the count before and after is this import's;
+                # a plain executemany (pipelined): RETURNING's multi-row VALUES is 10x slower
+                con.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _IMPORT_LOCK})
+                count = (sa.select(sa.func.count()).select_from(cases)
+                         .where(cases.c.checkpoint_hash == checkpoint_hash))
+                before = con.execute(count).scalar_one()
+                if rows:
+                    con.execute(insert_ignore(cases, backend), rows)
+                inserted = con.execute(count).scalar_one() - before
         return {"inserted": inserted, "skipped": len(rows) - inserted}
 
     # -- read ---------------------------------------------------------------------------
