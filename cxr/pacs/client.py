@@ -25,9 +25,9 @@ import json
 import os
 import stat
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -122,7 +122,7 @@ class Pacs:
 
     @classmethod
     def connect(cls, url: str, ca_bundle: str | os.PathLike | None = None,
-                auth_file: str | os.PathLike | None = None, **kwargs) -> "Pacs":
+                auth_file: str | os.PathLike | None = None, **kwargs) -> Pacs:
         creds = credentials(auth_file)
         session = requests.Session()
         if ca_bundle is not None:

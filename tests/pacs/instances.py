@@ -13,7 +13,7 @@ import pydicom
 from pydicom.uid import generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: dicom_files
-import dicom_files as D  # noqa: E402
+import dicom_files as D
 
 CR_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

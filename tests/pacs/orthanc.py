@@ -61,7 +61,7 @@ class Orthanc:
     def dicomweb(self) -> str:
         return f"{self.url}/dicom-web"
 
-    def start(self, timeout: float = 30.0) -> "Orthanc":
+    def start(self, timeout: float = 30.0) -> Orthanc:
         log = open(self.folder / "orthanc.log", "ab")
         self.process = subprocess.Popen([ORTHANC, str(self.config)], cwd=self.folder,
                                         stdout=log, stderr=subprocess.STDOUT)

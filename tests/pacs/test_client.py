@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import instances as I  # noqa: E402
-import orthanc as O  # noqa: E402
+import instances as I
+import orthanc as O
 
-from cxr.pacs.client import Pacs, PacsError, credentials, tag  # noqa: E402
+from cxr.pacs.client import Pacs, PacsError, credentials, tag
 
 
 def test_store_search_and_retrieve_round_trip(orthanc, pacs_env):
