@@ -175,9 +175,13 @@ class Pacs:
                             "StudyInstanceUID", search_filters=filters,
                             fields=["StudyDate", "ModalitiesInStudy"])
 
-    def instances(self, study_uid: str, sop_class: str | None = None) -> list[dict]:
-        """QIDO-RS instances of a study (with their series' modality and description)."""
+    def instances(self, study_uid: str, sop_class: str | None = None,
+                  sop_uid: str | None = None) -> list[dict]:
+        """QIDO-RS instances of a study (with their series' modality, description and
+        manufacturer), optionally of one SOP Class or one SOP Instance UID."""
         filters = {"SOPClassUID": sop_class} if sop_class else {}
+        if sop_uid:
+            filters["SOPInstanceUID"] = sop_uid
         return self._search("search for instances", self.client.search_for_instances,
                             "SOPInstanceUID", study_instance_uid=study_uid,
                             search_filters=filters, fields=["Modality", "SeriesDescription", "SeriesInstanceUID",
