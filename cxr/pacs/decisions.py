@@ -47,7 +47,8 @@ def pending(worklist, reviewer: str | None = None) -> pd.DataFrame:
 def decision_sr(source, model_sr, case) -> hd.sr.ComprehensiveSR:
     """The SR of one case's latest decision (a row of Worklist.cases())."""
     root = hd.sr.ContainerContentItem(TITLE)
-    person = hd.sr.PnameContentItem(codes.DCM.PersonObserverName, str(case.reviewer),
+    name = str(case.reviewer) if "^" in str(case.reviewer) else f"{case.reviewer}^"  # one part
+    person = hd.sr.PnameContentItem(codes.DCM.PersonObserverName, name,
                                     relationship_type="HAS OBS CONTEXT")
     observer = hd.sr.CodeContentItem(codes.DCM.ObserverType, codes.DCM.Person,
                                      relationship_type="HAS OBS CONTEXT")

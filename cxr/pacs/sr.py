@@ -85,7 +85,7 @@ class Algorithm:
 
 
 def finding_code(finding: str) -> hd.sr.CodedConcept:
-    return hd.sr.CodedConcept(finding.upper()[:16], SCHEME, finding.replace("_", " "))
+    return hd.sr.CodedConcept(finding.upper()[:16], SCHEME, finding)
 
 
 def result_sr(source: Dataset, pred, algorithm: Algorithm, labels, thresholds=None,
