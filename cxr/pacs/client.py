@@ -33,7 +33,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 RETRY_STATUS = (429, 502, 503, 504)
-ENV_USER, ENV_PASSWORD, ENV_TOKEN = "CXR_DICOMWEB_USER", "CXR_DICOMWEB_PASSWORD", "CXR_DICOMWEB_TOKEN"
+ENV_USER, ENV_PASSWORD = "CXR_DICOMWEB_USER", "CXR_DICOMWEB_PASSWORD"
+ENV_TOKEN = "CXR_DICOMWEB_TOKEN"
 ENV_AUTH_FILE = "CXR_DICOMWEB_AUTH_FILE"
 TIMEOUT_S = 30.0
 PAGE = 500  # QIDO results per request
@@ -184,8 +185,9 @@ class Pacs:
             filters["SOPInstanceUID"] = sop_uid
         return self._search("search for instances", self.client.search_for_instances,
                             "SOPInstanceUID", study_instance_uid=study_uid,
-                            search_filters=filters, fields=["Modality", "SeriesDescription", "SeriesInstanceUID",
-                                 "Manufacturer"])
+                            search_filters=filters,
+                            fields=["Modality", "SeriesDescription", "SeriesInstanceUID",
+                                    "Manufacturer"])
 
     def _search(self, what: str, fn: Callable, key: str, **kwargs) -> list[dict]:
         """Every result, PAGE at a time (limit/offset). dicomweb-client's get_remaining asks

@@ -21,8 +21,15 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from cxr.pacs.client import Pacs, tag
-from cxr.pacs.sr import (COMMENT, DECISION_SERIES, MANUFACTURER, WARNING, _declare_scheme, code,
-                         finding_code)
+from cxr.pacs.sr import (
+    COMMENT,
+    DECISION_SERIES,
+    MANUFACTURER,
+    WARNING,
+    _declare_scheme,
+    code,
+    finding_code,
+)
 
 TITLE = code("REVIEW", "Review of model results")
 DECISION = code("DECISION", "Reviewer decision")

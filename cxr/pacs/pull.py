@@ -76,12 +76,12 @@ class Totals:
 
 class Puller:
     def __init__(self, pacs: Pacs, options: Options, log=print):
+        import cxr
         from cxr.checkpoint import load_model
         from cxr.hashing import file_sha256
         from cxr.readout import FORMAT, VERSION, load_readout
         from cxr.uncertainty import passes_for, rule_for
         from cxr.worklist import Worklist
-        import cxr
 
         self.pacs, self.opts, self.log = pacs, options, log
         self.sha = file_sha256(options.checkpoint)

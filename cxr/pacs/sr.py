@@ -20,9 +20,10 @@ heatmap is no segmentation), numbers with units, and coded evaluations. So:
   - the observer is a device (the model), never a person.
 The words "research use only, not for diagnosis" are in the series description (what every
 viewer lists; an OOD film's begins with "OUT OF DISTRIBUTION") and in a comment before the
-measurements (an OOD film's comment begins with that too). The findings and results have no standard codes (SNOMED has no "model-probability
-of Infiltration"), so they use the private coding scheme 99CXR ("99" marks a private scheme,
-PS3.16 8.2), declared in the SR's Coding Scheme Identification Sequence.
+measurements (an OOD film's comment begins with that too). The findings and results have no
+standard codes (SNOMED has no "model probability of Infiltration"), so they use the private
+coding scheme 99CXR ("99" marks a private scheme, PS3.16 8.2), declared in the SR's Coding
+Scheme Identification Sequence.
 
 Patient and study modules are copied from the source film by highdicom (DICOM requires them for
 the SR to file under the right study); the accession number is emptied unless `keep_accession`

@@ -13,6 +13,7 @@ Examples: OHIF `.../viewer?StudyInstanceUIDs={study}`, Orthanc's Stone viewer
 """
 from __future__ import annotations
 
+import math
 import string
 from urllib.parse import quote
 
@@ -32,10 +33,15 @@ def viewer_link(template: str | None, case) -> str | None:
     values = {}
     for name in used | {"study"}:
         value = _get(case, FIELDS[name])
-        if value is None or value != value or not str(value).strip():  # None, NaN, ""
+        if value is None or pd_isna(value) or not str(value).strip():
             return None
         values[name] = quote(str(value).strip(), safe="")
     return template.format(**values)
+
+
+def pd_isna(value) -> bool:
+    """NaN (a pandas row's missing value) without importing pandas."""
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _get(case, key: str):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cxr.pacs.client import PacsError
 
@@ -80,7 +80,7 @@ class Watcher:
             return
         from cxr.atomic import write_json
         write_json(self.progress, {
-            "state": state, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "state": state, "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "rounds": self.rounds, "server": self.puller.pacs.server,
             "last_round": None if totals is None else vars(totals), "error": error})
 
@@ -88,7 +88,7 @@ class Watcher:
 def _install(stop: threading.Event):
     if threading.current_thread() is not threading.main_thread():
         return None
-    handler = lambda signum, frame: stop.set()  # noqa: E731
+    handler = lambda signum, frame: stop.set()
     return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
 

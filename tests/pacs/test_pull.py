@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import highdicom as hd
-import numpy as np
 import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import instances as I  # noqa: E402
+import instances as I
 
-from cxr.cli import main  # noqa: E402
-from cxr.labels import FINDINGS  # noqa: E402
-from cxr.pacs.client import Pacs, tag  # noqa: E402
-from cxr.pacs.sr import read_result  # noqa: E402
-from cxr.worklist import CAL, PROB, STD, Worklist  # noqa: E402
+from cxr.cli import main
+from cxr.labels import FINDINGS
+from cxr.pacs.client import Pacs, tag
+from cxr.pacs.sr import read_result
+from cxr.worklist import CAL, PROB, STD, Worklist
 
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import instances as I  # noqa: E402
+import instances as I
 
-from cxr.pacs.client import Pacs  # noqa: E402
-from cxr.pacs.pull import Options, Puller  # noqa: E402
-from cxr.pacs.watch import Watcher, parse_every  # noqa: E402
-from cxr.worklist import Worklist  # noqa: E402
+from cxr.pacs.client import Pacs
+from cxr.pacs.pull import Options, Puller
+from cxr.pacs.watch import Watcher, parse_every
+from cxr.worklist import Worklist
 
 ROOT = Path(__file__).resolve().parents[2]
 
