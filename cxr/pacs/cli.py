@@ -96,6 +96,7 @@ def _run(args) -> int:
     studies = puller.find_studies(since=since, study_uids=args.study)
     new = puller.enqueue(studies)
     totals = puller.run_leased()
+    totals.sent += puller.send_unsent()
     log(f"{len(studies)} studies found, {new} new for this checkpoint; {totals.line()}")
     return 0
 

@@ -22,6 +22,7 @@ HTTP status, in one line: callers print it, no traceback.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import time
@@ -120,6 +121,9 @@ class Pacs:
         self.sleep, self.log = sleep, log or (lambda line: None)
         self.client = DICOMwebClient(self.url, session=session, timeout=TIMEOUT_S)
         self.client.set_http_retry_params(retry=False)  # one retry policy: ours, with its log
+        # ... and `retrying`, which dicomweb-client still calls, logs each failure with its
+        # traceback: our one line says it instead
+        logging.getLogger("retrying").setLevel(logging.CRITICAL)
 
     @classmethod
     def connect(cls, url: str, ca_bundle: str | os.PathLike | None = None,

@@ -17,11 +17,13 @@ import json
 
 import highdicom as hd
 import pandas as pd
+from pydicom.dataelem import DataElement
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from cxr.pacs.client import Pacs, tag
 from cxr.pacs.sr import (
+    ACCESSION,
     COMMENT,
     DECISION_SERIES,
     MANUFACTURER,
@@ -82,7 +84,7 @@ def decision_sr(source, model_sr, case) -> hd.sr.ComprehensiveSR:
         manufacturer=MANUFACTURER, is_complete=True,
         series_description=f"{DECISION_SERIES} - {WARNING}")
     _declare_scheme(sr)
-    sr.AccessionNumber = ""
+    sr[ACCESSION] = DataElement(ACCESSION, "SH", "")  # new: highdicom shares the source's
     return sr
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataelem import DataElement
 
-from cxr.pacs.sr import MANUFACTURER, OOD_FIRST, WARNING
+from cxr.pacs.sr import ACCESSION, MANUFACTURER, OOD_FIRST, WARNING
 
 TILE = 384
 OVERLAY_SERIES = "CXR Review overlay"
@@ -71,8 +72,11 @@ def secondary_capture(source, image, model, pred, top_k: int = 3,
         patient_orientation=("L", "F"))
     sc.BurnedInAnnotation = "YES"
     sc.ImageComments = f"{OVERLAY_SERIES}: {WARNING}"
-    if not keep_accession:
-        sc.AccessionNumber = ""
+    # an identifier: only on request (highdicom may or may not copy it; say which, here)
+    # a new element: highdicom shares the source's element objects, and setting the value
+    # of a shared one would change the source dataset too
+    accession = str(source.get("AccessionNumber", "") or "") if keep_accession else ""
+    sc[ACCESSION] = DataElement(ACCESSION, "SH", accession)
     return sc
 
 

@@ -13,7 +13,8 @@ after a restart, and several watchers never read one study twice. Within a study
                    predicted as `cxr predict` predicts (dropout seeded by the SOP Instance UID)
   not usable       listed in OUT/<study>/errors.csv with cxr.data's reason (a CT, a lateral,
                    an SR, a multi-frame...), or with the PACS's error for that instance
-  already done     a case of this checkpoint already (and its results sent, unless --no-push)
+  already done     a case of this checkpoint already (results not yet in the PACS, after
+                   --no-push or an outage, are sent by send_unsent)
   ours             an instance CXR Review wrote (its SRs and overlays): never read
 Nothing of the patient or study modules is written by cxr outside the PACS: the worklist gets
 the UIDs and the study date, the CSVs the SOP Instance UID.
@@ -145,43 +146,55 @@ class Puller:
         t = Totals(studies=1)
         listed = self.pacs.instances(study_uid)
         t.instances = len(listed)
-        known = self._known_cases(study_uid)
-        errors, todo, resend = [], [], []
+        known = set(self._cases(study_uid=study_uid)["image"])
+        errors, films = [], []  # films: (series, sop, dataset, LoadedImage)
         for row in listed:
             sop, series = tag(row, "SOPInstanceUID"), tag(row, "SeriesInstanceUID")
             if tag(row, "Manufacturer") == MANUFACTURER:
                 t.ours += 1
-            elif sop in known and (not self.opts.push or known[sop]["sent"]):
+                continue
+            if sop in known:  # its results, if unsent, go with send_unsent()
                 t.already += 1
-            elif sop in known:
-                resend.append((series, sop, known[sop]["id"]))
-            else:
-                todo.append((series, sop))
-        films = []  # (series, sop, dataset, LoadedImage)
-        for series, sop in todo + [(s, p) for s, p, _ in resend]:
+                continue
             try:
                 ds = self.pacs.instance(study_uid, series, sop)
+                films.append((series, sop, ds, _load(ds, sop)))
             except PacsError as exc:
                 if exc.transient:
                     raise
                 errors.append((f"{study_uid}/{series}/{sop}", str(exc)))
-                continue
-            try:
-                films.append((series, sop, ds, _load(ds, sop)))
             except ImageLoadError as exc:
                 errors.append((f"{study_uid}/{series}/{sop}", str(exc)))
-        new = [f for f in films if f[1] not in known]
-        preds = self._predict_and_import(study_uid, new, errors) if new else {}
+        preds = self._predict_and_import(study_uid, films, errors)
         t.predicted, t.not_usable = len(preds), len(errors)
-        t.already += len(resend)
-        if self.opts.push:
-            ids = {**{sop: cid for _, sop, cid in resend}, **self._case_ids(preds)}
-            for series, sop, ds, image in films:
-                if sop in ids:
-                    pred = preds.get(sop) or self._stored_prediction(sop, image)
-                    self._push(ds, image, pred, ids[sop])
-                    t.sent += 1
+        if self.opts.push and preds:
+            cases = self._cases(sops=set(preds))
+            ids = dict(zip(cases["image"], cases["id"]))
+            for _, sop, ds, image in films:
+                self._push(ds, image, preds[sop], int(ids[sop]))
+                t.sent += 1
         return t
+
+    def send_unsent(self, stop=lambda: False) -> int:
+        """Send the results of this checkpoint's PACS cases that have none in the PACS yet
+        (pulled with --no-push, or the PACS went away before they were stored): each film is
+        retrieved and predicted again, to the same values (the same seed, its SOP Instance
+        UID). Returns how many were sent."""
+        if not self.opts.push:
+            return 0
+        cases = self._cases()
+        cases = cases[cases["sop_uid"].notna() & cases["results_sent_at"].isna()]
+        sent = 0
+        for case in cases.itertuples():
+            if stop():
+                break
+            ds = self.pacs.instance(case.study_uid, case.series_uid, case.sop_uid)
+            image = _load(ds, case.sop_uid)
+            self._push(ds, image, self._predict_one(case.sop_uid, image), int(case.id))
+            sent += 1
+        if sent:
+            self.log(f"{sent} results sent that had not been ({self.pacs.server})")
+        return sent
 
     def _predict_and_import(self, study_uid: str, films, errors) -> dict:
         from cxr.atomic import write_json
@@ -190,6 +203,9 @@ class Puller:
 
         out = self.opts.out / study_uid
         out.mkdir(parents=True, exist_ok=True)
+        write_csv(pd.DataFrame(errors, columns=["file", "error"]), out / "errors.csv")
+        if not films:
+            return {}
         preds = predict_images(self.model, [f[3] for f in films], passes=self.passes,
                                seed=self.opts.seed, names=[f[1] for f in films], rule=self.rule,
                                readout=self.readout, operating_point=self.opts.operating_point)
@@ -199,7 +215,6 @@ class Puller:
                                np.array([p.uncertain for p in preds]),
                                np.array([p.score for p in preds]), self.rule, columns)
         write_csv(df, out / "predictions.csv")
-        write_csv(pd.DataFrame(errors, columns=["file", "error"]), out / "errors.csv")
         if self.readout is not None:
             write_json(out / "readout.json", self.readout.describe(self.opts.operating_point))
         refs = {sop: {"study_uid": study_uid, "series_uid": series, "sop_uid": sop,
@@ -209,22 +224,15 @@ class Puller:
                                          dicom_refs=refs)
         return {p.name: p for p in preds}
 
-    def _known_cases(self, study_uid: str) -> dict[str, dict]:
+    def _cases(self, study_uid: str | None = None, sops=None) -> pd.DataFrame:
         cases = self.worklist.cases(checkpoint_hash=self.sha)
-        cases = cases[cases["study_uid"] == study_uid]
-        return {str(r.image): {"id": int(r.id), "sent": r.results_sent_at is not None
-                               and not pd.isna(r.results_sent_at)}
-                for r in cases.itertuples()}
+        if study_uid is not None:
+            cases = cases[cases["study_uid"] == study_uid]
+        if sops is not None:
+            cases = cases[cases["image"].isin(list(sops))]
+        return cases
 
-    def _case_ids(self, preds: dict) -> dict[str, int]:
-        if not preds:
-            return {}
-        cases = self.worklist.cases(checkpoint_hash=self.sha)
-        return {str(r.image): int(r.id) for r in cases.itertuples() if str(r.image) in preds}
-
-    def _stored_prediction(self, sop: str, image):
-        """A case predicted before whose results were not sent (the PACS went away): predict
-        it again, the same (the same seed by its SOP Instance UID)."""
+    def _predict_one(self, sop: str, image):
         from cxr.predict import predict_images
         [pred] = predict_images(self.model, [image], passes=self.passes, seed=self.opts.seed,
                                 names=[sop], rule=self.rule, readout=self.readout,

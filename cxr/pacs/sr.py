@@ -36,6 +36,7 @@ from datetime import datetime
 
 import highdicom as hd
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
@@ -49,6 +50,7 @@ OOD_FIRST = "OUT OF DISTRIBUTION"
 UNITLESS = hd.sr.CodedConcept("1", "UCUM", "no units")
 CHEST_XRAY = hd.sr.CodedConcept("399208008", "SCT", "Plain X-ray of chest")
 COMMENT = hd.sr.CodedConcept("121106", "DCM", "Comment")
+ACCESSION = 0x00080050
 
 
 def code(value: str, meaning: str | None = None) -> hd.sr.CodedConcept:
@@ -123,8 +125,11 @@ def result_sr(source: Dataset, pred, algorithm: Algorithm, labels, thresholds=No
         series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
         manufacturer=MANUFACTURER, is_complete=True, series_description=_series(pred)[:64])
     _declare_scheme(sr)
-    if not keep_accession:
-        sr.AccessionNumber = ""
+    # an identifier: only on request (highdicom may or may not copy it; say which, here)
+    # a new element: highdicom shares the source's element objects, and setting the value
+    # of a shared one would change the source dataset too
+    accession = str(source.get("AccessionNumber", "") or "") if keep_accession else ""
+    sr[ACCESSION] = DataElement(ACCESSION, "SH", accession)
     return sr
 
 

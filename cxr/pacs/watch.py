@@ -64,14 +64,15 @@ class Watcher:
             found = self.puller.find_studies(since=self.since)
             new = self.puller.enqueue(found)
             totals = self.puller.run_leased(stop=self.stop.is_set)
+            totals.sent += self.puller.send_unsent(stop=self.stop.is_set)
         except Stopped:
             return
         except PacsError as exc:
+            self._write_progress("pacs unreachable", None, str(exc))
             self.log(f"PACS unreachable: {exc}; trying again in {self.every:g} s "
                      f"({len(self.puller.held)} study leased, kept for then)")
-            self._write_progress("pacs unreachable", None, str(exc))
             return
-        if new or totals.instances:
+        if new or totals.instances or totals.sent:
             self.log(f"round {self.rounds + 1}: {new} new studies; {totals.line()}")
         self._write_progress("running", totals)
 

@@ -201,3 +201,28 @@ def test_no_planted_identifier_in_anything_cxr_wrote(pulled):
         for secret in I.SECRETS:
             assert secret.lower() not in text.lower(), f"{secret} in {where}"
     assert "Traceback" not in pulled["log"]
+
+
+def test_results_held_back_by_no_push_are_sent_by_the_next_pull(pulled, orthanc):
+    study = I.single_film_study(seed=30)
+    orthanc.store(study["files"]["dx_pa"])
+    args = [*pulled["args"][:4], "--study", study["study_uid"], *pulled["args"][6:]]
+    rc, text = _cli(*args, "--no-push")
+    assert rc == 0 and "1 instances: 1 predicted" in text and "0 results sent" in text, text
+    pacs, uid = pulled["pacs"], study["study_uid"]
+    assert pacs.instances(uid, sop_class=COMPREHENSIVE_SR) == []
+    rc, text = _cli(*args)
+    assert rc == 0 and "0 new for this checkpoint" in text and "1 results sent" in text, text
+    [row] = pacs.instances(uid, sop_class=COMPREHENSIVE_SR)
+    case = Worklist(pulled["db"]).cases().set_index("image").loc[study["frontal"][0]]
+    assert case.result_sr_uid == tag(row, "SOPInstanceUID")
+
+
+def test_wrong_credentials_end_the_pull_with_one_line(pulled, monkeypatch):
+    monkeypatch.setenv("CXR_DICOMWEB_PASSWORD", "not-the-Pa55word")
+    rc, text = _cli(*pulled["args"])
+    assert rc == 1
+    [line] = [t for t in text.splitlines() if "error" in t]
+    assert line.startswith(f"cxr pacs pull: error: {pulled['args'][3]}: search for studies "
+                           "failed: HTTP 401")
+    assert "Traceback" not in text and "Pa55word" not in text

@@ -47,7 +47,7 @@ def _sops(folder: Path) -> list[str]:
 
 
 def test_watch_reads_new_studies_and_survives_the_pacs_going_away(orthanc, checkpoint,
-                                                                  tmp_path, pacs_env):
+                                                                  tmp_path, pacs_env, capfd):
     lines: list[str] = []
     watcher = _watcher(orthanc, checkpoint, tmp_path, lines)
     first, second = I.single_film_study(seed=11), I.single_film_study(seed=12)
@@ -86,6 +86,8 @@ def test_watch_reads_new_studies_and_survives_the_pacs_going_away(orthanc, check
     assert "1 study leased, kept for then" in outage[0]
     assert any("retry 1/1 in 0.1 s" in line for line in lines)
     assert not any("Traceback" in line for line in lines)
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err and "Error" not in err, err  # nothing else said it
     assert _sops(tmp_path) == sorted(first["frontal"] + second["frontal"])
     items = Worklist(tmp_path / "wl.sqlite").work_items().set_index("key")
     for study in (first, second):
