@@ -10,6 +10,7 @@ again; nothing is lost and nothing is read twice. Ctrl-C or SIGTERM: the current
 finished (or left leased) and the watcher exits with status 0.
 
 Each round writes --progress (JSON, atomically): state ("running", "pacs unreachable",
+"worklist unreachable" (its database server is down: the same, the round is tried again),
 "stopped"), the time, the last round's totals and the message of the last error.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from datetime import UTC, datetime
 
 from cxr.pacs.client import PacsError
+from cxr.worklist import WorklistUnavailable
 
 
 class Stopped(Exception):
@@ -66,6 +68,10 @@ class Watcher:
             totals = self.puller.run_leased(stop=self.stop.is_set)
             totals.sent += self.puller.send_unsent(stop=self.stop.is_set)
         except Stopped:
+            return
+        except WorklistUnavailable as exc:
+            self._write_progress("worklist unreachable", None, str(exc))
+            self.log(f"worklist unreachable: {exc}; trying again in {self.every:g} s")
             return
         except PacsError as exc:
             self._write_progress("pacs unreachable", None, str(exc))

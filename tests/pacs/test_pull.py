@@ -38,8 +38,10 @@ def _cli(*argv) -> tuple[int, str]:
 def pulled(orthanc, checkpoint, tmp_path_factory):
     """One chest study and one CT study stored, one `cxr pacs pull` with overlays."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("CXR_DICOMWEB_USER", "cxr-test")
-    mp.setenv("CXR_DICOMWEB_PASSWORD", "s3cret-pacs")
+    for key in ("CXR_DICOMWEB_TOKEN", "CXR_DICOMWEB_AUTH_FILE"):
+        mp.delenv(key, raising=False)
+    mp.setenv("CXR_DICOMWEB_USER", O.USER)
+    mp.setenv("CXR_DICOMWEB_PASSWORD", O.PASSWORD)
     root = tmp_path_factory.mktemp("pull")
     study, ct = I.chest_study(seed=0), I.ct_study()
     for data in [*study["files"].values(), *ct["files"].values()]:
