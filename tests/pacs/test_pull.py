@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import instances as I
+import orthanc as O
 
 from cxr.cli import main
 from cxr.labels import FINDINGS
