@@ -188,9 +188,18 @@ class Puller:
         for case in cases.itertuples():
             if stop():
                 break
-            ds = self.pacs.instance(case.study_uid, case.series_uid, case.sop_uid)
-            image = _load(ds, case.sop_uid)
-            self._push(ds, image, self._predict_one(case.sop_uid, image), int(case.id))
+            try:
+                ds = self.pacs.instance(case.study_uid, case.series_uid, case.sop_uid)
+                image = _load(ds, case.sop_uid)
+                self._push(ds, image, self._predict_one(case.sop_uid, image), int(case.id))
+            except PacsError as exc:
+                if exc.transient:
+                    raise
+                self.log(f"case {case.id}: results not sent: {exc}")  # the others still go
+                continue
+            except ImageLoadError as exc:  # replaced in the PACS by something else since
+                self.log(f"case {case.id}: results not sent: {exc}")
+                continue
             sent += 1
         if sent:
             self.log(f"{sent} results sent that had not been ({self.pacs.server})")

@@ -11,6 +11,7 @@ finished (or left leased) and the watcher exits with status 0.
 
 Each round writes --progress (JSON, atomically): state ("running", "pacs unreachable",
 "worklist unreachable" (its database server is down: the same, the round is tried again),
+"pacs error" (the PACS refused a search, e.g. HTTP 401: the line names the status),
 "stopped"), the time, the last round's totals and the message of the last error.
 """
 from __future__ import annotations
@@ -74,6 +75,10 @@ class Watcher:
             self.log(f"worklist unreachable: {exc}; trying again in {self.every:g} s")
             return
         except PacsError as exc:
+            if not exc.transient:  # refused (401, 403...): says so, and tries again next round
+                self._write_progress("pacs error", None, str(exc))
+                self.log(f"PACS error: {exc}; trying again in {self.every:g} s")
+                return
             self._write_progress("pacs unreachable", None, str(exc))
             self.log(f"PACS unreachable: {exc}; trying again in {self.every:g} s "
                      f"({len(self.puller.held)} study leased, kept for then)")

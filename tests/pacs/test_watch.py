@@ -128,3 +128,15 @@ def test_every_takes_units():
     with pytest.raises(ValueError, match="expected seconds"):
         parse_every("soon")
 
+
+
+def test_a_refusal_is_named_and_the_watcher_carries_on(orthanc, checkpoint, tmp_path,
+                                                       monkeypatch, pacs_env):
+    monkeypatch.setenv("CXR_DICOMWEB_PASSWORD", "not-the-Pa55word")
+    lines: list[str] = []
+    watcher = _watcher(orthanc, checkpoint, tmp_path, lines)
+    assert watcher.run(rounds=2) == 0
+    refused = [line for line in lines if line.startswith("PACS error: ")]
+    assert len(refused) == 2 and "search for studies failed: HTTP 401" in refused[0]
+    assert not any("Pa55word" in line for line in lines)
+    assert json.loads((tmp_path / "progress.json").read_text())["state"] == "stopped"
