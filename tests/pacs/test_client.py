@@ -78,3 +78,20 @@ def test_credentials_in_the_url_are_refused():
     with pytest.raises(ValueError, match="without credentials") as info:
         Pacs.connect("http://u:pw@127.0.0.1:1/dicom-web")
     assert "pw" not in str(info.value)
+
+
+def test_tls_is_verified_and_a_ca_bundle_must_exist(tmp_path):
+    assert Pacs.connect("https://pacs.example.org/dicom-web").client._session.verify is True
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    pacs = Pacs.connect("https://pacs.example.org/dicom-web", ca_bundle=bundle)
+    assert pacs.client._session.verify == str(bundle)
+    with pytest.raises(ValueError, match="--ca-bundle .* does not exist"):
+        Pacs.connect("https://pacs.example.org/dicom-web", ca_bundle=tmp_path / "none.pem")
+
+
+def test_a_token_is_sent_as_a_bearer_header(monkeypatch):
+    monkeypatch.setenv("CXR_DICOMWEB_TOKEN", "tok-123")
+    pacs = Pacs.connect("https://pacs.example.org/dicom-web")
+    assert pacs.client._session.headers["Authorization"] == "Bearer tok-123"
+    assert pacs.client._session.auth is None
