@@ -28,10 +28,14 @@ SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 PASSES = 5
 
 
+SAID: list[str] = []  # everything the commands below printed, for the last test
+
+
 def _cli(*argv) -> tuple[int, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         rc = main(list(argv))
+    SAID.append(out.getvalue())
     return rc, out.getvalue()
 
 
@@ -192,20 +196,6 @@ def test_push_decisions_sends_an_sr_referencing_the_models(pulled):
     assert "0 decisions sent" in text
 
 
-def test_no_planted_identifier_in_anything_cxr_wrote(pulled):
-    """Every file written outside Orthanc (worklist database included) and everything said."""
-    texts = {"log": pulled["log"]}
-    for path in pulled["root"].rglob("*"):
-        if path.is_file():
-            texts[str(path)] = path.read_bytes().decode("latin-1")
-    names = {Path(k).name for k in texts}
-    assert {"log", "wl.sqlite", "predictions.csv", "errors.csv", "readout.json"} <= names
-    for where, text in texts.items():
-        for secret in I.SECRETS:
-            assert secret.lower() not in text.lower(), f"{secret} in {where}"
-    assert "Traceback" not in pulled["log"]
-
-
 def test_results_held_back_by_no_push_are_sent_by_the_next_pull(pulled, orthanc):
     study = I.single_film_study(seed=30)
     orthanc.store(study["files"]["dx_pa"])
@@ -229,3 +219,19 @@ def test_wrong_credentials_end_the_pull_with_one_line(pulled, monkeypatch):
     assert line.startswith(f"cxr pacs pull: error: {pulled['args'][3]}: search for studies "
                            "failed: HTTP 401")
     assert "Traceback" not in text and "Pa55word" not in text
+
+
+def test_no_planted_identifier_in_anything_cxr_wrote(pulled):
+    """Last in the module: every file the pulls and pushes above wrote outside Orthanc
+    (worklist database included) and everything they said."""
+    assert len(SAID) >= 8  # pulls, predict, push-decisions
+    texts = {"log": "\n".join(SAID)}
+    for path in pulled["root"].rglob("*"):
+        if path.is_file():
+            texts[str(path)] = path.read_bytes().decode("latin-1")
+    names = {Path(k).name for k in texts}
+    assert {"log", "wl.sqlite", "predictions.csv", "errors.csv", "readout.json"} <= names
+    for where, text in texts.items():
+        for secret in I.SECRETS:
+            assert secret.lower() not in text.lower(), f"{secret} in {where}"
+    assert "Traceback" not in texts["log"]
