@@ -4,7 +4,6 @@ a worklist, read-only opening, CSV cells made safe, cases keyed by their path be
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -18,7 +17,6 @@ from alembic.script import ScriptDirectory
 
 from cxr.cli import main
 from cxr.csvsafe import csv_safe, safe_cell
-from cxr.labels import FINDINGS
 from cxr.predict import film_key
 from cxr.worklist import CaseChanged, SchemaMismatch, Worklist, migrate
 from cxr.worklist.db import make_engine, to_url
