@@ -133,9 +133,12 @@ def _connection_lost(exc: sa.exc.DBAPIError, url: URL) -> bool:
     """An error of the connection, not of the statement (which a retry would repeat)."""
     if exc.connection_invalidated:
         return True
-    if is_sqlite(url):
+    if is_sqlite(url) or not isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
         return False
-    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+    # no SQLSTATE: the client lost the server; class 08: connection exception; 57P: the server
+    # shutting down (pg_ctl stop). A deadlock or lock timeout is the statement's, not this.
+    state = getattr(exc.orig, "sqlstate", None)
+    return state is None or state.startswith(("08", "57P"))
 
 
 @contextmanager
