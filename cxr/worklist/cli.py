@@ -45,6 +45,8 @@ def add_arguments(parser) -> None:
     cp.add_argument("--to", dest="target", required=True, help="worklist path or URL")
     cp.add_argument("--append", action="store_true",
                     help="add to a target that already has cases (else it must be empty)")
+    from cxr.worklist_cases import add_cases_command
+    add_cases_command(sub)  # `cxr worklist cases --order ...` (cxr/worklist_cases.py)
 
 
 def run(args) -> int:
@@ -56,6 +58,8 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    if getattr(args, "func", None) is not None:  # a subcommand that brings its own runner
+        return args.func(args)
     if args.action == "import":
         if args.checkpoint is not None and not args.checkpoint.is_file():
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
@@ -86,11 +90,12 @@ def _run(args) -> int:
                 raise FileNotFoundError(f"worklist {path} does not exist (nothing to upgrade)")
         engine = make_engine(url)
         try:
-            before, head = migrate.upgrade(engine, url, create=False)
+            before, head = migrate.upgrade(engine, url)  # an empty database: created at head
         finally:
             engine.dispose()
-        print(f"{mask(url)}: schema {'already at' if before == 'head' else 'upgraded to'} "
-              f"revision {head}" + ("" if before == "head" else f" (was {before})"))
+        done = {"head": "already at", "empty": "created at"}.get(before, "upgraded to")
+        print(f"{mask(url)}: schema {done} revision {head}"
+              + ("" if before in ("head", "empty") else f" (was {before})"))
         return 0
     from cxr.worklist.copy import copy_worklist
 
