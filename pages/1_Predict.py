@@ -10,7 +10,7 @@ import hashlib
 import streamlit as st
 
 import app_ui
-from cxr.dashboard import analysis, charts
+from cxr.dashboard import analysis, charts, plain
 from cxr.dashboard.audit import md_plain
 from cxr.dashboard.runs import best_run, list_runs
 from cxr.dashboard.status import overview
@@ -55,12 +55,12 @@ upload = st.file_uploader("Chest X-ray (PNG, JPEG or DICOM; any file name)", typ
 try:
     model, meta = app_ui.model_for(run.checkpoint, device)
 except Exception as exc:  # a checkpoint being rewritten or broken: say so, keep the app up
-    st.error(f"Cannot load checkpoint `{run.checkpoint}`: {exc}")
+    st.error(f"Cannot load checkpoint {plain.code(run.checkpoint)}: {plain.md(exc)}")
     st.stop()
 try:
     readout, readout_mtime = app_ui.readout_for(run.checkpoint)
 except ReadoutError as exc:  # fitted for another checkpoint (retrained): never used silently
-    st.error(f"Cannot use this checkpoint's readout: {exc}")
+    st.error(f"Cannot use this checkpoint's readout: {plain.md(exc)}")
     st.stop()
 st.caption(md_plain(in_force(readout)))  # validation fit, or refitted on reviewed cases
 if upload is None:
@@ -73,7 +73,7 @@ digest = hashlib.sha256(data).hexdigest()
 try:
     img = analysis.read_upload(data, upload.name)
 except analysis.UploadError as exc:
-    st.error(f"Cannot analyse this file: {exc}")
+    st.error(f"Cannot analyse this file: {exc}")  # the uploader's own file, their session
     st.caption(analysis.ACCEPTED)
     st.stop()
 
@@ -106,9 +106,9 @@ app_ui.show_notices(analysis.notices(result, trained_on_synthetic(meta), run.che
 film = analysis.display_film(img.pixels)
 left, right = st.columns([2, 3])
 with left:
-    st.image(film, caption=f"{img.meta.get('format', '?')} · {img.pixels.shape[1]}×"
-             f"{img.pixels.shape[0]} px" + (f" · view {img.meta['view']}" if 'view' in img.meta
-                                             else ""), clamp=True, width="stretch")
+    view = f" · view {plain.md(img.meta['view'])}" if "view" in img.meta else ""
+    st.image(film, caption=f"{plain.md(img.meta.get('format', '?'))} · {img.pixels.shape[1]}×"
+             f"{img.pixels.shape[0]} px{view}", clamp=True, width="stretch")
 with right:
     rule_text = (f"image uncertainty {result.score:.3f}, rule "
                  f"{describe_rule(result.rule, result.threshold)}")
@@ -129,7 +129,8 @@ with right:
                     f"{result.readout.calibration.method} calibration), OOD score "
                     f"{result.ood_score:.2f} (threshold {result.readout.ood.threshold:.2f})"
                     if calibrated else "no readout")
-    st.caption(f"{run.name} ({meta['model']['name']}, {meta['preprocess']['input_size']} px), "
+    st.caption(f"{plain.md(run.name)} ({plain.md(meta['model']['name'])}, "
+               f"{meta['preprocess']['input_size']} px), "
                f"{passes} passes on {device}; uncertainty rule {rule} from {rule_origin}; "
                f"{readout_text}.")
 

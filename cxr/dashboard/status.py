@@ -10,11 +10,12 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxr.dashboard.plain import code, md
 from cxr.dashboard.runs import RunInfo, list_runs
 from cxr.dashboard.state import Roots, find_datasets
 from cxr.demo import DEMO_STATUS
 from cxr.rundir import read_json
-from cxr.worklist import Worklist
+from cxr.worklist import SchemaMismatch, Worklist, WorklistUnavailable
 
 
 @dataclass
@@ -55,13 +56,14 @@ def count_images(dataset: Path) -> int:
     return 0
 
 
-def worklist_counts(path: Path) -> dict | None:
+def worklist_counts(path: Path | str) -> dict | None:
     """Case counts of an existing worklist, read-only (None when there is no database yet)."""
     try:
         return Worklist(path, create=False).counts()
     except FileNotFoundError:
         return None
-    except sqlite3.Error:
+    except (sqlite3.Error, OSError, WorklistUnavailable, SchemaMismatch):
+        # unreadable, its server unreachable, another schema: the Triage page says which
         return {"cases": 0, "pending": 0, "decided": 0, "error": "unreadable"}
 
 
@@ -77,15 +79,15 @@ def next_steps(v: Overview) -> list[str]:
     """Plain-language suggestions, most useful first."""
     steps = []
     if v.demo_active:
-        steps.append(f"The demo pipeline is running ({v.demo.get('stage')}); pages fill in as "
-                     "models finish. Watch it on **Train**.")
+        steps.append(f"The demo pipeline is running ({md(v.demo.get('stage'))}); pages fill "
+                     "in as models finish. Watch it on **Train**.")
     if not v.datasets:
-        steps.append(f"No dataset under `{v.roots.data}`. Run `./run.sh` (generates the "
+        steps.append(f"No dataset under {code(v.roots.data)}. Run `./run.sh` (generates the "
                      "synthetic demo) or point `CXR_DATA_DIR` at a ChestX-ray14 copy.")
     if not v.runs and not v.demo_active:
         steps.append("No training run yet: launch one on **Train** (or run `./run.sh`).")
     elif v.running:
-        names = ", ".join(r.name for r in v.running)
+        names = ", ".join(md(r.name) for r in v.running)
         steps.append(f"Training in progress ({names}): follow it on **Train**.")
     if v.trained:
         steps.append("Upload a film on **Predict** to see probabilities, MC-dropout "
