@@ -121,12 +121,13 @@ def find_cases(wl: Worklist, finding: str = ANY, min_prob: float = 0.5, status: 
 
 
 def case_table(cases: pd.DataFrame) -> pd.DataFrame:
-    """One row per case: id, image, the OOD mark, model, status, uncertainty (the image score)
+    """One row per case: id, the reason it is where it is (a queue order's `reason` column,
+    where the cases have one), image, the OOD mark, model, status, uncertainty (the image score)
     and its rule, the findings called positive (empty without a readout), the OOD score, the
     top finding and its P, the uncertain flag, the latest reviewer, who has it open now (a live
     claim), then P per finding."""
     probs = cases[PROB].to_numpy()
-    table = cases[["id", "image"]].copy()
+    table = cases[["id", "reason", "image"] if "reason" in cases else ["id", "image"]].copy()
     table["OOD"] = [OOD_MARK if flag == 1 else "" for flag in cases["ood"]]
     table[["model", "status", "uncertainty"]] = cases[["model", "status", "uncertainty"]]
     table["rule"] = cases["uncertainty_rule"].fillna("")
@@ -353,7 +354,7 @@ def worklist_problem(exc: BaseException) -> str | None:
 # The page's inputs to keep across a run that could not draw them (the database went away):
 # Streamlit drops the state of widgets a run does not draw. The form's fields (d_...) and the
 # filters without an explicit default (giving those a value again would be refused).
-KEPT_FILTERS = ("f_finding", "f_call", "f_ood", "f_status", "f_sort")
+KEPT_FILTERS = ("f_finding", "f_call", "f_ood", "f_status", "f_sort", "f_order")
 
 
 def kept_inputs(state) -> dict:
