@@ -4,7 +4,9 @@ first by default, most uncertain first, or the likely-negative list), each case 
 it is where it is; filter by finding, call, OOD flag, status and uncertainty. The Sort by box
 applies with the "most uncertain first" order (its default sort is that order); the other two
 orders have their own and the box is disabled while one is chosen. Select a case to see its
-film, Grad-CAM, probabilities and calls, then record a decision (kept with history). The
+film, Grad-CAM, probabilities and calls (a case pulled from a PACS: its study date, whether its
+results and decision were sent back and when, and a link to the study in the site's viewer from
+the CXR_VIEWER_URL template), then record a decision (kept with history). The
 selected case is an id in session state, never a row number; each case's form has keys of its
 own and records what it was drawn for (a decision on a stale view is refused); opening a case
 claims it (others see it read-only). Names and notes others typed are plain text
@@ -190,6 +192,14 @@ def page() -> None:
                f"{case['uncertainty']:.3f} (rule {plain.md(case['uncertainty_rule'])})"
                if case["uncertainty"] == case["uncertainty"]
                else f"model {plain.md(case['model'])} · status **{case['status']}**")
+    pacs = triage.pacs_info(case, triage.viewer_template())
+    if pacs is not None:  # pulled from a PACS: UIDs and dates only (the worklist has no patient)
+        st.caption(plain.md(". ".join(pacs.lines) + "."))
+        if pacs.link:
+            st.link_button("Open the study in the viewer", pacs.link,
+                           icon=":material/open_in_new:")
+        if pacs.link_problem:
+            st.warning(plain.md(pacs.link_problem))
     mean, std = triage.case_probabilities(case)
     if case["ood"] == 1:  # before the case's numbers, as on the Predict page
         st.error(f"**Out of distribution.** This film is unlike the films this model was trained "

@@ -137,3 +137,72 @@ def test_likely_negative_without_a_readout_says_why(app, world):
     # the case open before stays open, and the page says it left the list (never swapped)
     assert any("is no longer in this list" in w for w in warnings[1:])
     assert not any("No case matches" in i.value for i in at.info)
+
+
+# -- issue 19 item 3: a PACS case's study, what was sent back, the site's viewer --------------
+VIEWER = "http://viewer.test/viewer?StudyInstanceUIDs={study}"
+
+
+def pacs_caption(at) -> str:
+    [caption] = [c for c in captions(at) if c.startswith("PACS study ")]
+    return caption
+
+
+def test_a_pacs_case_shows_its_study_what_was_sent_and_a_viewer_link(app, tmp_path,
+                                                                     calibrated_world,
+                                                                     monkeypatch):
+    from cxr.dashboard import plain
+    from cxr.dashboard.triage import SIMULATED_MARK
+    world = calibrated_world.copy_to(tmp_path / "world")
+    ids = hand_made(world, refs=True)
+    wl = Worklist(world.worklist)
+    wl.mark_results_sent(ids[URGENT], "1.2.3.99")
+    wl.record_decision(ids[URGENT], "agree", reviewer="demo reviewer (simulated)",
+                       simulated=True)
+    wl.mark_decision_sent(ids[URGENT])
+    monkeypatch.setenv("CXR_VIEWER_URL", VIEWER)
+    at = app(world, PAGE)
+    no_exception(at)
+    assert shown_case(at) == ids[URGENT]
+    text = pacs_caption(at)
+    assert text.startswith(f"PACS study {STUDY}.1, study date 2026-11-21. Results sent to the "
+                           "PACS on ")
+    assert "UTC (SR 1.2.3.99)" in text
+    assert "The reviewer's decision sent to the PACS as an SR on " in text
+    assert "newer decision" not in text
+    [link] = at.get("link_button")
+    assert link.proto.url == f"http://viewer.test/viewer?StudyInstanceUIDs={STUDY}.1"
+    assert link.proto.label == "Open the study in the viewer"
+    [table] = at.table  # the history marks the demo's simulated reviewer
+    assert table.value["simulated"].tolist() == [plain.md(SIMULATED_MARK)]
+    # a newer decision, not sent yet, is said to be so
+    wl.record_decision(ids[URGENT], "disagree", reviewer="dr a", corrected=["Mass"])
+    at.run()
+    assert "; a newer decision (on " in pacs_caption(at)
+    assert at.table[0].value["simulated"].tolist() == [plain.md(SIMULATED_MARK), ""]
+    # another case: nothing sent, no decision
+    select_row(at, 1)
+    assert shown_case(at) == ids[UNSURE]
+    text = pacs_caption(at)
+    assert text == (f"PACS study {STUDY}.2, study date 2026-11-22. Results not sent to the PACS. "
+                    "No decision yet to send.")
+    # a mistyped template is a message naming the placeholder; no link, no traceback
+    monkeypatch.setenv("CXR_VIEWER_URL", "http://viewer.test/v?patient={patient}")
+    at.run()
+    no_exception(at)
+    assert not at.get("link_button")
+    assert any("unknown placeholder(s) {patient}" in w.value.replace("\\", "")
+               for w in at.warning)
+    # no template: the page says how to have a link
+    monkeypatch.delenv("CXR_VIEWER_URL")
+    at.run()
+    assert not at.get("link_button")
+    assert pacs_caption(at).endswith("Set CXR_VIEWER_URL to link to the study in the site's "
+                                     "viewer.")
+
+
+def test_a_case_not_from_a_pacs_has_no_pacs_line(app, world):
+    at = app(world, PAGE)
+    no_exception(at)
+    assert not [c for c in captions(at) if c.startswith("PACS study ")]
+    assert not at.get("link_button")
