@@ -15,6 +15,7 @@ from cxr.dashboard.runs import best_run, list_runs
 from cxr.dashboard.status import overview
 from cxr.data.layout import trained_on_synthetic
 from cxr.evaluation.operating_points import POINTS
+from cxr.evaluation.recalibrate import in_force
 from cxr.models import model_info
 from cxr.readout import ReadoutError
 from cxr.uncertainty import describe_rule, rule_for
@@ -60,6 +61,7 @@ try:
 except ReadoutError as exc:  # fitted for another checkpoint (retrained): never used silently
     st.error(f"Cannot use this checkpoint's readout: {exc}")
     st.stop()
+st.caption(in_force(readout))  # validation fit, or refitted on reviewed cases (cxr calibrate)
 if upload is None:
     st.info("Waiting for a film. Nothing you upload is stored; DICOM patient fields are never "
             "read out or shown.")
