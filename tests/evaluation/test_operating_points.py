@@ -1,5 +1,6 @@
 """cxr/evaluation/operating_points.py: points chosen on validation hit their targets with 95%
-confidence (and hold on new films more often than the point-estimate rule), and the scored split's sensitivity, specificity, PPV and NPV with patient-bootstrap CIs."""
+confidence (and hold on new films more often than the point-estimate rule), and the scored
+split's sensitivity, specificity, PPV and NPV with patient-bootstrap CIs."""
 from __future__ import annotations
 
 import numpy as np
@@ -68,7 +69,8 @@ def test_too_few_positives_fall_back_to_the_most_sensitive_threshold_and_say_so(
     pt = choose_points(y[:, None], p[:, None], ["Hernia"])["sensitivity"]["Hernia"]
     assert pt["target_met"] is False and "12 validation positives" in pt["note"]
     assert pt["threshold"] == p[:12].min() and pt["val_sensitivity"] == 1.0
-    assert pt["val_sensitivity_lcb"] == pytest.approx(0.05 ** (1 / 12)) and pt["n_val_positive"] == 12
+    assert pt["val_sensitivity_lcb"] == pytest.approx(0.05 ** (1 / 12))
+    assert pt["n_val_positive"] == 12
 
 
 def _point_estimate_rule(y, p, target=TARGET):
