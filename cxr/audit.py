@@ -281,6 +281,11 @@ def _fmt(value, ci=None) -> str:
     return f"{value:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
 
 
+def _cell(text) -> str:
+    """A name as one Markdown table cell: its own `|` and line breaks cannot split the row."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def markdown(report: dict) -> str:
     lines = [f"# Site audit: {report['model']} (checkpoint {report['checkpoint_hash'][:12]})", "",
              f"_{caption(report)}_", "", f"**Limits.** {LIMITS}", "",
@@ -314,7 +319,7 @@ def markdown(report: dict) -> str:
     lines += ["## Reviewers", "", f"{t['n_decisions']} decisions ({t['n_simulated']} simulated).",
               "", "| reviewer | decisions | cases | first | last | per active day |",
               "|---|---|---|---|---|---|"]
-    lines += [f"| {r['reviewer']} | {r['decisions']} | {r['cases']} | {r['first'][:16]} | "
+    lines += [f"| {_cell(r['reviewer'])} | {r['decisions']} | {r['cases']} | {r['first'][:16]} | "
               f"{r['last'][:16]} | {r['per_active_day']:.1f} |" for r in t["reviewers"]]
     return "\n".join(lines) + "\n"
 

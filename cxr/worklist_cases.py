@@ -66,7 +66,8 @@ def run_cases(args) -> int:
     table = ordered[[c for c in ["group", *SHOWN] if c in ordered]]
     if args.out:
         from cxr.atomic import write_text
-        write_text(args.out, table.to_csv(index=False))
+        from cxr.csvsafe import csv_safe
+        write_text(args.out, csv_safe(table).to_csv(index=False))  # no cell runs as a formula
         print(f"wrote {len(table)} cases in {args.order} order to {args.out}")
     else:
         print(table[[c for c in ("group", "id", "image", "status", "reason") if c in table]]

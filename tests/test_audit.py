@@ -172,3 +172,15 @@ def test_cxr_worklist_cases_likely_negative_uses_the_readouts_sensitivity_point(
     assert "reached 0.93 to 0.93" in said and "normal" not in said.lower()
     assert main(["worklist", "cases", "--db", str(wl.path), "--order", "likely-negative"]) == 1
     assert "high-sensitivity operating point" in capsys.readouterr().err
+
+
+def test_names_cannot_run_as_formulas_or_split_markdown_rows(tmp_path):
+    wl = worklist(tmp_path, [case("a"), case("b")], model="=HYPERLINK(1)")
+    wl.record_decision(1, "agree", "dr | x")
+    out = tmp_path / "q.csv"
+    assert main(["worklist", "cases", "--db", str(wl.path), "--order", "urgent",
+                 "--out", str(out)]) == 0
+    assert set(pd.read_csv(out)["model"]) == {"'=HYPERLINK(1)"}
+    assert main(["audit", "--db", str(wl.path), "--out", str(tmp_path / "a"),
+                 "--bootstrap", "0"]) == 0
+    assert r"| dr \| x | 1 | 1 |" in (tmp_path / "a" / "audit.md").read_text()

@@ -90,11 +90,12 @@ def _run(args) -> int:
                 raise FileNotFoundError(f"worklist {path} does not exist (nothing to upgrade)")
         engine = make_engine(url)
         try:
-            before, head = migrate.upgrade(engine, url, create=False)
+            before, head = migrate.upgrade(engine, url)  # an empty database: created at head
         finally:
             engine.dispose()
-        print(f"{mask(url)}: schema {'already at' if before == 'head' else 'upgraded to'} "
-              f"revision {head}" + ("" if before == "head" else f" (was {before})"))
+        done = {"head": "already at", "empty": "created at"}.get(before, "upgraded to")
+        print(f"{mask(url)}: schema {done} revision {head}"
+              + ("" if before in ("head", "empty") else f" (was {before})"))
         return 0
     from cxr.worklist.copy import copy_worklist
 

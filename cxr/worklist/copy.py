@@ -74,10 +74,10 @@ def copy_worklist(source, target, append: bool = False) -> dict:
                              "copied (add --append to add to them)")
         _, have_history = _snapshot(con) if n_target else ({}, {})
         new_cases = [{k: v for k, v in r.items() if k != "id"} for r in case_rows]
-        inserted = 0
-        for start in range(0, len(new_cases), 2000):
-            inserted += len(con.execute(insert_ignore(cases, backend).returning(cases.c.id),
-                                        new_cases[start:start + 2000]).all())
+        for start in range(0, len(new_cases), 2000):  # cases the target has are kept
+            con.execute(insert_ignore(cases, backend), new_cases[start:start + 2000])
+        inserted = con.execute(sa.select(sa.func.count()).select_from(cases)).scalar_one() \
+            - n_target
         ids = {(r.image, r.checkpoint_hash): r.id for r in con.execute(
             sa.select(cases.c.id, cases.c.image, cases.c.checkpoint_hash))}
         todo = []

@@ -1,8 +1,8 @@
 """Opening a worklist database: a path (SQLite) or a URL, the engine, transactions, errors.
 
 SQLite keeps its embedded behaviour: WAL (readers never block the writer), writes take the lock
-up front (BEGIN IMMEDIATE) and wait for it (busy timeout) instead of failing, no pooled
-connections. A read-only open (create=False) uses `mode=ro` and never writes. PostgreSQL
+up front (BEGIN IMMEDIATE) and wait for it (busy timeout) instead of failing. A read-only open
+(create=False) uses `mode=ro` and never writes. PostgreSQL
 (`postgresql+psycopg://user:password@host/db`) gets a pool that checks a connection before use,
 a connect timeout, a few retries on connecting, and WorklistUnavailable (message with the URL's
 password masked) when the server cannot be reached. No statement parameters appear in errors.
@@ -10,6 +10,7 @@ password masked) when the server cannot be reached. No statement parameters appe
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.pool import NullPool
 
 BUSY_TIMEOUT_MS = 60_000
 CONNECT_TIMEOUT_S = 5
@@ -84,7 +84,8 @@ def make_engine(url: URL, readonly: bool | str = False) -> sa.Engine:
     if readonly:
         flags = "mode=ro&immutable=1" if readonly == "immutable" else "mode=ro"
         url = URL.create("sqlite", database=f"file:{path}?{flags}", query={"uri": "true"})
-    engine = sa.create_engine(url, poolclass=NullPool, hide_parameters=True,
+    # a few pooled connections: closing the last one checkpoints the WAL (milliseconds a call)
+    engine = sa.create_engine(url, hide_parameters=True, pool_size=2, max_overflow=8,
                               connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -102,6 +103,22 @@ def make_engine(url: URL, readonly: bool | str = False) -> sa.Engine:
         con.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+_ENGINES: dict[tuple[str, int], sa.Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def shared_engine(url: URL) -> sa.Engine:
+    """One engine (one pool) per server URL and process, so a page that opens its Worklist at
+    every rerun reuses connections instead of opening new ones (SQLite: make_engine)."""
+    if is_sqlite(url):
+        return make_engine(url)
+    key = (url.render_as_string(hide_password=False), os.getpid())  # a fork gets its own pool
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = make_engine(url)
+        return _ENGINES[key]
 
 
 def unavailable(url: URL, exc: BaseException) -> WorklistUnavailable:

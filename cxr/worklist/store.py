@@ -35,8 +35,8 @@ from cxr.csvsafe import csv_safe
 from cxr.labels import FINDINGS, finding_index
 from cxr.worklist import migrate
 from cxr.worklist.claims import ClaimsMixin
-from cxr.worklist.db import (CaseChanged, connection, is_sqlite, make_engine, mask, sqlite_path,
-                             to_url)
+from cxr.worklist.db import (CaseChanged, connection, is_sqlite, make_engine, mask,
+                             shared_engine, sqlite_path, to_url)
 from cxr.worklist.schema import (CAL, CALL, DECISIONS, DICOM_REFS, PROB, STATUSES, STD, cases,
                                  claims, decisions)
 from cxr.worklist.work import WorkMixin
@@ -54,6 +54,9 @@ IMPORTED = ["image", "path", "model", "checkpoint_hash", *PROB, *STD, "uncertain
             "operating_point", "ood_score", "ood", "source_csv", "created_at", *DICOM_REFS]
 
 
+_IMPORT_LOCK = 0x6378_7269  # pg_advisory_xact_lock key of imports
+
+
 def insert_ignore(table: sa.Table, dialect: str):
     """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
     module = postgresql if dialect == "postgresql" else sqlite
@@ -65,7 +68,8 @@ class Worklist(ClaimsMixin, WorkMixin):
     create=False: it must exist and is opened read-only until a method writes (SQLite: every
     read is `mode=ro`); a schema other than the code's is a SchemaMismatch at the first call
     that needs it (counts() reads any). create=True: an empty database is created at head, any
-    schema but head is a SchemaMismatch at once. `clock`: the time source (claims, leases, stamps)."""
+    schema but head is a SchemaMismatch at once. `clock`: the time source (claims, leases,
+    stamps)."""
 
     def __init__(self, target: str | os.PathLike = DEFAULT_DB, create: bool = True,
                  clock: Callable[[], datetime] | None = None):
@@ -80,8 +84,11 @@ class Worklist(ClaimsMixin, WorkMixin):
             raise FileNotFoundError(f"worklist {self.path} does not exist")
         if self.sqlite and create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = make_engine(self.url, readonly=self.sqlite and not create)
-        self._writer = None if create else make_engine(self.url)
+        if self.sqlite:
+            self.engine = make_engine(self.url, readonly=not create)
+            self._writer = None if create else make_engine(self.url)
+        else:  # a server has no read-only files: one shared pool reads and writes
+            self.engine, self._writer = shared_engine(self.url), None
         if create:
             self._open_for_write()
         else:
@@ -110,7 +117,8 @@ class Worklist(ClaimsMixin, WorkMixin):
             with self._read(check=False) as con:
                 state, _ = migrate.current(con)
         except OSError as exc:
-            if not (self.sqlite and "unable to open" in str(exc)):
+            if not (self.sqlite and ("unable to open" in str(exc)
+                                     or "readonly database" in str(exc))):
                 raise
             # a WAL file in a folder we cannot write, with no -shm beside it: nobody has it open
             # for writing (a writer would have made the -shm), so read it as immutable
@@ -120,6 +128,14 @@ class Worklist(ClaimsMixin, WorkMixin):
         if state == "empty":
             with self._read(check=False) as con:
                 migrate.check(con, self.url)  # FileNotFoundError: no worklist there yet
+
+    def close(self) -> None:
+        """Close an SQLite file's pooled connections (the last one out checkpoints the WAL and
+        removes its files); a server's pool is shared by the process and stays."""
+        if self.sqlite:
+            for engine in (self.engine, self._writer):
+                if engine is not None:
+                    engine.dispose()
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
@@ -175,11 +191,21 @@ class Worklist(ClaimsMixin, WorkMixin):
         fixed = {"model": model, "checkpoint_hash": checkpoint_hash,
                  "source_csv": str(csv_path.resolve()), "created_at": self._now()}
         rows = [{**r, **fixed} for r in rows]
-        stmt = insert_ignore(cases, self.url.get_backend_name()).returning(cases.c.id)
-        inserted = 0
+        backend = self.url.get_backend_name()
         with self._write() as con:
-            for start in range(0, len(rows), 2000):
-                inserted += len(con.execute(stmt, rows[start:start + 2000]).all())
+            if backend == "sqlite":  # the file is locked: RETURNING counts what was new
+                stmt, inserted = insert_ignore(cases, backend).returning(cases.c.id), 0
+                for start in range(0, len(rows), 2000):
+                    inserted += len(con.execute(stmt, rows[start:start + 2000]).all())
+            else:  # one import at a time, so the count before and after is this import's;
+                # a plain executemany (pipelined): RETURNING's multi-row VALUES is 10x slower
+                con.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _IMPORT_LOCK})
+                count = (sa.select(sa.func.count()).select_from(cases)
+                         .where(cases.c.checkpoint_hash == checkpoint_hash))
+                before = con.execute(count).scalar_one()
+                if rows:
+                    con.execute(insert_ignore(cases, backend), rows)
+                inserted = con.execute(count).scalar_one() - before
         return {"inserted": inserted, "skipped": len(rows) - inserted}
 
     # -- read ---------------------------------------------------------------------------

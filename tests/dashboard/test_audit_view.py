@@ -102,3 +102,7 @@ def test_simulated_decisions_are_said(wl):
     report = audit.queue_audit(wl, HASH, n_bootstrap=0)
     assert audit.simulated_note(report).startswith("1 of 4 decisions were made by the demo's "
                                                    "SIMULATED reviewer")
+
+
+def test_md_plain_keeps_names_from_turning_into_markdown():
+    assert audit.md_plain("site_a *new* [x](y)") == r"site\_a \*new\* \[x\]\(y\)"
