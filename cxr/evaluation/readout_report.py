@@ -20,6 +20,9 @@ The section, on the SCORED split (the readout was fitted on validation and train
         Clopper-Pearson 95%), n_flagged, n_images, expected_flagged_range (95% range of the
         count for n_images in-distribution films: beta-binomial) and within_promise (n_flagged
         inside it), note, score_median, score_p95}
+  targets_held: {sensitivity|specificity: {findings, target_met_on_val,
+                held_on_scored_split, held_where_met_on_val}}: how often each targeted point's
+                rate on the scored split is >= the target (`targets_held`)
   fitted_on_scored_split: true for --split val (then every "after" number is in-sample)
   predictions_operating_point: the point of predictions.csv's call_ columns (--operating-point)
 calibration_calibrated.csv has calibration.csv's columns for the calibrated probabilities: the
@@ -65,11 +68,31 @@ def readout_section(checkpoint: Path, readout, applied, rows, y: np.ndarray, mea
             y, p_cal, rows["patient"].to_numpy(), readout.points, FINDINGS, args.bootstrap,
             args.seed)},
         "ood": ood_section(readout.ood, score, flagged)}
+    section["targets_held"] = targets_held(section["operating_points"], readout.target)
     c = section["calibration"]["macro"]
     print(f"readout: macro ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f} after "
           f"{readout.calibration.method} scaling; {section['ood']['n_flagged']} of "
           f"{len(flagged)} films flagged out of distribution")
     return section
+
+
+def targets_held(points: dict, target: float) -> dict:
+    """How often the targeted points' validation targets hold on the scored split: per point,
+    the findings with a threshold, those whose target was met on validation (by the lower
+    bound; None in a readout from before it), and those whose scored-split rate is >= target
+    (all of them, and among those met on validation)."""
+    out = {}
+    for point in ("sensitivity", "specificity"):
+        rows = [r for r in points[point].values() if r.get("threshold") is not None
+                and np.isfinite(r.get(point, float("nan")))]
+        held = [r[point] >= target for r in rows]
+        met = [r.get("target_met") for r in rows]
+        out[point] = {"findings": len(rows),
+                      "target_met_on_val": None if None in met else sum(map(bool, met)),
+                      "held_on_scored_split": int(sum(held)),
+                      "held_where_met_on_val": None if None in met else
+                      int(sum(h for h, m in zip(held, met) if m))}
+    return out
 
 
 def ood_section(ood, score: np.ndarray, flagged: np.ndarray) -> dict:

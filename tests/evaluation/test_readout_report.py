@@ -59,6 +59,15 @@ def test_with_a_readout_every_part_is_reported_on_the_scored_split(run):
                     "n_called_positive"} <= set(row)
             if row["threshold"] is not None and point == "sensitivity":
                 assert row["val_sensitivity"] >= 0.9
+    held = section["targets_held"]
+    for point in ("sensitivity", "specificity"):
+        rows = [r for r in points[point].values() if r["threshold"] is not None
+                and r[point] is not None]
+        assert held[point]["findings"] == len(rows)
+        assert held[point]["held_on_scored_split"] == sum(r[point] >= 0.9 for r in rows)
+        assert held[point]["target_met_on_val"] == sum(r["target_met"] for r in rows)
+        assert held[point]["held_where_met_on_val"] == \
+            sum(r[point] >= 0.9 for r in rows if r["target_met"])
     ood = section["ood"]
     assert ood["n_images"] == metrics["n_images"] == 12 and 0 <= ood["flag_rate"] <= 1
     assert ood["flag_rate"] == pytest.approx(ood["n_flagged"] / 12)
