@@ -167,3 +167,7 @@ st.caption("Expected: the share of in-distribution films the readout's conformal
            "flags (95% interval of that promise). Observed: the share of this split's films "
            "flagged (exact Clopper-Pearson 95% CI). Within promise: the count lies in the 95% "
            "range the promise gives for that many films. " + app_ui.DISCLAIMER)
+held = [text for text in (e.targets_held() for e in evals) if text]
+if held:
+    st.caption("High-sensitivity / high-specificity points on the scored split: "
+               + ". ".join(held) + ". " + app_ui.DISCLAIMER)

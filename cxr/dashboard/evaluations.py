@@ -77,6 +77,22 @@ class Evaluation:
                 "threshold from": f"{o.get('threshold_method', 'quantile')} on "
                                   f"{o.get('n_calibration') or '?'} films"}
 
+    def targets_held(self) -> str:
+        """One sentence: on how many findings each targeted operating point's 0.90 held on
+        the scored split ('' without a readout or from a metrics.json before it)."""
+        held = (self.metrics.get("readout") or {}).get("targets_held")
+        if not held:
+            return ""
+        parts = []
+        for point in ("sensitivity", "specificity"):
+            h = held.get(point) or {}
+            met = h.get("target_met_on_val")
+            parts.append(f"{point} on {h.get('held_on_scored_split')} of {h.get('findings')} "
+                         "findings" + ("" if met is None else
+                                       f" ({h.get('held_where_met_on_val')} of the {met} whose "
+                                       "target held with 95% confidence on validation)"))
+        return f"{self.name}: target held for " + "; ".join(parts)
+
     def auc(self, finding: str) -> float:
         return _num(self.metrics.get("per_finding", {}).get(finding, {}).get("auc"))
 

@@ -116,3 +116,16 @@ def test_ood_row_shows_the_promise_and_the_observed_rate_with_their_intervals(tm
     assert row["within promise"] == "n/a"
     assert list(ood_table([e]).columns) == ["model", "expected", "observed", "flagged",
                                             "within promise", "threshold from"]
+
+
+def test_targets_held_says_on_how_many_findings_each_point_held(tmp_path):
+    e = fake_eval(tmp_path, "a", [0.7] * 14, 0.7)
+    assert e.targets_held() == ""
+    e.metrics["readout"] = {"targets_held": {
+        "sensitivity": {"findings": 14, "target_met_on_val": 9, "held_on_scored_split": 8,
+                        "held_where_met_on_val": 7},
+        "specificity": {"findings": 14, "target_met_on_val": None, "held_on_scored_split": 12,
+                        "held_where_met_on_val": None}}}
+    assert e.targets_held() == (
+        "a: target held for sensitivity on 8 of 14 findings (7 of the 9 whose target held "
+        "with 95% confidence on validation); specificity on 12 of 14 findings")
