@@ -12,6 +12,7 @@ import streamlit as st
 import app_ui
 from cxr.dashboard import analysis, charts, plain
 from cxr.dashboard.audit import md_plain
+from cxr.dashboard.points import point_caption
 from cxr.dashboard.runs import best_run, list_runs
 from cxr.dashboard.status import overview
 from cxr.data.layout import trained_on_synthetic
@@ -45,7 +46,8 @@ with st.sidebar:
     point = st.selectbox("Operating point", POINTS, format_func=analysis.POINT_LABELS.get,
                          key="point", help="where each finding's call is made, chosen on the "
                          "run's validation split by `cxr calibrate`: Youden's J, or the "
-                         "threshold keeping validation sensitivity (or specificity) >= 0.90")
+                         "threshold whose validation sensitivity (or specificity) is >= 0.90 "
+                         "with 95% confidence (its lower confidence bound)")
 device = analysis.device_name()
 
 upload = st.file_uploader("Chest X-ray (PNG, JPEG or DICOM; any file name)", type=None,
@@ -149,7 +151,13 @@ st.dataframe(result.table(point), hide_index=True, width="stretch", key="probs",
                                         "of it; n/a when validation had one class"),
     "threshold": number("threshold", help="the operating point, on the calibrated scale"),
     "val sensitivity": number("val sensitivity"),
-    "val specificity": number("val specificity")})
+    "val specificity": number("val specificity"),
+    "val sensitivity (95% CI)": st.column_config.TextColumn(
+        "val sensitivity (95% CI)", help="exact (Clopper-Pearson) interval on the validation "
+        "films the threshold was chosen on"),
+    "val specificity (95% CI)": st.column_config.TextColumn("val specificity (95% CI)")})
+if calibrated:
+    st.caption(point_caption(result.readout, point))
 
 st.subheader("MC-dropout samples")
 top_k = st.slider("Findings to show", 1, 6, 3, key="top_k")

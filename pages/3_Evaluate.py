@@ -8,7 +8,8 @@ import streamlit as st
 
 import app_ui
 from cxr.dashboard import charts, jobs, plain
-from cxr.dashboard.evaluations import Evaluation, best_per_row, table2, table_with_cis
+from cxr.dashboard.evaluations import (Evaluation, best_per_row, ood_table, table2,
+                                       table_with_cis)
 from cxr.dashboard.runs import list_runs
 from cxr.dashboard.status import overview
 from cxr.labels import FINDINGS
@@ -159,3 +160,15 @@ if calibrated:
 else:
     st.caption("No calibrated reliability curve: none of these runs has a readout. "
                "`cxr calibrate --checkpoint RUN/best.pt`, then `cxr evaluate`, adds one.")
+
+# -- OOD guard ---------------------------------------------------------------------------------
+st.subheader("Out-of-distribution guard on the scored split")
+st.dataframe(ood_table(evals), hide_index=True, width="stretch", key="ood")
+st.caption("Expected: the share of in-distribution films the readout's conformal threshold "
+           "flags (95% interval of that promise). Observed: the share of this split's films "
+           "flagged (exact Clopper-Pearson 95% CI). Within promise: the count lies in the 95% "
+           "range the promise gives for that many films. " + app_ui.DISCLAIMER)
+held = [text for text in (e.targets_held() for e in evals) if text]
+if held:
+    st.caption("High-sensitivity / high-specificity points on the scored split: "
+               + ". ".join(held) + ". " + app_ui.DISCLAIMER)

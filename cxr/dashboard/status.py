@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,31 @@ def overview(roots: Roots) -> Overview:
                     read_json(roots.runs / DEMO_STATUS), worklist_counts(roots.worklist))
     view.steps = next_steps(view)
     return view
+
+
+def timeline(demo: dict, now: float | None = None) -> tuple[list[dict], str]:
+    """The demo's timeline (demo_status.json's `timeline`) as table rows {stage, start,
+    minutes, status} in order, and a one-line total: where the demo's time went. A step still
+    running counts up to `now`."""
+    now = time.time() if now is None else now
+    rows, entries = [], [e for e in demo.get("timeline") or [] if isinstance(e, dict)]
+    for e in entries:
+        start, end = e.get("start"), e.get("end")
+        if not isinstance(start, (int, float)):
+            continue
+        seconds = (end if isinstance(end, (int, float)) else now) - start
+        rows.append({"stage": str(e.get("stage", "?")),
+                     "start": time.strftime("%H:%M:%S", time.localtime(start)),
+                     "minutes": round(max(seconds, 0.0) / 60, 2),
+                     "status": "running" if end is None else ("ok" if e.get("ok") else "failed")})
+    if not rows:
+        return rows, ""
+    first = min(e["start"] for e in entries if isinstance(e.get("start"), (int, float)))
+    last = max((e.get("end") or now) for e in entries)
+    slowest = max(rows, key=lambda r: r["minutes"])
+    return rows, (f"{(last - first) / 60:.1f} minutes from the first step to "
+                  f"{'now' if any(r['status'] == 'running' for r in rows) else 'the last'}; "
+                  f"longest: {slowest['stage']} ({slowest['minutes']:.1f} min)")
 
 
 def next_steps(v: Overview) -> list[str]:

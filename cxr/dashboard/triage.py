@@ -396,8 +396,12 @@ class ClaimFailed(RuntimeError):
 @contextmanager
 def _claim_errors():
     from sqlalchemy.exc import SQLAlchemyError
+
+    from cxr.worklist import WorklistUnavailable
     try:
         yield
+    except WorklistUnavailable:  # the server is away: the page's own message, not a claim's
+        raise
     except (OSError, sqlite3.Error, SQLAlchemyError) as exc:
         reason = write_problem(exc).split(": ", 1)[1].split(". ")[0]
         raise ClaimFailed(f"This case could not be claimed for you ({reason}); other "

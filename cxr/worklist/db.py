@@ -24,8 +24,9 @@ CONNECT_TIMEOUT_S = 5
 CONNECT_TRIES = 3  # connecting is retried (nothing was sent yet); a statement is not
 
 
-class WorklistUnavailable(RuntimeError):
-    """The worklist's database server cannot be reached (the message names the masked URL)."""
+class WorklistUnavailable(ConnectionError):
+    """The worklist's database server cannot be reached (the message names the masked URL).
+    A ConnectionError, so `cxr`'s commands print it as a one-line error like any OSError."""
 
 
 class SchemaMismatch(ValueError):
