@@ -1,25 +1,29 @@
 """Triage: the review worklist (cxr.worklist: SQLite, or a team's PostgreSQL), one model's queue
 at a time (the best fusion run's by default), in a queue order (cxr/dashboard/orders.py: urgent
 first by default, most uncertain first, or the likely-negative list), each case with the reason
-it is where it is; filter by finding, call, OOD flag, status and uncertainty. The Sort by box
-applies with the "most uncertain first" order (its default sort is that order); the other two
-orders have their own and the box is disabled while one is chosen. Select a case to see its
-film, Grad-CAM, probabilities and calls (a case pulled from a PACS: its study date, whether its
-results and decision were sent back and when, and a link to the study in the site's viewer from
-the CXR_VIEWER_URL template), then record a decision (kept with history). The
-selected case is an id in session state, never a row number; each case's form has keys of its
-own and records what it was drawn for (a decision on a stale view is refused); opening a case
-claims it (others see it read-only). Names and notes others typed are plain text
-(cxr/dashboard/plain.py); films are read only under the image roots. A database the page cannot
-use is a message at the top, not a traceback. Logic: cxr/dashboard/triage.py."""
+it is where it is, and the validation sensitivity and specificity (95% CI) of the operating
+point its calls were made at (cxr/dashboard/points.py); filter by finding, call, OOD flag,
+status and uncertainty. The Sort by box applies with the "most uncertain first" order (its
+default sort is that order); the other two orders have their own and the box is disabled while
+one is chosen. Select a case to see its film, Grad-CAM, probabilities and calls (a case pulled
+from a PACS: its study date, whether its results and decision were sent back and when, and a
+link to the study in the site's viewer from the CXR_VIEWER_URL template), then record a
+decision (kept with history). The selected case is an id in session state, never a row number;
+each case's form has keys of its own and records what it was drawn for (a decision on a stale
+view is refused); opening a case claims it (others see it read-only). Names and notes others
+typed are plain text (cxr/dashboard/plain.py); films are read only under the image roots. A
+database the page cannot use is a message at the top, not a traceback.
+Logic: cxr/dashboard/triage.py."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 import app_ui
 from cxr.dashboard import analysis, charts, orders, plain, triage
+from cxr.dashboard.points import interval_columns, point_caption
 from cxr.dashboard.runs import list_runs
 from cxr.dashboard.status import overview
 from cxr.data.images import ImageLoadError
@@ -127,6 +131,12 @@ def page() -> None:
     st.caption(plain.md(orders.sort_caption(order, sort, ascending, triage.DEFAULT_SORT,
                                             readout, tuple(urgent))))
     st.caption(plain.md(readout_note))
+    for point in triage.queue_points(queue.operating_point, readout):  # the calls' points
+        st.caption(plain.md(point_caption(readout, point)))
+        with st.expander(f"Validation sensitivity and specificity per finding at the "
+                         f"{plain.md(point)} operating point (95% CI)"):
+            st.dataframe(pd.DataFrame({"finding": list(FINDINGS),
+                                       **interval_columns(readout, point)}), hide_index=True)
     if order_problem:
         st.warning(plain.md(order_problem))
     calls_text = (f"Calls at the {plain.md(queue.operating_point)} operating point (chosen on "

@@ -143,6 +143,15 @@ def case_table(cases: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def queue_points(operating_point: str | None, readout) -> list[str]:
+    """The operating points a queue's calls were made at (Queue.operating_point: none, one, or
+    several comma-separated) that the checkpoint's readout has: the page states each one's
+    validation sensitivity and specificity."""
+    if readout is None or not operating_point:
+        return []
+    return [p for p in operating_point.split(",") if p in readout.points]
+
+
 def rules_caption(cases: pd.DataFrame) -> str:
     """What the uncertainty column means for these cases: the rule(s) their scores follow."""
     counts = cases["uncertainty_rule"].value_counts()

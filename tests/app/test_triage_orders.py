@@ -125,6 +125,23 @@ def test_likely_negative_is_a_list_to_check_with_its_validation_sensitivity(app,
     assert not any("normal" in s.lower().replace("abnormal", "") for s in shown)
 
 
+def test_the_operating_points_validation_rates_with_their_intervals(app, hand_world):
+    from cxr.dashboard.points import interval_columns, point_caption
+    from cxr.readout import load_readout
+    world, _ = hand_world
+    readout = load_readout(world.run_dir / "best.pt")
+    at = app(world, PAGE)
+    no_exception(at)
+    expected = point_caption(readout, "sensitivity")  # the calls' point
+    assert expected.startswith("High-sensitivity point: validation sensitivity ")
+    assert expected in captions(at)
+    [frame] = [d.value for d in at.dataframe if "finding" in d.value.columns]
+    columns = interval_columns(readout, "sensitivity")
+    assert frame["val sensitivity (95% CI)"].tolist() == columns["val sensitivity (95% CI)"]
+    assert frame["val specificity (95% CI)"].tolist() == columns["val specificity (95% CI)"]
+    assert any("(95% CI " in v for v in frame["val sensitivity (95% CI)"])
+
+
 def test_likely_negative_without_a_readout_says_why(app, world):
     at = app(world, PAGE)  # the plain world: its queue came without a readout
     at.selectbox(key="f_order").set_value("likely-negative")
