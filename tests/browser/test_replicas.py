@@ -13,13 +13,13 @@ import pytest
 from test_host import elements, session
 
 import dashboard_env
-from browser import By, Keys, case_header, chromium, open_page, streamlit_app, wait_idle, \
-    wait_text
+from browser import (By, Keys, case_header, chromium, open_page, streamlit_app, wait_idle,
+                     wait_text)
 
 
 @pytest.fixture
 def replicas(tmp_path, pg_url):
-    """(the world, the worklist URL, the two replicas' ports)."""
+    """(the worklist URL, the two replicas' ports)."""
     from cxr.hashing import file_sha256
     from cxr.worklist import Worklist
     world = dashboard_env.build(tmp_path / "world", model="simple_cnn")
@@ -30,7 +30,7 @@ def replicas(tmp_path, pg_url):
     secrets = world.root / "no-secrets.toml"  # local mode
     with streamlit_app(env, world.root / "replica-a.log", secrets) as a, \
             streamlit_app(env, world.root / "replica-b.log", secrets) as b:
-        yield world, pg_url, [int(u.rsplit(":", 1)[1]) for u in (a, b)]
+        yield pg_url, [int(u.rsplit(":", 1)[1]) for u in (a, b)]
 
 
 def triage_table(port: int):
@@ -45,7 +45,7 @@ def triage_table(port: int):
 
 def test_a_decision_is_in_both_replicas_tables_on_their_next_load(replicas):
     from cxr.worklist import Worklist
-    world, url, (a, b) = replicas
+    url, (a, b) = replicas
     before = [triage_table(port) for port in (a, b)]
     assert before[0].index.tolist() == before[1].index.tolist()  # one worklist, one queue
     assert len(before[0]) == dashboard_env.N_CASES and set(before[0]["status"]) == {"pending"}
@@ -63,7 +63,7 @@ def test_a_decision_is_in_both_replicas_tables_on_their_next_load(replicas):
 
 def test_a_decision_recorded_in_one_replicas_page_is_in_the_others_table(replicas):
     from cxr.worklist import Worklist
-    world, url, (a, b) = replicas
+    url, (a, b) = replicas
     assert set(triage_table(b)["status"]) == {"pending"}
     with chromium() as d:
         open_page(d, f"http://127.0.0.1:{a}", "Triage", "Your review")
