@@ -45,22 +45,29 @@ def to_url(target: str | os.PathLike) -> URL:
         return URL.create("sqlite", database=str(Path(text)))
     try:
         return make_url(text)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ValueError(f"{mask(text)} is neither a file path nor a database URL") from None
 
 
+# libpq also takes a password as a query parameter (`...?password=...`), and a key's passphrase
+SECRET_QUERY_KEYS = ("password", "sslpassword")
+
+
 def mask(target: str | os.PathLike | URL) -> str:
-    """The target for messages: a URL's password replaced by ***; an SQLite file as its path."""
+    """The target for messages: a URL's password (also one in its query) replaced by ***; an
+    SQLite file as its path."""
     if isinstance(target, URL):
         if is_sqlite(target) and target.database and not target.query:
             return target.database
-        return target.render_as_string(hide_password=True)
+        hidden = {k: "***" for k in target.query if k.lower() in SECRET_QUERY_KEYS}
+        return (target.update_query_dict(hidden).render_as_string(hide_password=True)
+                .replace("%2A%2A%2A", "***"))
     text = os.fspath(target)
     if "://" not in text:
         return text
     try:
-        return make_url(text).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+        return mask(make_url(text))
+    except (sa.exc.ArgumentError, ValueError):
         return text.split("://", 1)[0] + "://***"
 
 
