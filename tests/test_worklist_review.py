@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cxr.csvsafe import safe_cell
 from cxr.worklist import CaseChanged, Worklist
 from cxr.worklist.db import mask, to_url
 
@@ -130,3 +131,10 @@ def test_a_malformed_url_is_a_clear_error_that_hides_its_password():
     with pytest.raises(ValueError, match="neither a file path nor a database URL") as err:
         to_url(bad)
     assert "s3cret" not in str(err.value)
+
+
+def test_a_formula_after_white_space_or_a_line_feed_is_made_text():
+    for cell in (" =1+1", "  @SUM(A1)", "\u3000=1+1", "\n=1+1", " \t-2+3", "\nx"):
+        assert safe_cell(cell) == "'" + cell, repr(cell)
+    for cell in ("ok", "a = b", " ok", "x-1", ""):
+        assert safe_cell(cell) == cell, repr(cell)
