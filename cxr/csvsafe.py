@@ -1,6 +1,7 @@
 """Text cells made safe for spreadsheets (CSV injection): a cell that begins with `=`, `+`, `-`,
 `@` (also after white space), a tab, a carriage return or a line feed is run as a formula by
-Excel, LibreOffice and Sheets; prefixing it with `'` makes it text. Numbers are left as they are (a negative number is not a formula).
+Excel, LibreOffice and Sheets; prefixing it with `'` makes it text.
+Numbers are left as they are (a negative number is not a formula).
 
     >>> csv_safe(pd.DataFrame({"note": ["=HYPERLINK(...)", "ok"], "p": [-0.5, 1]}))
 """
