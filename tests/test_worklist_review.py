@@ -138,3 +138,26 @@ def test_a_formula_after_white_space_or_a_line_feed_is_made_text():
         assert safe_cell(cell) == "'" + cell, repr(cell)
     for cell in ("ok", "a = b", " ok", "x-1", ""):
         assert safe_cell(cell) == cell, repr(cell)
+
+
+def test_a_lease_is_renewed_only_by_the_worker_still_holding_it(tmp_path, wl_target):
+    clock = Clock()
+    wl = Worklist(wl_target, clock=clock)
+    wl.enqueue_work(["s1", "s2"], "abc")
+    [a] = wl.lease_work("abc", "watcher-a", seconds=60)
+    clock.advance(seconds=50)
+    assert wl.renew_lease(a, "abc", "watcher-a", seconds=60)  # a long study: until 10:01:50
+    clock.advance(seconds=30)  # 10:01:20: without the renewal the lease would have run out
+    assert wl.lease_work("abc", "watcher-b", limit=5) == ["s2"]
+    assert not wl.renew_lease(a, "abc", "watcher-b")  # not b's to renew
+    clock.advance(seconds=40)  # a's lease ran out (a was interrupted) and b takes the study
+    assert wl.lease_work("abc", "watcher-b", limit=5) == [a]
+    assert not wl.renew_lease(a, "abc", "watcher-a")  # a must not read it again
+    assert not wl.finish_work(a, "abc", "watcher-a")
+    items = wl.work_items("abc").set_index("key")
+    assert items.loc[a, ["state", "leased_by", "attempts"]].tolist() == ["leased", "watcher-b", 2]
+    assert wl.finish_work(a, "abc", "watcher-b")
+    assert not wl.renew_lease(a, "abc", "watcher-b")  # finished: nothing to renew
+    with pytest.raises(ValueError, match="no work item 'nope'"):
+        wl.renew_lease("nope", "abc", "watcher-a")
+    wl.close()
