@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,31 @@ def test_a_lease_is_renewed_only_by_the_worker_still_holding_it(tmp_path, wl_tar
     with pytest.raises(ValueError, match="no work item 'nope'"):
         wl.renew_lease("nope", "abc", "watcher-a")
     wl.close()
+
+
+def test_on_a_server_claims_and_leases_expire_by_the_servers_clock(tmp_path, pg_url,
+                                                                     monkeypatch):
+    """A watcher or dashboard whose clock is ten minutes fast must not take a live lease or
+    claim of a machine whose clock is right: on a server, times come from the server's clock."""
+    import sqlalchemy as sa
+
+    import cxr.worklist.db as db
+
+    real = db.local_now
+    ids = _filled(tmp_path, pg_url)
+    right = Worklist(pg_url)
+    assert right.enqueue_work(["s1"], "abc") == 1
+    assert right.lease_work("abc", "watcher-right", seconds=300) == ["s1"]
+    assert right.claim_case(ids[0], "dr right", minutes=5).mine
+    monkeypatch.setattr(db, "local_now", lambda: real() + timedelta(minutes=10))
+    db._OFFSETS.clear()  # measured again: this process is now a machine whose clock is fast
+    fast = Worklist(pg_url)
+    assert fast.lease_work("abc", "watcher-fast", limit=5) == []  # the lease is live
+    assert not fast.claim_case(ids[0], "dr fast").mine            # and so is the claim
+    claim = fast.claim_case(ids[1], "dr fast", minutes=5)
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as con:
+        server_now = con.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+    engine.dispose()
+    expires = datetime.fromisoformat(claim.expires_at)
+    assert abs(expires - (server_now + timedelta(minutes=5))) < timedelta(seconds=30)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -127,6 +129,32 @@ def shared_engine(url: URL) -> sa.Engine:
         if key not in _ENGINES:
             _ENGINES[key] = make_engine(url)
         return _ENGINES[key]
+
+
+def local_now() -> datetime:
+    """This machine's time, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+OFFSET_TTL_S = 300  # how long a measured offset to the server's clock is used
+_OFFSETS: dict[int, tuple[float, timedelta]] = {}  # id(engine) -> (measured at, server - local)
+
+
+def server_clock(engine: sa.Engine, url: URL) -> Callable[[], datetime]:
+    """A clock that tells a server's time: claims and leases written by several machines then
+    expire by one clock, not each machine's (a watcher whose clock is ahead would take a live
+    lease). This machine's time plus its offset to the server's, measured every few minutes."""
+    def now() -> datetime:
+        got = _OFFSETS.get(id(engine))
+        if got is None or time.monotonic() - got[0] > OFFSET_TTL_S:
+            with connection(engine, url) as con:
+                before = local_now()
+                server = con.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+                after = local_now()
+            got = _OFFSETS[id(engine)] = (time.monotonic(),
+                                          server - (before + (after - before) / 2))
+        return local_now() + got[1]
+    return now
 
 
 def unavailable(url: URL, exc: BaseException) -> WorklistUnavailable:
