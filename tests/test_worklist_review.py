@@ -170,7 +170,7 @@ def test_on_a_server_claims_and_leases_expire_by_the_servers_clock(tmp_path, pg_
     claim of a machine whose clock is right: on a server, times come from the server's clock."""
     import sqlalchemy as sa
 
-    import cxr.worklist.db as db
+    from cxr.worklist import db
 
     real = db.local_now
     ids = _filled(tmp_path, pg_url)
