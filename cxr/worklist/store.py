@@ -69,7 +69,7 @@ class Worklist(ClaimsMixin, WorkMixin):
     read is `mode=ro`); a schema other than the code's is a SchemaMismatch at the first call
     that needs it (counts() reads any). create=True: an empty database is created at head, any
     schema but head is a SchemaMismatch at once. `clock`: the time source (claims, leases,
-    stamps); by default this machine's for SQLite and the server's for a server."""
+    stamps; claims and leases by default expire by the server's clock on a server)."""
 
     def __init__(self, target: str | os.PathLike = DEFAULT_DB, create: bool = True,
                  clock: Callable[[], datetime] | None = None):
@@ -88,8 +88,11 @@ class Worklist(ClaimsMixin, WorkMixin):
             self._writer = None if create else make_engine(self.url)
         else:  # a server has no read-only files: one shared pool reads and writes
             self.engine, self._writer = shared_engine(self.url), None
-        # a server's clock on a server: its claims and leases are compared across machines
-        self.clock = clock or (local_now if self.sqlite else server_clock(self.engine, self.url))
+        # stamps (decisions, imports) by this machine's clock, so one process's are in order;
+        # claims and leases expire by one clock for every machine: the server's on a server
+        self.clock = clock or local_now
+        self.lease_clock = clock or (local_now if self.sqlite
+                                     else server_clock(self.engine, self.url))
         if create:
             self._open_for_write()
         else:
@@ -155,8 +158,10 @@ class Worklist(ClaimsMixin, WorkMixin):
                 self._checked = True
             yield con
 
-    def _now(self, plus_seconds: float = 0.0) -> str:
-        now = self.clock() + timedelta(seconds=plus_seconds)
+    def _now(self, plus_seconds: float = 0.0, lease: bool = False) -> str:
+        """The time as stored (ISO UTC); lease=True: by the clock claims and leases use (call it
+        outside a transaction: on a server it may read the server's clock)."""
+        now = (self.lease_clock if lease else self.clock)() + timedelta(seconds=plus_seconds)
         return now.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
     def _frame(self, stmt, con=None) -> pd.DataFrame:
@@ -231,7 +236,7 @@ class Worklist(ClaimsMixin, WorkMixin):
                 .select_from(cases.outerjoin(last, last.c.case_id == cases.c.id)
                              .outerjoin(d, d.c.id == last.c.last_id)
                              .outerjoin(cl, sa.and_(cl.c.case_id == cases.c.id,
-                                                    cl.c.expires_at > self._now())))
+                                                    cl.c.expires_at > self._now(lease=True))))
                 .subquery("v"))
 
     def cases(self, finding: str | None = None, min_prob: float = 0.5,

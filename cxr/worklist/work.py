@@ -40,7 +40,7 @@ class WorkMixin:
         `worker` for `seconds`; returns their keys (oldest first), attempts incremented."""
         if not str(worker).strip():
             raise ValueError("a lease needs the worker's name")
-        now, until = self._now(), self._now(plus_seconds=seconds)
+        now, until = self._now(lease=True), self._now(plus_seconds=seconds, lease=True)
         w = work_items.c
         free = sa.or_(w.state == "pending", sa.and_(w.state == "leased", w.lease_until < now))
         with self._write() as con:
@@ -63,6 +63,7 @@ class WorkMixin:
         caller must then leave the item to that worker. ValueError for an unknown item."""
         w = work_items.c
         where = (w.key == str(key), w.checkpoint_hash == str(checkpoint_hash))
+        until, now = self._now(plus_seconds=seconds, lease=True), self._now()
         with self._write() as con:
             row = con.execute(sa.select(w.leased_by, w.state).where(*where)
                               .with_for_update()).first()
@@ -71,7 +72,7 @@ class WorkMixin:
             if row.leased_by != str(worker) or row.state != "leased":
                 return False
             con.execute(work_items.update().where(*where).values(
-                lease_until=self._now(plus_seconds=seconds), updated_at=self._now()))
+                lease_until=until, updated_at=now))
         return True
 
     def finish_work(self, key: str, checkpoint_hash: str, worker: str, state: str = "done",
