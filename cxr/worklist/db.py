@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -133,7 +133,7 @@ def shared_engine(url: URL) -> sa.Engine:
 
 def local_now() -> datetime:
     """This machine's time, in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 OFFSET_TTL_S = 300  # how long a measured offset to the server's clock is used
