@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cxr.data.augment import AugmentConfig
+from cxr.data.augment import FILL_MODES, AugmentConfig
 from cxr.device import DEVICES
 from cxr.uncertainty import DEFAULT_RULE, UNCERTAINTY_RULES
 
@@ -53,6 +53,8 @@ class TrainConfig(BaseModel):
     rotation: NonNegative = AugmentConfig.rotation    # Keras factor: fraction of a full turn
     zoom: Annotated[float, Field(ge=0, lt=1)] = AugmentConfig.zoom  # scale in [1 - z, 1 + z]
     brightness: NonNegative = AugmentConfig.brightness  # additive, uniform in [-b, b]
+    # what rotation and zoom uncover: reflect (Keras' default, the report's pipeline) or black
+    fill_mode: Literal[FILL_MODES] = AugmentConfig.fill_mode
     # -- model --------------------------------------------------------------------------
     model: str = "fusion"                    # a cxr.models.MODELS name
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
