@@ -52,6 +52,8 @@ def test_upload_shows_14_probabilities_histograms_and_a_cam(app, world):
     assert table["probability"].between(0, 1).all() and (table["std"] >= 0).all()
     assert table["probability"].is_monotonic_decreasing  # sorted, most likely first
     assert len(at.get("plotly_chart")) == 2  # the bars and the MC histograms
+    assert at.selectbox(key="figure_finding").value == table["finding"].iloc[0]
+    assert len(at.get("download_button")) == 1  # the report's Figure 7 as a PNG
     captions = [c for img in at.image for c in img.captions]
     top = table["finding"].iloc[0]
     assert any(c.startswith(f"{top}: p = ") for c in captions)  # the Grad-CAM overlay
