@@ -9,9 +9,10 @@ expected, e.g. `config epochs='2.5': expected a valid integer, unable to parse s
 integer`. The resolved config (`cfg.to_dict()`, JSON-safe) is written to RUN_DIR/config.yaml and
 into every checkpoint's meta, so a run can be repeated from either.
 
-Defaults are the report's Table 1: Adam, batch 32, 25 epochs, lr 1e-3 (head phase) then 1e-5
-(fine-tuning), focal loss alpha 0.25 gamma 2, early stopping on validation macro AUC. What the
-report leaves open is chosen here and documented next to the field.
+Defaults follow the report: its Table 1 (Adam, batch 32, 25 epochs, lr 1e-3, minimum lr 1e-5,
+focal loss alpha 0.25 gamma 2) and its text (fine-tuning at 1e-5, early stopping on validation
+AUC). What the report leaves open is chosen here, documented next to the field and marked
+"Inferred" or "Assumed" in MODEL_CARD.md (25 epochs per phase, the patiences, the fill mode).
 """
 from __future__ import annotations
 
