@@ -229,12 +229,21 @@ def read_yaml(path: str | Path) -> dict:
 
 # What a run's config.yaml written before a setting existed was trained with: resuming it must
 # not switch to today's default mid-run.
-RUN_DEFAULTS_BEFORE_FIELD = {"focal_alpha_mode": "balanced"}
+RUN_DEFAULTS_BEFORE_FIELD = {"focal_alpha_mode": "balanced", "fill_mode": "black"}
+# The baselines' second head dropout used `drop_rate` until `hidden_drop_rate` (0.5) split it
+# off, in the same change that added `fill_mode`: a config without fill_mode predates both.
+HIDDEN_DROP_BEFORE_FIELD = ("densenet121", "efficientnet_b0")
 
 
 def read_run_config(path: str | Path) -> dict:
-    """A run directory's config.yaml, completed with RUN_DEFAULTS_BEFORE_FIELD for old runs."""
-    return {**RUN_DEFAULTS_BEFORE_FIELD, **read_yaml(path)}
+    """A run directory's config.yaml, completed with RUN_DEFAULTS_BEFORE_FIELD for old runs
+    (and, for a baseline written before `fill_mode`, its model_kwargs' hidden_drop_rate)."""
+    values = read_yaml(path)
+    if "fill_mode" not in values and values.get("model") in HIDDEN_DROP_BEFORE_FIELD:
+        kwargs = dict(values.get("model_kwargs") or {})
+        kwargs.setdefault("hidden_drop_rate", kwargs.get("drop_rate", 0.4))
+        values["model_kwargs"] = kwargs
+    return {**RUN_DEFAULTS_BEFORE_FIELD, **values}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (),
