@@ -23,7 +23,8 @@ parameters are (keep them on the CPU: MPS has no float64) and moved to the image
 Compared with TrainTransform on the same sample (tests/data/test_batch_transforms.py):
 - the parameters are bitwise the same (the same draw);
 - on the CPU the output is bitwise the same: every step is the same torch operation on the
-  same values, the warp's sampling grid included (built as torchvision's F.affine builds it);
+  same values, the warp's sampling grid included (fill_mode "black": built as torchvision's
+  F.affine builds it; "reflect", the default: transforms.reflect_warp, on both paths);
 - on CUDA the resize and grid_sample kernels are CUDA's, so expect rounding-level differences
   from the CPU path (not measured: no GPU was available when this was written). Each sample is
   still independent of the batch, and a run should repeat itself on the same GPU and software:
