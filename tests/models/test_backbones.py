@@ -86,7 +86,8 @@ def test_drop_path_rate_is_keras_stochastic_depth_for_efficientnet_only():
         create_model("densenet121", input_size=32, drop_path_rate=0.2)
 
 
-@pytest.mark.parametrize("name, total", [("densenet121", 7_569_486), ("efficientnet_b0", 4_712_625)])
+@pytest.mark.parametrize("name, total", [("densenet121", 7_569_486),
+                                         ("efficientnet_b0", 4_712_625)])
 def test_keras_total_is_the_reports(name, total):
     """Keras's "Total params" (Figures 3b, 3c) count the BatchNorm moving mean and variance as
     non-trainable parameters, and EfficientNet's input Normalization layer (mean 3, variance 3,
