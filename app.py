@@ -71,7 +71,8 @@ PREDICT = st.Page("pages/1_Predict.py", title="Predict", icon=":material/radiolo
 TRAIN = st.Page("pages/2_Train.py", title="Train", icon=":material/model_training:")
 EVALUATE = st.Page("pages/3_Evaluate.py", title="Evaluate", icon=":material/monitoring:")
 TRIAGE = st.Page("pages/4_Triage.py", title="Triage", icon=":material/fact_check:")
+AUDIT = st.Page("pages/5_Audit.py", title="Audit", icon=":material/query_stats:")
 page = st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True),
-                      PREDICT, TRAIN, EVALUATE, TRIAGE])
+                      PREDICT, TRAIN, EVALUATE, TRIAGE, AUDIT])
 app_ui.sidebar(app_ui.roots(), WHO)
 page.run()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from cxr.dashboard.auth import (AuthConfigError, AuthSettings, Viewer, load_settings,
-                                served_locally)
+from cxr.dashboard.auth import (AuthConfigError, AuthSettings, Viewer, host_problem,
+                                load_settings, served_locally)
 from cxr.dashboard.runs import RunInfo, format_eta
 from cxr.dashboard.state import Roots
 
@@ -44,12 +44,22 @@ def leave_pages_folder_mode() -> None:
 
 def viewer() -> Viewer:
     """Every page's first line. The signed-in user (or, without [auth], the local user);
-    without a session only the sign-in screen is drawn and the script run ends here."""
+    without a session only the sign-in screen is drawn and the script run ends here. A request
+    under a host name the app does not answer to (DNS rebinding) gets an error and nothing
+    else: the session's data only ever travels in what the script draws after this."""
     leave_pages_folder_mode()
     try:
         settings = auth_settings()
-        who = settings.viewer(st.user.to_dict())
     except AuthConfigError as exc:  # fail closed: nobody gets in while the secrets are wrong
+        st.error(f"Sign-in is misconfigured: {exc}", icon=":material/lock:")
+        st.stop()
+    headers = st.context.headers  # the WebSocket's request; none at all in AppTest
+    if problem := host_problem(settings, ",".join(headers.get_all("Host")) if headers else None):
+        st.error(problem, icon=":material/block:")
+        st.stop()
+    try:
+        who = settings.viewer(st.user.to_dict())
+    except AuthConfigError as exc:
         st.error(f"Sign-in is misconfigured: {exc}", icon=":material/lock:")
         st.stop()
     if who is None:
@@ -76,12 +86,12 @@ def local_mode_notice() -> None:
     if served_locally(address, host):
         st.info("**Single-user local mode**: no sign-in, and the app answers on this machine "
                 f"only ({address}). To share it with a team, configure sign-in (README: "
-                "*Deploying for a team*).", icon=":material/person:")
+                "*Sign-in, roles and deploying for a team*).", icon=":material/person:")
     else:
         where = f"bound to {address or 'every interface'}, reached as {host or '?'}"
         st.error(f"**Single-user local mode on a network** ({where}): anyone who reaches it "
                  "can record decisions under any name and launch jobs. Serve it on 127.0.0.1 "
-                 "only, or configure sign-in (README: *Deploying for a team*).",
+                 "only, or configure sign-in (README: *Sign-in, roles and deploying for a team*).",
                  icon=":material/lock_open:")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,18 +23,31 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs):
     """Open a temp file for writing; on success it replaces `path`, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new temp file beside `path`, created with mode 0o666 like open() does, so the kernel
+    applies the process's umask (tempfile.mkstemp forces 0600; forcing any fixed mode would
+    ignore a site's umask 077). O_EXCL: never an existing file, O_NOFOLLOW: never a link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name beside {path}")
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -50,5 +63,5 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def write_json(path: str | Path, obj) -> Path:
-    """Indented JSON with NaN/inf written as null (JSON has neither) and numpy scalars as numbers."""
+    """Indented JSON; NaN/inf written as null (JSON has neither), numpy scalars as numbers."""
     return write_text(path, json.dumps(json_safe(obj), indent=2) + "\n")

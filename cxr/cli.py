@@ -20,6 +20,7 @@ COMMANDS = {
     "compare": ("cxr.evaluation.compare", "compare evaluated runs (Table 2, paired bootstrap)"),
     "predict": ("cxr.predict", "predict images or folders, optionally with Grad-CAM"),
     "worklist": ("cxr.worklist", "import predictions into the review worklist, export decisions"),
+    "audit": ("cxr.audit", "site audit of one model's queue against its reviewers (audit.json)"),
     "demo": ("cxr.demo", "the README's run command: demo data, training, evaluation, worklist"),
 }
 

@@ -16,7 +16,10 @@ What it does, reusing whatever already exists (a second run retrains nothing):
 4. fits each trained run's readout (`cxr calibrate`: calibration, operating points and OOD
    guard from its validation and training films, beside best.pt), evaluates it (`cxr
    evaluate`), compares the runs (`cxr compare`) and imports the test-split predictions into
-   the review worklist.
+   the review worklist;
+5. records a few SIMULATED review decisions on the fusion queue (cxr/demo_reviews.py: marked
+   simulated, made by "simulated reviewer (demo)" from the synthetic labels), so that the Audit
+   page has something to show.
 Progress goes to `checkpoints/demo_status.json`, which the Home page reads. Ctrl-C stops the
 training step cleanly (SIGTERM -> the trainer saves and marks the run `stopped`) and the app.
 Each step is a child process in its own session, so Ctrl-C in the terminal reaches only us.
@@ -172,6 +175,22 @@ class Demo:
                          "--model", model, "--checkpoint", run.best,
                          "--db", self.args.worklist, "--images-root", self.args.data) == 0
 
+    def simulate_reviews(self, model: str) -> None:
+        """A few simulated decisions on this model's queue (only on a queue nobody decided)."""
+        from cxr.demo_reviews import dataset_truth, simulate_reviews
+        from cxr.hashing import file_sha256
+        from cxr.worklist import Worklist
+        try:
+            n = simulate_reviews(Worklist(self.args.worklist),
+                                 file_sha256(self.run_dir(model).best),
+                                 dataset_truth(self.args.data))
+        except (ValueError, OSError) as exc:  # the demo goes on; the Audit page stays empty
+            self.set_stage(f"simulated reviews failed: {exc}", failed="simulated reviews")
+            return
+        if n:
+            self.set_stage(f"recorded {n} SIMULATED review decisions on the {model} queue "
+                           "(marked simulated; for the Audit page)")
+
     def pipeline(self) -> None:
         self.ensure_data()
         self.ensure_cache()
@@ -183,6 +202,8 @@ class Demo:
             if not self.calibrate(model):  # evaluation and the worklist work without it
                 self.set_stage(f"calibrating {model} failed", failed=f"calibrate {model}")
             if self.evaluate(model) and self.fill_worklist(model):
+                if model == "fusion":
+                    self.simulate_reviews(model)
                 evaluated.append(model)
                 self.set_stage(f"{model} trained, evaluated and triaged", done=model)
             else:

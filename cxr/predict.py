@@ -16,7 +16,9 @@ Writes to --out (default `predictions/`):
   predictions.csv   the predictions CSV (cxr/evaluation/predictions.py: MC mean and std per
                     finding, uncertain = image score > --threshold under the rule; with the
                     checkpoint's readout, best.readout.pt, the calls at --operating-point and
-                    the OOD flag), then source (the file's absolute path)
+                    the OOD flag), then source (the file's absolute path); Image Index
+                    is the film's path below the folder given (IM0001.dcm in two study
+                    folders: study1/IM0001.dcm, study2/IM0001.dcm), or its name
   readout.json      the readout used: operating point, per finding its threshold and validation
                     sensitivity and specificity, the OOD threshold; or, for a checkpoint without
                     a readout, {"available": false, "note": "no calibration / operating points /
@@ -341,12 +343,22 @@ def _score_batch(model, paths: list[Path], args, rule: str, readout=None) -> _Ba
                            operating_point=args.operating_point)
     for (path, image), pred in zip(loaded, batch):
         pred.source = str(path.resolve())
+        pred.name = film_key(path, args.inputs)  # after predicting: the seed is the file name's
         out.cams.append(_render_cams(model, image, pred, args) if args.cam else {})
         # light to send: the readout's fields are already computed from samples and features
         keep = getattr(args, "samples", None) is not None  # --samples writes them
         out.preds.append(replace(pred, samples=pred.samples if keep else pred.samples[:0],
                                  meta={}, features=None))
     return out
+
+
+def film_key(path: Path, inputs: Sequence[str | Path]) -> str:
+    """A film's `Image Index`: its path below the folder it was found in (`study1/IM0001.dcm`,
+    so equal file names in two folders stay two films), or its file name if named directly."""
+    for root in map(Path, inputs):
+        if root.is_dir() and path.is_relative_to(root):
+            return path.relative_to(root).as_posix()
+    return path.name
 
 
 def _render_cams(model, image: LoadedImage, pred: Prediction, args) -> dict[str, bytes]:

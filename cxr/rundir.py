@@ -7,6 +7,7 @@ adds under eval/, and the dashboard's job files (ARCHITECTURE.md, "Run directory
     run.readout             # best.pt's sidecar from `cxr calibrate` (cxr/readout.py)
     run.status()            # progress.json's status ("running", "finished", ...), None before it
     run.read_progress()     # progress.json as a dict, {} while it is absent or half-written
+    check_run_name("fusion-224")  # a run name the dashboard may create under its runs root
 
 The readers never raise on a file that another process is writing: the dashboard polls them
 while the trainer rewrites them. What the files hold: cxr/train/progress.py (progress.json,
@@ -15,6 +16,7 @@ history.csv, train.log), cxr/evaluation/scoring.py (eval/), cxr/dashboard/jobs.p
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,38 @@ RUN_FILES = (CONFIG, SPLIT, SPLIT_META, HISTORY, PROGRESS, BEST, LAST, LOG)
 STOP = "STOP"  # a stop request: the trainer polls for it once per step, stops and deletes it
 READOUT = "best.readout.pt"  # `cxr calibrate`'s sidecar of best.pt (cxr.readout.readout_path)
 EVAL = "eval"  # `cxr evaluate`'s default output folder
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+MAX_RUN_NAME = 100
+
+
+class RunNameError(ValueError):
+    """A run name that is not one plain folder name; the message says what is wrong."""
+
+
+def check_run_name(name: str) -> str:
+    """`name` when it is one plain folder name for a run under the runs root: letters, digits
+    and . _ + -, starting with a letter or digit, at most 100 characters. No path (/, \\, an
+    absolute path, ..): the run would land outside the runs root, where the dashboard can
+    neither list nor stop it; no leading dot (a hidden folder, or . and ..)."""
+    shown = repr(name if len(name) <= MAX_RUN_NAME else name[:MAX_RUN_NAME] + "…")
+    if not name:
+        raise RunNameError("the run name is empty")
+    if "/" in name or "\\" in name:
+        raise RunNameError(f"run name {shown} is a path: give one folder name (no / or \\); "
+                           "the run goes in a new folder of that name under the runs folder")
+    if name.startswith("."):
+        raise RunNameError(f"run name {shown} starts with '.': a hidden folder, or . and .. "
+                           "(the runs folder itself, or the one above it)")
+    if len(name) > MAX_RUN_NAME:
+        raise RunNameError(f"run name {shown} is longer than {MAX_RUN_NAME} characters")
+    if not RUN_NAME.fullmatch(name):
+        bad = sorted({c for c in name if not re.fullmatch(r"[A-Za-z0-9._+-]", c)})
+        why = f"not {' '.join(map(repr, bad))}" if bad else f"not {name[0]!r} first"
+        raise RunNameError(f"run name {shown}: use letters, digits and . _ + - only, starting "
+                           f"with a letter or digit ({why})")
+    return name
 
 
 def read_json(path: str | Path) -> dict:

@@ -12,10 +12,12 @@ import streamlit as st
 
 import app_ui
 from cxr.dashboard import analysis, charts, mc_histogram
+from cxr.dashboard.audit import md_plain
 from cxr.dashboard.runs import best_run, list_runs
 from cxr.dashboard.status import overview
 from cxr.data.layout import trained_on_synthetic
 from cxr.evaluation.operating_points import POINTS
+from cxr.evaluation.recalibrate import in_force
 from cxr.models import model_info
 from cxr.readout import ReadoutError
 from cxr.uncertainty import describe_rule, rule_for
@@ -61,6 +63,7 @@ try:
 except ReadoutError as exc:  # fitted for another checkpoint (retrained): never used silently
     st.error(f"Cannot use this checkpoint's readout: {exc}")
     st.stop()
+st.caption(md_plain(in_force(readout)))  # validation fit, or refitted on reviewed cases
 if upload is None:
     st.info("Waiting for a film. Nothing you upload is stored; DICOM patient fields are never "
             "read out or shown.")

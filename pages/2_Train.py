@@ -15,7 +15,7 @@ from cxr.dashboard import charts, cost, jobs, presets
 from cxr.dashboard.runs import format_eta, list_runs, run_info, run_to_watch, runs_table
 from cxr.dashboard.state import find_datasets
 from cxr.dashboard.status import overview
-from cxr.rundir import RunDir
+from cxr.rundir import RunDir, check_run_name
 from cxr.models import MODELS, list_models
 
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
@@ -62,7 +62,13 @@ with st.expander("Launch a training run" + ("" if who.can_train else " (trainers
     model = c2.selectbox("Model", list(MODELS), key="t_model", help="\n".join(
         f"- `{n}`: {m.description}" for n, m in MODELS.items()))
     name = c3.text_input("Run name", placeholder="default: MODEL-YYYYmmdd-HHMMSS",
-                         key="t_name", help=f"a new folder under {r.runs}")
+                         key="t_name", help=f"a new folder under {r.runs}: one folder name "
+                         "(letters, digits and . _ + -)")
+    if name.strip():
+        try:
+            check_run_name(name.strip())
+        except ValueError as exc:
+            c3.error(str(exc))
     c1, c2, c3, c4 = st.columns(4)
     c1.select_slider("Image size (px)", sorted({*SIZES, st.session_state["t_size"]}),
                      key="t_size")
@@ -89,15 +95,20 @@ with st.expander("Launch a training run" + ("" if who.can_train else " (trainers
         {key: st.session_state[widget] for key, widget in WIDGETS.items()})
     lines = [ln.strip() for ln in extra.splitlines() if ln.strip()]
 
-    # -- what it will cost: steps per epoch now, time per epoch from a measured warm-up
+    # -- what it will cost: steps per epoch now, time per epoch from a measured warm-up. For
+    # trainers only: it reads the dataset folder typed above, so its answer would tell anyone
+    # which paths exist on the server.
     st.markdown("**What this run will cost** (an estimate)")
-    work = timing = measure_key = est = None
-    try:
-        cfg = jobs.train_config(data_dir.strip(), model, settings, lines)
-        measure_key = cost.MeasureKey.of(cfg)
-    except ValueError as exc:
-        st.warning(f"No estimate for these settings: {exc}")
+    work = timing = measure_key = est = cfg = None
+    if not who.can_train:
+        st.caption("Cost estimates are for users with the trainer role.")
     else:
+        try:
+            cfg = jobs.train_config(data_dir.strip(), model, settings, lines)
+            measure_key = cost.MeasureKey.of(cfg)
+        except ValueError as exc:
+            st.warning(f"No estimate for these settings: {exc}")
+    if cfg is not None:
         try:
             if not data_dir.strip():
                 raise FileNotFoundError("give a dataset folder")

@@ -20,3 +20,32 @@ def nih_dir() -> Path:
         pytest.skip(f"real NIH data not found at {NIH_DIR} (set CXR_NIH_DIR); "
                     "only CI and dev machines have it")
     return NIH_DIR
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throw-away PostgreSQL server for the session (tests/pg.py), or a skip saying why."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/: pg
+    from pg import PgCluster, why_not
+
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    cluster = PgCluster.start()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    """The URL (with its password) of a fresh, empty database on the session's server."""
+    return pg_cluster.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def wl_target(request, tmp_path) -> str:
+    """A worklist target on each backend: a new SQLite path, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "wl.sqlite")
+    return request.getfixturevalue("pg_url")

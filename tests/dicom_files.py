@@ -14,13 +14,17 @@ from __future__ import annotations
 import copy
 import io
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import (JPEG2000, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit,
-                         JPEGLSLossless, RLELossless, generate_uid)
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import (JPEG2000, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian,
+                         JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless,
+                         generate_uid)
 
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 PLANTED = {"PatientName": "Quarendon^Philippa", "PatientID": "PID-7731",
@@ -137,3 +141,81 @@ def _gdcm_transcode(data: bytes, syntax: str) -> bytes:
         writer.SetImage(change.GetOutput())
         assert writer.Write()
         return dst.read_bytes()
+
+
+# --- decoding bombs: tiny files that declare (or inflate to) far more than they hold -----------
+
+def reframed(data: bytes, width: int, height: int) -> bytes:
+    """The JPEG, JPEG-LS or JPEG 2000 file `data` with its codestream's own frame header
+    claiming width x height (one tile for JPEG 2000); the DICOM header is left as it was."""
+    out = bytearray(data)
+    siz = data.find(b"\xff\x4f\xff\x51")
+    if siz >= 0:  # SIZ: Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz XTsiz YTsiz (T.800 A.5.1)
+        for offset, value in ((8, width), (12, height), (24, width), (28, height)):
+            out[siz + offset:siz + offset + 4] = value.to_bytes(4, "big")
+        return bytes(out)
+    soi = data.find(b"\xff\xd8\xff")
+    sof = min(i for i in (data.find(bytes([0xFF, m]), soi) for m in (0xC0, 0xC1, 0xC3, 0xF7))
+              if i >= 0)
+    out[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")  # P Y X
+    return bytes(out)
+
+
+def deflate_repeated(piece: bytes, times: int, prefix: bytes = b"", suffix: bytes = b"") -> bytes:
+    """Raw deflate of `prefix` + `piece` x `times` + `suffix`, made without holding them: after
+    a full flush every piece compresses to the same bytes, so one is repeated."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    head = comp.compress(prefix) + comp.flush(zlib.Z_FULL_FLUSH)
+    block = comp.compress(piece) + comp.flush(zlib.Z_FULL_FLUSH)
+    assert comp.compress(piece) + comp.flush(zlib.Z_FULL_FLUSH) == block
+    return head + block * times + comp.compress(suffix) + comp.flush()
+
+
+def deflate_zeros(count: int, prefix: bytes = b"", chunk: int = 2 ** 20) -> bytes:
+    """Raw deflate of `prefix` + `count` zero bytes (a MB of deflate holds a GB)."""
+    return deflate_repeated(bytes(chunk), count // chunk, prefix, bytes(count % chunk))
+
+
+def deflated_film(pixel_bytes: int, rows: int = 64, columns: int = 64, value: int = 0) -> bytes:
+    """A Deflated Explicit VR Little Endian 16-bit DX file whose header says rows x columns and
+    whose PixelData inflates to `pixel_bytes` bytes of pixels all of `value` (a GB of them from
+    about a MB when that is far more than the header says)."""
+    ds = dataset(np.zeros((rows, columns), np.uint16), bits=16)
+    del ds.PixelData
+    body = io.BytesIO()
+    ds.save_as(body, enforce_file_format=True)
+    plain = body.getvalue()
+    meta_end = 132 + 12 + int.from_bytes(plain[140:144], "little")  # after the group length
+    element = b"\xe0\x7f\x10\x00OW\x00\x00" + pixel_bytes.to_bytes(4, "little")
+    meta = copy.deepcopy(ds.file_meta)
+    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    header = DicomBytesIO()
+    write_file_meta_info(header, meta, enforce_standard=True)
+    pixel, piece = value.to_bytes(2, "little"), 2 ** 20
+    stream = deflate_repeated(pixel * (piece // 2), pixel_bytes // piece,
+                              prefix=plain[meta_end:] + element,
+                              suffix=pixel * (pixel_bytes % piece // 2))
+    return plain[:132] + header.getvalue() + stream
+
+
+def png_flat(width: int, height: int, mode: str = "L", value: int = 128) -> bytes:
+    """An 8-bit PNG (grey "L", "RGB" or "RGBA") of width x height pixels all of `value`, made
+    without holding them: 7000x7000 grey is 50 KB and decodes to 49 megapixels."""
+    colour_type, samples = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}[mode]
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (len(body).to_bytes(4, "big") + kind + body
+                + zlib.crc32(kind + body).to_bytes(4, "big"))
+    row = b"\x00" + bytes([value]) * (width * samples)  # filter type 0, then the samples
+    rows_per_piece = max(1, 2 ** 20 // len(row))
+    whole, rest = divmod(height, rows_per_piece)
+    piece = row * rows_per_piece
+    adler = 1
+    for _ in range(whole):
+        adler = zlib.adler32(piece, adler)
+    adler = zlib.adler32(row * rest, adler)
+    stream = (b"\x78\xda" + deflate_repeated(piece, whole, suffix=row * rest)
+              + adler.to_bytes(4, "big"))
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes((8, colour_type, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", stream)
+            + chunk(b"IEND", b""))

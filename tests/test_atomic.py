@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -31,3 +33,22 @@ def test_write_json_is_strict_json_with_nan_as_null(tmp_path):
     text = target.read_text()
     assert "NaN" not in text and "Infinity" not in text and text.endswith("\n")
     assert json.loads(text) == {"auc": None, "n": 3, "ci": [0.5, None]}
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o022, 0o002])
+def test_new_and_replaced_files_respect_the_umask(tmp_path, umask):
+    """Like open(): mode 0o666 less the umask, for a new file and for one written over."""
+    old = os.umask(umask)
+    try:
+        new = write_text(tmp_path / "new.txt", "x")
+        with atomic_open(tmp_path / "bin.pt", "wb") as f:
+            f.write(b"\0")
+        plain = tmp_path / "plain.txt"
+        with open(plain, "w") as f:
+            f.write("x")
+        write_text(plain, "y")  # replacing a file gets the umask's mode, as a fresh open would
+    finally:
+        os.umask(old)
+    want = 0o666 & ~umask
+    for p in (new, tmp_path / "bin.pt", plain):
+        assert stat.S_IMODE(p.stat().st_mode) == want, (p.name, oct(p.stat().st_mode))

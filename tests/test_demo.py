@@ -106,6 +106,10 @@ def test_run_command_from_a_fresh_copy(tmp_path):
             # calibrated before evaluation: every case has its calls and OOD flag
             assert db.execute("select count(*) from cases where operating_point is null "
                               "or ood is null").fetchone()[0] == 0
+            # a few simulated decisions on the fusion queue, for the Audit page
+            made = db.execute("select d.reviewer, d.simulated, c.model from decisions d "
+                              "join cases c on c.id = d.case_id").fetchall()
+            assert made and set(made) == {("simulated reviewer (demo)", 1, "fusion")}
         assert app_answers(port), "the dashboard stopped answering after the pipeline"
 
         proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends

@@ -1,10 +1,13 @@
 """cxr/rundir.py: a run directory's files, and reading them while another process writes them."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
+import pytest
 
-from cxr.rundir import RUN_FILES, EvalDir, RunDir, read_json
+from cxr.rundir import RUN_FILES, EvalDir, RunDir, RunNameError, check_run_name, read_json
 
 
 def test_used_lists_the_run_files_present_and_taken_adds_a_claimed_train_job(tmp_path):
@@ -76,3 +79,22 @@ def test_an_eval_folder_is_what_scoring_writes_and_a_run_holds_one(tmp_path):
         p.name for p in (written.predictions, written.metrics, written.roc, written.calibration))
     assert read_json(written.metrics)["n_images"] == len(y)
     assert set(pd.read_csv(written.roc)["finding"]) == set(FINDINGS)
+
+
+@pytest.mark.parametrize("name", ["fusion-224", "demo-fusion", "simple_cnn-20261208-030000",
+                                  "r1", "a.b+c_d-e", "x" * 100])
+def test_a_plain_folder_name_is_a_run_name(name):
+    assert check_run_name(name) == name
+
+
+@pytest.mark.parametrize("name, message", [
+    ("../outside", "is a path: give one folder name"),
+    ("/etc/cron.d", "is a path"), ("runs/inner", "is a path"), ("a\\b", "is a path"),
+    ("..", "starts with '.'"), (".", "starts with '.'"), (".hidden", "starts with '.'"),
+    ("", "empty"), ("x" * 101, "longer than 100 characters"),
+    ("with space", "not ' '"), ("tab\there", "not '\\t'"), ("nul\0", "not '\\x00'"),
+    ("C:", "not ':'"), ("é", "not 'é'"), ("-rf", "not '-' first"), ("~root", "not '~'"),
+])
+def test_anything_else_is_refused_saying_why(name, message):
+    with pytest.raises(RunNameError, match=re.escape(message)):
+        check_run_name(name)

@@ -1,17 +1,20 @@
-"""cxr/worklist.py: import, filters, sort, decision history, reopen, CLI, concurrent writers."""
+"""cxr.worklist: import, filters, sort, decision history, reopen, CLI, concurrent writers, old
+schemas upgraded; every test on SQLite and on a real PostgreSQL server (wl_target)."""
 from __future__ import annotations
 
 import multiprocessing
+import re
 import sqlite3
 
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy
 
 from cxr.cli import main
 from cxr.labels import FINDINGS
 from cxr.hashing import file_sha256
-from cxr.worklist import Worklist
+from cxr.worklist import SchemaMismatch, Worklist
 
 
 def _predictions(path, n=6, with_std=True, with_source=True, seed=0, rule=None, readout=False):
@@ -47,9 +50,9 @@ def _predictions(path, n=6, with_std=True, with_source=True, seed=0, rule=None, 
     return df
 
 
-def test_import_sorts_by_uncertainty_and_is_idempotent(tmp_path):
+def test_import_sorts_by_uncertainty_and_is_idempotent(tmp_path, wl_target):
     _predictions(tmp_path / "p.csv")
-    wl = Worklist(tmp_path / "wl.sqlite")
+    wl = Worklist(wl_target)
     assert wl.import_predictions(tmp_path / "p.csv", "fusion", "abc") == {"inserted": 6,
                                                                           "skipped": 0}
     assert wl.import_predictions(tmp_path / "p.csv", "fusion", "abc") == {"inserted": 0,
@@ -66,9 +69,9 @@ def test_import_sorts_by_uncertainty_and_is_idempotent(tmp_path):
     assert len(wl.cases()) == 12
 
 
-def test_import_stores_the_rules_score_and_both_summaries(tmp_path):
+def test_import_stores_the_rules_score_and_both_summaries(tmp_path, wl_target):
     _predictions(tmp_path / "mean.csv", rule="mean")
-    wl = Worklist(tmp_path / "wl.sqlite")
+    wl = Worklist(wl_target)
     wl.import_predictions(tmp_path / "mean.csv", "fusion", "abc")
     table = wl.cases()
     mean_std = [0.02 * (i + 1) * (1 + 13 * 0.5) / 14 for i in (5, 4, 3, 2, 1, 0)]
@@ -100,24 +103,67 @@ CREATE TABLE decisions (
 """  # the worklist before uncertainty rules (uncertainty = max std)
 
 
-def test_a_worklist_from_before_uncertainty_rules_opens_and_is_migrated(tmp_path):
-    db = tmp_path / "old.sqlite"
-    con = sqlite3.connect(db)
-    con.executescript(OLD_SCHEMA)
+TODAY_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS cases (
+    id INTEGER PRIMARY KEY, image TEXT NOT NULL, path TEXT, model TEXT NOT NULL,
+    checkpoint_hash TEXT NOT NULL, {", ".join(f"prob_{f} REAL NOT NULL" for f in FINDINGS)},
+    {", ".join(f"std_{f} REAL" for f in FINDINGS)}, uncertainty REAL, uncertainty_rule TEXT,
+    mean_std REAL, max_std REAL, uncertain INTEGER NOT NULL,
+    {", ".join(f"cal_{f} REAL" for f in FINDINGS)}, {", ".join(f"call_{f} TEXT" for f in FINDINGS)},
+    operating_point TEXT, ood_score REAL, ood INTEGER, source_csv TEXT NOT NULL,
+    created_at TEXT NOT NULL, UNIQUE (image, checkpoint_hash));
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL REFERENCES cases(id),
+    decision TEXT NOT NULL CHECK (decision IN ('agree', 'disagree', 'second_read')),
+    corrected TEXT, note TEXT NOT NULL DEFAULT '', reviewer TEXT NOT NULL,
+    created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS decisions_case ON decisions(case_id, id);
+"""  # the worklist as main's hand-written schema made it (all of its _MIGRATIONS applied)
+
+
+def _legacy_db(target: str, schema: str, rows: list[dict], decisions: list[tuple]) -> None:
+    """A worklist as older code made it: `schema`, the cases `rows`, then `decisions`
+    (case_id, decision, reviewer, created_at); no alembic_version. On PostgreSQL the same
+    tables (SERIAL for SQLite's integer keys)."""
+    if "://" not in target:
+        con = sqlite3.connect(target)
+        con.executescript(schema)
+    else:
+        con = sqlalchemy.create_engine(target).raw_connection()
+        schema = schema.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "SERIAL PRIMARY KEY")
+        schema = re.sub(r"\b((?:prob|std|cal|call)_\w+)", r'"\1"', schema)  # mixed case
+        for statement in filter(str.strip, schema.replace("id INTEGER PRIMARY KEY,",
+                                                          "id SERIAL PRIMARY KEY,").split(";")):
+            con.cursor().execute(statement)
+    mark = "?" if "://" not in target else "%s"
+    for row in rows:
+        names = row if "://" not in target else [f'"{c}"' for c in row]
+        con.cursor().execute(f"INSERT INTO cases ({', '.join(names)}) "
+                             f"VALUES ({', '.join([mark] * len(row))})", list(row.values()))
+    for d in decisions:
+        con.cursor().execute("INSERT INTO decisions (case_id, decision, reviewer, created_at) "
+                             f"VALUES ({', '.join([mark] * 4)})", d)
+    con.commit()
+    con.close()
+
+
+def _old_rows() -> list[dict]:
     std = [0.3] + [0.01] * 13
     base = {"model": "fusion", "source_csv": "p.csv", "created_at": "2026-01-01",
             **{f"prob_{f}": 0.2 for f in FINDINGS}}
-    rows = [{**base, "image": "old.png", "checkpoint_hash": "abc", "uncertain": 1,
+    return [{**base, "image": "old.png", "checkpoint_hash": "abc", "uncertain": 1,
              "uncertainty": 0.3, "mean_std": sum(std) / 14,
              **{f"std_{f}": v for f, v in zip(FINDINGS, std)}},
             {**base, "image": "ext.png", "checkpoint_hash": "def", "uncertain": 0}]  # no std
-    for row in rows:
-        con.execute(f"INSERT INTO cases ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                    list(row.values()))
-    con.execute("INSERT INTO decisions (case_id, decision, reviewer, created_at) "
-                "VALUES (1, 'agree', 'dr a', '2026-01-02')")
-    con.commit()
-    con.close()
+
+
+def test_a_worklist_from_before_uncertainty_rules_opens_and_is_migrated(tmp_path, wl_target):
+    db = wl_target
+    _legacy_db(db, OLD_SCHEMA, _old_rows(), [(1, "agree", "dr a", "2026-01-02")])
+    with pytest.raises(SchemaMismatch, match="made before schema migrations: run `cxr "
+                                             "worklist upgrade --db"):
+        Worklist(db)  # writing code refuses an old schema, saying what to run
+    assert main(["worklist", "upgrade", "--db", db]) == 0
     wl = Worklist(db)
     table = wl.cases().set_index("image")
     assert table.loc["old.png", "uncertainty_rule"] == "any"  # it was flagged by the max std
@@ -135,9 +181,9 @@ def test_a_worklist_from_before_uncertainty_rules_opens_and_is_migrated(tmp_path
     assert len(Worklist(db).cases(call="positive")) == 5
 
 
-def test_calls_and_ood_are_stored_filtered_and_sorted(tmp_path):
+def test_calls_and_ood_are_stored_filtered_and_sorted(tmp_path, wl_target):
     _predictions(tmp_path / "p.csv", rule="mean", readout=True)
-    wl = Worklist(tmp_path / "wl.sqlite")
+    wl = Worklist(wl_target)
     wl.import_predictions(tmp_path / "p.csv", "fusion", "abc")
     table = wl.cases(sort="image", ascending=True)
     assert (table["operating_point"] == "sensitivity").all()
@@ -165,10 +211,10 @@ def test_calls_and_ood_are_stored_filtered_and_sorted(tmp_path):
         wl.cases(call="maybe")
 
 
-def test_sources_are_one_queue_per_checkpoint(tmp_path):
+def test_sources_are_one_queue_per_checkpoint(tmp_path, wl_target):
     _predictions(tmp_path / "p.csv", rule="mean", readout=True)
     _predictions(tmp_path / "plain.csv", rule="mean")
-    wl = Worklist(tmp_path / "wl.sqlite")
+    wl = Worklist(wl_target)
     wl.import_predictions(tmp_path / "p.csv", "fusion", "abc")
     wl.import_predictions(tmp_path / "plain.csv", "cnn", "def")
     wl.record_decision(int(wl.cases(checkpoint_hash="def")["id"].iloc[0]), "agree", "a")
@@ -179,11 +225,11 @@ def test_sources_are_one_queue_per_checkpoint(tmp_path):
     assert pd.isna(sources.loc["def", "operating_point"])
 
 
-def test_cli_import_says_where_the_calls_were_made(tmp_path, capsys):
+def test_cli_import_says_where_the_calls_were_made(tmp_path, capsys, wl_target):
     _predictions(tmp_path / "p.csv", rule="mean", readout=True)
     _predictions(tmp_path / "plain.csv", rule="mean")
     (tmp_path / "best.pt").write_bytes(b"weights")
-    db = str(tmp_path / "wl.sqlite")
+    db = wl_target
     for csv in ("p.csv", "plain.csv"):
         assert main(["worklist", "import", str(tmp_path / csv), "--model", "fusion",
                      "--checkpoint-hash", csv, "--db", db]) == 0
@@ -192,9 +238,9 @@ def test_cli_import_says_where_the_calls_were_made(tmp_path, capsys):
     assert "no readout columns (cal_, call_, ood): no calls or OOD flags" in out
 
 
-def test_filters(tmp_path):
+def test_filters(tmp_path, wl_target):
     _predictions(tmp_path / "p.csv")
-    wl = Worklist(tmp_path / "wl.sqlite")
+    wl = Worklist(wl_target)
     wl.import_predictions(tmp_path / "p.csv", "fusion", "abc")
     assert list(wl.cases(finding="Effusion")["image"]) == ["img0.png"]
     assert len(wl.cases(finding="Effusion", min_prob=0.0)) == 6
@@ -212,15 +258,15 @@ def test_filters(tmp_path):
         wl.cases(finding="Flu")
 
 
-def test_decisions_keep_history_and_survive_reopen(tmp_path):
+def test_decisions_keep_history_and_survive_reopen(tmp_path, wl_target):
     _predictions(tmp_path / "p.csv")
-    wl = Worklist(tmp_path / "wl.sqlite")
+    wl = Worklist(wl_target)
     wl.import_predictions(tmp_path / "p.csv", "fusion", "abc")
     case = int(wl.cases()["id"].iloc[0])
     wl.record_decision(case, "second_read", reviewer="dr a", note="unsure")
     wl.record_decision(case, "disagree", reviewer="dr b", corrected=["Infiltrate", "Mass"])
     del wl
-    wl = Worklist(tmp_path / "wl.sqlite")  # a fresh process would see the same
+    wl = Worklist(wl_target)  # a fresh process would see the same
     history = wl.history(case)
     assert list(history["decision"]) == ["second_read", "disagree"]
     assert list(history["reviewer"]) == ["dr a", "dr b"]
@@ -236,13 +282,13 @@ def test_decisions_keep_history_and_survive_reopen(tmp_path):
     assert len(wl.history(case)) == 2  # failed writes left nothing behind
 
 
-def test_evaluate_csv_without_std_or_source(tmp_path):
+def test_evaluate_csv_without_std_or_source(tmp_path, wl_target):
     """`cxr evaluate` CSVs have no `source`: films are found under --images-root; external
     models' CSVs may lack std: no uncertainty, sorted last."""
     (tmp_path / "films" / "a").mkdir(parents=True)
     (tmp_path / "films" / "a" / "img1.png").write_bytes(b"x")
     _predictions(tmp_path / "p.csv", n=3, with_std=False, with_source=False)
-    wl = Worklist(tmp_path / "wl.sqlite")
+    wl = Worklist(wl_target)
     wl.import_predictions(tmp_path / "p.csv", "external", "h", images_root=tmp_path / "films")
     table = wl.cases(sort="image", ascending=True)
     assert pd.isna(table["path"].iloc[0])  # img0 is not under the root
@@ -250,11 +296,11 @@ def test_evaluate_csv_without_std_or_source(tmp_path):
     assert table["uncertainty"].isna().all()
 
 
-def test_bad_csv_names_row_and_column_and_imports_nothing(tmp_path):
+def test_bad_csv_names_row_and_column_and_imports_nothing(tmp_path, wl_target):
     df = _predictions(tmp_path / "p.csv")
     df.loc[3, "prob_Mass"] = 1.7
     df.to_csv(tmp_path / "bad.csv", index=False)
-    wl = Worklist(tmp_path / "wl.sqlite")
+    wl = Worklist(wl_target)
     with pytest.raises(ValueError, match=r"bad.csv line 5 \(img3.png\): prob_Mass 1.7"):
         wl.import_predictions(tmp_path / "bad.csv", "fusion", "abc")
     df.drop(columns=["prob_Hernia"]).to_csv(tmp_path / "cols.csv", index=False)
@@ -263,10 +309,10 @@ def test_bad_csv_names_row_and_column_and_imports_nothing(tmp_path):
     assert wl.cases().empty
 
 
-def test_cli_import_and_export(tmp_path, capsys):
+def test_cli_import_and_export(tmp_path, capsys, wl_target):
     _predictions(tmp_path / "p.csv")
     (tmp_path / "best.pt").write_bytes(b"weights")
-    db = tmp_path / "wl.sqlite"
+    db = wl_target
     assert main(["worklist", "import", str(tmp_path / "p.csv"), "--model", "fusion",
                  "--checkpoint", str(tmp_path / "best.pt"), "--db", str(db)]) == 0
     assert "6 cases added" in capsys.readouterr().out
@@ -287,9 +333,9 @@ def test_cli_import_and_export(tmp_path, capsys):
     assert "missing.pt does not exist" in capsys.readouterr().err
 
 
-def test_export_table_is_the_exported_csv_without_a_file(tmp_path):
+def test_export_table_is_the_exported_csv_without_a_file(tmp_path, wl_target):
     _predictions(tmp_path / "p.csv")
-    wl = Worklist(tmp_path / "wl.sqlite")
+    wl = Worklist(wl_target)
     wl.import_predictions(tmp_path / "p.csv", "fusion", "abc")
     case = int(wl.cases()["id"].iloc[0])
     wl.record_decision(case, "second_read", reviewer="a", note="look again")
@@ -310,9 +356,9 @@ def _reviewer(db, case_ids, name, n, start):
                            reviewer=name, note=f"{name}-{i}")
 
 
-def test_two_processes_lose_no_decisions(tmp_path):
+def test_two_processes_lose_no_decisions(tmp_path, wl_target):
     _predictions(tmp_path / "p.csv")
-    db = tmp_path / "wl.sqlite"
+    db = wl_target
     wl = Worklist(db)
     wl.import_predictions(tmp_path / "p.csv", "fusion", "abc")
     ids = [int(i) for i in wl.cases()["id"]]
@@ -330,13 +376,16 @@ def test_two_processes_lose_no_decisions(tmp_path):
     assert set(notes) == {f"r{k}-{i}" for k in (1, 2) for i in range(200)}
 
 
-def test_counts_read_without_creating_or_writing(tmp_path):
+def test_counts_read_without_creating_or_writing(tmp_path, wl_target):
     with pytest.raises(FileNotFoundError, match="none.sqlite does not exist"):
         Worklist(tmp_path / "sub" / "none.sqlite", create=False)
     assert not (tmp_path / "sub").exists()
     _predictions(tmp_path / "p.csv")
-    Worklist(tmp_path / "wl.sqlite").import_predictions(tmp_path / "p.csv", "fusion", "abc")
-    wl = Worklist(tmp_path / "wl.sqlite", create=False)
+    if "://" in wl_target:  # an empty database is no worklist yet either
+        with pytest.raises(FileNotFoundError, match="has no worklist tables yet"):
+            Worklist(wl_target, create=False)
+    Worklist(wl_target).import_predictions(tmp_path / "p.csv", "fusion", "abc")
+    wl = Worklist(wl_target, create=False)
     assert wl.counts() == {"cases": 6, "pending": 6, "decided": 0}
     case = int(wl.cases()["id"].iloc[0])
     wl.record_decision(case, "agree", reviewer="a")

@@ -25,6 +25,7 @@ SAFE_META ever reaches the page, and load errors never quote a patient identifie
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -45,17 +46,26 @@ POINT_LABELS = {"youden": "Youden's J", "sensitivity": "high sensitivity (val >=
                 "specificity": "high specificity (val >= 0.90)"}  # cxr.readout's operating points
 
 
+# Films decoded at once by the whole server (its sessions are threads). One film at the pixel
+# limit (images.MAX_PIXELS) takes a few hundred MB while it is decoded (tests/data/
+# test_bombs.py); more uploads than this wait their turn instead of adding theirs.
+MAX_DECODES = 2
+_decoding = threading.BoundedSemaphore(MAX_DECODES)
+
+
 class UploadError(ValueError):
     """An upload the page cannot analyse; the message says why, in words for the user."""
 
 
 def read_upload(data: bytes, name: str = "upload") -> LoadedImage:
     """Decode and check one uploaded file (at least images.MIN_SIDE pixels each way, and what
-    its DICOM tags say: a frontal chest radiograph); every problem is an UploadError."""
+    its DICOM tags say: a frontal chest radiograph); every problem is an UploadError. At most
+    MAX_DECODES uploads are decoded at once; the others wait."""
     if not data:
         raise UploadError(f"{name}: the file is empty")
     try:
-        img = check_frontal(load_image(data, name=name), name)
+        with _decoding:
+            img = check_frontal(load_image(data, name=name), name)
     except ImageLoadError as exc:
         raise UploadError(str(exc)) from None
     return LoadedImage(img.pixels, {k: img.meta[k] for k in SAFE_META if k in img.meta})

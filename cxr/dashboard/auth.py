@@ -10,17 +10,29 @@ With an [auth] section (Streamlit's OpenID Connect settings) everyone must sign 
 named in `[cxr] trainers` or by an ID-token claim (`[cxr] trainer_claim`, `trainer_value`), may
 also launch and stop training and evaluation. Without one the app is in single-user local mode:
 nobody signs in, the reviewer types a name, and the one local user may do everything.
+
+The cookie secret must be a generated one (cookie_secret_problem), and the app answers only to
+the host names it is meant to be reached under (host_problem): loopback names, and with
+sign-in the host of redirect_uri; any other Host header is a DNS-rebinding page or a mistake.
 """
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 SECRETS = ".streamlit/secrets.toml"
 PROVIDER_KEYS = ("client_id", "client_secret", "server_metadata_url")  # what Streamlit needs
 CXR_KEYS = ("trainers", "trainer_claim", "trainer_value")
+MAKE_SECRET = 'python -c "import secrets; print(secrets.token_hex(32))"'
+# Words people put in a secret they mean to replace; none may appear in a cookie_secret (the
+# example file's value starts with REPLACE). Six letters or more: a generated base64 secret
+# holds one by chance with odds below 1e-6.
+PLACEHOLDER_WORDS = ("replace", "change", "example", "secret", "password", "placeholder",
+                     "cookie", "random", "default", "insert")
 
 
 class AuthConfigError(ValueError):
@@ -49,6 +61,7 @@ class AuthSettings:
     trainers: frozenset[str] = frozenset()  # e-mail addresses or subjects, lower case
     trainer_claim: str | None = None        # ID-token claim (dotted path for nested claims)
     trainer_value: str | None = None        # the value of that claim (or one in its list)
+    server_name: str | None = None          # redirect_uri's host: the app's public name
 
     @classmethod
     def from_secrets(cls, secrets: Mapping) -> "AuthSettings":
@@ -61,6 +74,16 @@ class AuthSettings:
         for key in ("redirect_uri", "cookie_secret"):
             if not auth.get(key):
                 raise AuthConfigError(f"{SECRETS} [auth]: {key} is missing")
+        if problem := cookie_secret_problem(str(auth["cookie_secret"])):
+            raise AuthConfigError(f"{SECRETS} [auth]: cookie_secret {problem}: anyone who "
+                                  "knows or guesses it can sign a session cookie and be any "
+                                  f"user. Make one with: {MAKE_SECRET}")
+        server_name = host_name(urlsplit(str(auth["redirect_uri"])).netloc)
+        if server_name is None:
+            raise AuthConfigError(f"{SECRETS} [auth]: redirect_uri must be the app's address "
+                                  "plus /oauth2callback, e.g. "
+                                  f"https://cxr.hospital.example/oauth2callback, not "
+                                  f"{auth['redirect_uri']!r}")
         cxr = secrets.get("cxr") or {}
         if not isinstance(cxr, Mapping):
             raise AuthConfigError(f"{SECRETS}: cxr must be a table ([cxr])")
@@ -75,7 +98,7 @@ class AuthSettings:
                                   "trainer_value = \"cxr-trainers\")")
         return cls(enabled=True, providers=_providers(auth), trainers=_trainers(cxr),
                    trainer_claim=str(claim) if claim else None,
-                   trainer_value=str(value) if value else None)
+                   trainer_value=str(value) if value else None, server_name=server_name)
 
     def viewer(self, user: Mapping) -> Viewer | None:
         """The session's viewer from `st.user`; None when sign-in is required and missing."""
@@ -165,6 +188,99 @@ def served_locally(address: str | None, host_header: str | None) -> bool:
     elif host.count(":") == 1:  # 127.0.0.1:8501
         host = host.split(":")[0]
     return is_loopback(address) and (not host or is_loopback(host))
+
+
+def cookie_secret_problem(secret: str) -> str | None:
+    """What is wrong with a cookie secret, or None for one that holds 32 random bytes or more.
+
+    A string cannot prove it is random, so the rule is about the form a generator gives: 64 or
+    more hex digits (secrets.token_hex(32), `openssl rand -hex 32`) or 43 or more base64
+    characters (secrets.token_urlsafe(32), `openssl rand -base64 32`) mixing upper and lower
+    case; no placeholder word; no long repeated stretch; not a few characters over and over.
+    A generated secret of that length passes all of these (the odds against are below 1e-6)."""
+    text = secret.strip()
+    if any(word in text.lower() for word in PLACEHOLDER_WORDS) or re.fullmatch(r"[xX]+", text):
+        return "is a placeholder"
+    body = text.rstrip("=")
+    if re.fullmatch(r"[0-9a-fA-F]+", body):
+        need, distinct, stretch = 64, 10, 10  # 4 bits a digit; 64 random ones show ~15 of 16
+    elif re.fullmatch(r"[A-Za-z0-9_\-+/]+", body):
+        need, distinct, stretch = 43, 20, 8   # 6 bits a character; 43 show ~31 of the 64
+        if body.lower() == body or body.upper() == body:
+            return "is not a generated secret (base64 mixes upper and lower case)"
+    else:
+        return ("has characters outside hex and base64: it looks typed, not generated "
+                "(32 random bytes as 64 hex digits are wanted)")
+    if len(body) < need:
+        return (f"is too short ({len(body)} characters; at least {need} are needed for 32 "
+                "random bytes)")
+    if len(set(body)) < distinct or _repeats(body, stretch):
+        return "repeats itself: it is not random"
+    return None
+
+
+def _repeats(text: str, n: int) -> bool:
+    """Whether some stretch of n characters occurs twice (random text almost never does)."""
+    seen: set[str] = set()
+    for i in range(len(text) - n + 1):
+        if (part := text[i:i + n]) in seen:
+            return True
+        seen.add(part)
+    return False
+
+
+def host_name(host_header: str | None) -> str | None:
+    """The host name of a Host header (or a URL's netloc), lower case, without the port, the
+    brackets of an IPv6 address and a trailing dot; None when there is none or it is malformed
+    (a user part, a path, a bad port)."""
+    if not host_header:
+        return None
+    try:
+        parts = urlsplit(f"//{host_header.strip()}")
+        _ = parts.port  # validates the port
+    except ValueError:
+        return None
+    if not parts.hostname or parts.username is not None or parts.path or parts.query:
+        return None
+    return parts.hostname.lower().rstrip(".") or None
+
+
+def is_loopback_name(name: str) -> bool:
+    """localhost, *.localhost (RFC 6761: always this machine), or a loopback IP address."""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_problem(settings: AuthSettings, host_header: str | None) -> str | None:
+    """Why the app must not answer a request with this Host header, or None when it may.
+
+    A loopback name always, and with sign-in the host of redirect_uri: a page under any other
+    name reaches the app only by DNS rebinding (a web page the user visits re-points its own
+    name at 127.0.0.1 and drives the app from the user's browser) or by a misconfigured proxy.
+    `host_header` is None only for a script run without any HTTP request (Streamlit's AppTest
+    has no headers at all); a request without a Host header (HTTP/1.0) passes "" and is
+    refused, and several Host headers joined with commas are refused as malformed."""
+    if host_header is None:
+        return None
+    name = host_name(host_header)
+    if name is not None and (is_loopback_name(name) or name == settings.server_name):
+        return None
+    # the header is the requester's own text: echoed only when it is a plain host[:port]
+    shown = (f"the host name {host_header!r}"
+             if re.fullmatch(r"[A-Za-z0-9.:\[\]-]{1,100}", host_header)
+             else "this request's host name")
+    if settings.enabled:
+        return (f"This app is not served under {shown}. Open it at "
+                f"{settings.server_name!r}, the host of redirect_uri in {SECRETS} (behind a "
+                "reverse proxy: pass the Host header, `proxy_set_header Host $host`).")
+    return (f"This app is in single-user local mode and answers only on this machine "
+            f"(localhost, 127.0.0.1, [::1]), not under {shown}: that is how a "
+            "web page could drive it (DNS rebinding). To share it with a team, configure "
+            "sign-in (README: *Sign-in, roles and deploying for a team*).")
 
 
 def _verified_email(user: Mapping) -> str | None:

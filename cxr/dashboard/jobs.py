@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from cxr.atomic import write_text
-from cxr.rundir import RunDir, read_json
+from cxr.rundir import RunDir, check_run_name, read_json
 
 KINDS = ("train", "evaluate")
 _STARTING_GRACE_S = 30.0
@@ -167,14 +167,18 @@ def stop_requested(run_dir: Path) -> bool:
 def launch_train(runs_root: Path, data: str, model: str, name: str, settings: dict,
                  extra: str = "") -> tuple[str, int]:
     """The Train page's Launch: check the form, then start `cxr train` into RUNS_ROOT/NAME (NAME
-    blank: MODEL-YYYYmmdd-HHMMSS). `extra` holds more key=value settings, one per line. Returns
-    (run name, pid); raises check_train_args' and launch's errors, before anything starts."""
+    blank: MODEL-YYYYmmdd-HHMMSS; else one plain folder name, cxr.rundir.check_run_name).
+    `extra` holds more key=value settings, one per line. Returns (run name, pid); raises
+    check_run_name's, check_train_args' and launch's errors, before anything starts."""
     data, lines = data.strip(), [ln.strip() for ln in extra.splitlines() if ln.strip()]
-    run_name = name.strip() or f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    args = train_args(data, model, Path(runs_root) / run_name, settings)
+    run_name = check_run_name(name.strip() or f"{model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir = Path(runs_root) / run_name
+    if run_dir.exists() and not run_dir.is_dir():
+        raise JobError(f"refused: {run_dir} is a file, not a run folder; choose another run name")
+    args = train_args(data, model, run_dir, settings)
     args += [x for ln in lines for x in ("--set", ln)]
     check_train_args(data, model, settings, lines)
-    return run_name, launch("train", args, Path(runs_root) / run_name)
+    return run_name, launch("train", args, run_dir)
 
 
 def train_args(data: Path, model: str, out: Path, settings: dict | None = None) -> list[str]:

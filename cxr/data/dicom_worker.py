@@ -3,7 +3,9 @@
 GDCM (see cxr.data.dicom) aborts the whole process on some damaged files: a C++ exception it does
 not catch ("terminate called after throwing an instance of 'gdcm::Exception'", seen on fuzzed
 JPEG data). In this worker such a file fails alone, as an ordinary error, instead of killing the
-`cxr predict` run or the dashboard's server.
+`cxr predict` run or the dashboard's server. Its address space is capped (MEMORY_BUDGET beyond
+its imports), so a decoder that asks for gigabytes fails there alone, with a MemoryError that
+comes back as "out of memory: decoding needs more than the DICOM worker's limit of N MiB".
 
     >>> from cxr.data.dicom_worker import decode, DecoderCrashed
     >>> arr = decode(open("film.dcm", "rb").read())   # frame 0, as pydicom.pixels.pixel_array
@@ -28,6 +30,13 @@ from pathlib import Path
 import numpy as np
 
 TIMEOUT_S = 120.0  # a 50 MP film decodes in seconds; minutes means the decoder is stuck
+# The worker's address space (RLIMIT_AS) beyond what it holds once its imports are done. The
+# largest legitimate request is a file of images.MAX_FILE_BYTES (512 MiB), held as the request
+# and again as pydicom's PixelData, and a few copies of a 16-bit frame of MAX_PIXELS (100 MB
+# each: the decoder's buffer, the array, the .npy reply): 1.4 GiB. Two leave room for the
+# decoders' own work buffers; a decoder that asks for more (a forged size that got past the
+# checks in cxr.data.dicom) gets a MemoryError in the worker alone, not the host's memory.
+MEMORY_BUDGET = 2 * 2 ** 30
 _LENGTH = struct.Struct("<Q")
 
 _lock = threading.Lock()  # the dashboard serves sessions from threads; one file at a time
@@ -63,7 +72,7 @@ def decode(data: bytes, timeout: float = TIMEOUT_S) -> np.ndarray:
             raise DecoderCrashed(
                 f"the decoder ran for more than {timeout:g} s on this file's pixel data and was "
                 "stopped" if hung else "the decoder crashed on this file's pixel data "
-                "(damaged data?)")
+                "(damaged data, or more memory than the worker's limit?)")
     kind, payload = reply[0]
     if kind == b"E":
         raise DecodeError(payload.decode("utf-8", "replace"))
@@ -123,13 +132,15 @@ def _read_reply(stream) -> tuple[bytes, bytes] | None:
 def _serve() -> None:
     """The worker's loop: requests on stdin, replies on the real stdout. Anything a library
     prints to stdout (fd 1) is sent to stderr instead, so that it cannot break the protocol."""
-    import pydicom
     import warnings
+
+    import pydicom
     from pydicom import config
     from pydicom.pixels import pixel_array
 
     config.settings.reading_validation_mode = config.IGNORE  # as in cxr.data.dicom
     warnings.simplefilter("ignore")
+    limit = _limit_memory()
     requests, replies = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     while len(header := requests.read(_LENGTH.size)) == _LENGTH.size:
@@ -138,10 +149,30 @@ def _serve() -> None:
             buf = io.BytesIO()
             np.save(buf, pixel_array(pydicom.dcmread(io.BytesIO(data)), index=0))
             kind, payload = b"A", buf.getvalue()
+        except MemoryError as exc:
+            kind, payload = b"E", (f"out of memory: decoding needs more than the DICOM worker's "
+                                   f"limit of {limit / 2 ** 20:,.0f} MiB ({exc})").encode()
         except Exception as exc:
             kind, payload = b"E", f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")
+        del data, buf  # not held while the worker waits for the next file
         replies.write(kind + _LENGTH.pack(len(payload)) + payload)
         replies.flush()
+
+
+def _limit_memory() -> float:
+    """Cap this process's address space at what it holds now plus MEMORY_BUDGET (Linux; the
+    soft limit, under any hard limit already set); returns the cap (inf where there is none)."""
+    try:
+        import resource
+        with open("/proc/self/statm") as f:
+            held = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, OSError):
+        return float("inf")
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = held + MEMORY_BUDGET if hard == resource.RLIM_INFINITY \
+        else min(held + MEMORY_BUDGET, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return limit
 
 
 if __name__ == "__main__":

@@ -11,15 +11,22 @@ maximum, so a dark 16-bit image stays dark: 8-bit / 255, 16-bit / 65535, DICOM b
 (or by the window / VOI LUT output range when the file carries one).
 
 DICOM, recognised by the `DICM` magic at byte 128 whatever the file is called, is decoded by
-`cxr.data.dicom` (syntaxes, refusals, why no patient identifier can come out). Every failure
-(empty, not an image, truncated, corrupt, too large, not one greyscale image) is an
+`cxr.data.dicom` (syntaxes, refusals, why no patient identifier can come out); anything else
+by Pillow, which may open it as PNG or JPEG only (PILLOW_FORMATS). Every failure (empty, not an
+image, another format, truncated, corrupt, too large, not one greyscale image) is an
 `ImageLoadError` naming the file.
+
+Memory: the size is checked from the header (MAX_PIXELS, and Pillow's own MAX_IMAGE_PIXELS set
+to it) before a pixel is decoded, and a decoded film becomes float a band of rows at a time:
+a film at the limit holds its decoded pixels and the float32 output (4 bytes a pixel), little
+more. What a forged DICOM frame could make a decoder allocate is checked in cxr.data.dicom.
 """
 from __future__ import annotations
 
 import io
 import os
 import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -44,6 +51,17 @@ _MODALITY_NAMES = {"CT": "computed tomography", "MR": "magnetic resonance", "US"
                    "NM": "nuclear medicine", "PT": "PET",
                    "OT": "other: a screenshot or scanned page?"}
 _TO_GREY = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La")
+_BAND_ROWS = 256  # rows turned into float at a time
+# What Pillow may open. It knows dozens of formats (BMP, TIFF, GIF, WebP, ICO, TGA, DDS, EPS
+# through Ghostscript...), each a decoder an upload could reach; a film comes as PNG or JPEG
+# (DICOM goes to pydicom), and anything else gets the message of a file that is no image.
+PILLOW_FORMATS = ("PNG", "JPEG")
+_NOT_AN_IMAGE = "not an image Pillow or pydicom can read (expected PNG, JPEG or DICOM)"
+# Pillow's own guard, at the project's limit: Image.open refuses more than twice this
+# (DecompressionBombError) before any pixel is decoded. Between once and twice it only warns;
+# check_pixel_count refuses those right after, so that warning would only repeat it.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageLoadError(ValueError):
@@ -136,13 +154,12 @@ def check_pixel_count(width: int, height: int, max_pixels: int) -> None:
 # --- PNG / JPEG (Pillow) ------------------------------------------------------------------------
 
 def _load_pillow(data: bytes, max_pixels: int) -> LoadedImage:
-    try:
-        img = Image.open(io.BytesIO(data))  # reads the header only
+    try:  # reads the header only, and only as PNG or JPEG
+        img = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(f"image too large ({exc})") from exc
     except Image.UnidentifiedImageError as exc:
-        raise ImageLoadError("not an image Pillow or pydicom can read "
-                             "(expected PNG, JPEG or DICOM)") from exc
+        raise ImageLoadError(_NOT_AN_IMAGE) from exc
     check_pixel_count(img.width, img.height, max_pixels)  # before any pixel is decoded
     if data.startswith(_PNG_SIGNATURE) and data.rfind(_PNG_IEND) < 0:
         # Pillow decodes a PNG cut after its image data without complaint; the spec's IEND
@@ -150,23 +167,36 @@ def _load_pillow(data: bytes, max_pixels: int) -> LoadedImage:
         raise ImageLoadError("truncated PNG (no IEND chunk at the end)")
     img.load()  # raises OSError "image file is truncated" (LOAD_TRUNCATED_IMAGES stays False)
     meta = {"format": img.format, "mode": img.mode}
-    pixels, meta["bits"] = _pillow_to_float(img)
-    return LoadedImage(pixels, meta)
+    # Reassigned, so that a colour image is gone before the float output is made.
+    img, full_scale, meta["bits"] = _grey_form(img)
+    return LoadedImage(_scaled(img, full_scale), meta)
 
 
-def _pillow_to_float(img: Image.Image) -> tuple[np.ndarray, int]:
+def _grey_form(img: Image.Image) -> tuple[Image.Image, float, int]:
+    """(greyscale image, the value of white in it, bits) of a decoded Pillow image."""
     mode = img.mode
-    if mode.startswith("I;16"):  # 16-bit grey PNG / TIFF
-        return np.asarray(img, dtype=np.float32) / 65535.0, 16
+    if mode.startswith("I;16"):  # 16-bit grey PNG
+        return img, 65535.0, 16
     if mode == "I":  # 32-bit container; from PNG it holds 16-bit samples
-        arr = np.asarray(img)
-        if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            raise ImageLoadError(f"mode 'I' values {arr.min()}..{arr.max()} outside 16-bit range")
-        return arr.astype(np.float32) / 65535.0, 16
+        lo, hi = img.getextrema()
+        if lo < 0 or hi > 65535:
+            raise ImageLoadError(f"mode 'I' values {lo}..{hi} outside 16-bit range")
+        return img, 65535.0, 16
     if mode in _TO_GREY:
         # Alpha is dropped (NIH's RGBA files are opaque grey); colour -> ITU-R 601 luma.
         if mode == "P" and "transparency" in img.info:
             img = img.convert("RGBA")
-        grey = img if mode == "L" else img.convert("L")
-        return np.asarray(grey, dtype=np.float32) / 255.0, 1 if mode == "1" else 8
+        return (img if img.mode == "L" else img.convert("L")), 255.0, 1 if mode == "1" else 8
     raise ImageLoadError(f"unsupported image mode {mode!r}")
+
+
+def _scaled(img: Image.Image, full_scale: float) -> np.ndarray:
+    """img / full_scale as float32, made a band of rows at a time: at most the grey image and
+    the output are held (245 MB at the 50 MP limit), where converting it whole held a bytes
+    copy of it and a float32 copy more (409 MB; 597 from RGB)."""
+    out = np.empty((img.height, img.width), np.float32)
+    for top in range(0, img.height, _BAND_ROWS):
+        band = img.crop((0, top, img.width, min(top + _BAND_ROWS, img.height)))
+        out[top:top + band.height] = np.asarray(band)
+    out /= full_scale  # in place; the same float32 division as `array / full_scale`
+    return out

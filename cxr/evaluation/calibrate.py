@@ -13,6 +13,9 @@ own run's validation and training films, and write it beside the checkpoint (cxr
    --max-train-films of them (a subsample seeded by --seed), for the OOD covariance, and of the
    validation split, for its threshold.
 The test split is never read. The readout records the ids of every image it was fitted on.
+
+`--from-worklist DB` refits the calibration and operating points of an existing readout on the
+checkpoint's reviewed cases in that worklist instead (cxr/evaluation/recalibrate.py).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from cxr.device import DEVICES
 def add_arguments(parser) -> None:
     from cxr.evaluation.calibration import METHODS
     from cxr.evaluation.ood import DEFAULT_SHARE, MAX_TRAIN_FILMS
+    from cxr.evaluation.recalibrate import HOLDOUT_SHARE, MIN_POSITIVES
 
     parser.add_argument("--checkpoint", type=Path, required=True, help="RUN_DIR/best.pt")
     parser.add_argument("--data", help="dataset folder (default: the run's config data_dir)")
@@ -45,9 +49,21 @@ def add_arguments(parser) -> None:
                         help="seed of MC dropout and of the training subsample")
     parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="auto (CUDA, else MPS, else CPU; the default), cpu, cuda, mps")
+    parser.add_argument("--from-worklist", metavar="DB",
+                        help="refit the readout on this worklist's reviewed cases of the "
+                             "checkpoint (not on its split)")
+    parser.add_argument("--holdout-share", type=float, default=HOLDOUT_SHARE,
+                        help="--from-worklist: the later share of the reviewed cases held out "
+                             "to report calibration error before/after (default %(default)s)")
+    parser.add_argument("--min-positives", type=int, default=MIN_POSITIVES,
+                        help="--from-worklist: positives (and negatives) a finding needs to be "
+                             "refitted; others keep the validation fit (default %(default)s)")
 
 
 def run(args) -> int:
+    if args.from_worklist:
+        from cxr.evaluation.recalibrate import run as from_worklist
+        return from_worklist(args)
     from cxr.checkpoint import library_versions, git_commit, load_model
     from cxr.device import pick_device
     from cxr.evaluation.calibration import nll, clipped_logit
@@ -85,6 +101,7 @@ def run(args) -> int:
                       "ood_threshold": "val"},
         "seed": args.seed, "passes": passes, **data.provenance(),
         "n_val_images": int(len(val)), "n_train_films": int(len(train)),
+        "val_prevalence": {f: float(v) for f, v in zip(model.labels, y_val.mean(axis=0))},
         "n_train_available": int((data.joined["split"] == "train").sum()),
         "max_train_films": args.max_train_films,
         "val_images": val["image"].tolist(), "train_images": train["image"].tolist(),

@@ -377,3 +377,12 @@ def test_compressed_dicom_uploads_leave_no_identifier_on_the_page_in_logs_or_fil
             assert secret.lower() not in text.lower(), secret
         for path in files:
             assert secret.lower().encode() not in path.read_bytes().lower(), (secret, path)
+
+
+def test_the_page_says_which_readout_is_in_force(app, world, calibrated_world):
+    at = app(calibrated_world, PAGE)
+    no_exception(at)
+    assert any(c.value.startswith("Readout in force: fitted on the run's validation split")
+               for c in at.caption)
+    at = app(world, PAGE)  # a run without a readout
+    assert any(c.value.startswith("No readout in force") for c in at.caption)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
+from secrets import token_hex
 
 import pytest
 from apptest_util import button, no_exception, page_text
@@ -15,7 +17,8 @@ from cxr.worklist import Worklist
 
 REPO = __import__("dashboard_env").REPO
 SECRETS = {
-    "auth": {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "s" * 32,
+    "auth": {"redirect_uri": "http://127.0.0.1:8501/oauth2callback",
+             "cookie_secret": token_hex(32),
              "client_id": "cxr", "client_secret": "c",
              "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration"},
     "cxr": {"trainers": ["lead@hospital.example"]},
@@ -59,6 +62,23 @@ def test_misconfigured_sign_in_fails_closed(app, world):
     assert [e.value for e in at.error] == [
         "Sign-in is misconfigured: .streamlit/secrets.toml [auth]: client_secret missing"]
     assert not at.button and not at.metric
+
+
+@pytest.mark.parametrize("page", ["app.py", *PAGES])
+def test_the_example_cookie_secret_stops_every_page_saying_how_to_make_one(app, world, page):
+    """The secrets.example.toml value (anyone who read it could sign a session cookie and be
+    any trainer) never gets as far as a sign-in button, even for a user already signed in."""
+    example = tomllib.loads((REPO / ".streamlit" / "secrets.example.toml").read_text())
+    known = example["auth"]["cookie_secret"]
+    secrets = {**SECRETS, "auth": {**SECRETS["auth"], "cookie_secret": known}}
+    at = app(world, None if page == "app.py" else page, secrets=secrets, user=TRAINER)
+    no_exception(at)
+    [error] = [e.value for e in at.error]
+    assert error.startswith("Sign-in is misconfigured: .streamlit/secrets.toml [auth]: "
+                            "cookie_secret is a placeholder")
+    assert 'python -c "import secrets; print(secrets.token_hex(32))"' in error
+    assert known not in page_text(at)
+    assert not at.button and not at.metric and not at.dataframe and not at.title
 
 
 def test_a_decision_is_recorded_under_the_signed_in_identity(app, fresh_world):
@@ -105,6 +125,33 @@ def test_only_trainers_launch_stop_and_resume_training(app, fresh_world, user, c
         assert any(b.label == control for b in at.button) is can_train, (run, control)
     if not can_train:
         assert "the 1 user(s) in [cxr] trainers" in read_only[0]
+
+
+def train_page_texts(at, data: str) -> list[str]:
+    """What the Train page says once `data` is typed as the dataset folder."""
+    at.text_input(key="t_data").set_value(data)
+    at.run()
+    no_exception(at)
+    return [e.value for kind in ("markdown", "caption", "warning", "error", "info")
+            for e in at.get(kind)]
+
+
+@pytest.mark.parametrize("user, can_train", [(TRAINER, True), (REVIEWER, False)])
+def test_only_trainers_get_the_cost_estimate_that_reads_server_paths(app, world, user,
+                                                                     can_train):
+    """The estimate reads the folder typed in: its answer would tell a reviewer which paths
+    exist on the server. A reviewer's page reads the same for a real dataset and for none."""
+    at = app(world, "pages/2_Train.py", secrets=SECRETS, user=user)
+    there, absent = train_page_texts(at, str(world.root)), train_page_texts(at, "/no/such/dir")
+    steps = [t for t in there + absent  # the estimate's own lines (cxr/dashboard/cost.py)
+             if t.startswith(("Steps per epoch need the dataset", "No estimate"))
+             or "steps per epoch**" in t]
+    if can_train:
+        assert there != absent and steps
+    else:
+        assert there == absent and not steps
+        assert "Cost estimates are for users with the trainer role." in there
+        assert button(at, "Estimate cost").disabled
 
 
 @pytest.mark.parametrize("user, can_train", [(TRAINER, True), (REVIEWER, False)])

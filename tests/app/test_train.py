@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +86,24 @@ def test_a_failed_runs_error_is_shown(app, fresh_world):
     at.run()
     no_exception(at)
     assert any("Run failed: RuntimeError: CUDA out of memory" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/cxr-abs-run", "a/b", ".."])
+def test_a_run_name_that_is_a_path_is_refused_on_the_page(app, fresh_world, tiny_dataset,
+                                                          name, monkeypatch):
+    def never(kind, args, run_dir):  # were the name let through: fail here, start nothing
+        raise AssertionError(f"launched into {run_dir}")
+    monkeypatch.setattr(jobs, "launch", never)
+    at = app(fresh_world, PAGE)
+    at = fill_form(at, tiny_dataset, name)
+    no_exception(at)
+    errors = [e.value for e in at.error]
+    # said twice: under the field as it is typed, and by Launch, which starts nothing
+    assert len([e for e in errors if e.startswith(f"run name {name!r}")]) == 2, errors
+    assert not any(s.value.startswith("Launched") for s in at.success)
+    assert [p.name for p in fresh_world.runs.iterdir()] == [fresh_world.run_dir.name]
+    assert not (fresh_world.root / "escaped").exists()
+    assert not Path("/tmp/cxr-abs-run").exists()
 
 
 def test_bad_settings_are_refused_before_launch(app, fresh_world, tiny_dataset):

@@ -84,14 +84,15 @@ def streamlit_app(env: dict, log_path: Path, secrets: Path, port: int | None = N
 
 
 @contextlib.contextmanager
-def chromium():
+def chromium(*args: str):
+    """Headless Chromium; `args` are extra command-line switches."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="cxr-chromium-")
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run", "--disable-extensions",
-                f"--user-data-dir={profile}", "--window-size=1440,1000"):
+                f"--user-data-dir={profile}", "--window-size=1440,1000", *args):
         opts.add_argument(arg)
     d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     try:

@@ -25,5 +25,5 @@ def test_opening_a_page_by_its_url_lists_home_as_home(tmp_path, path, marker):
             By.CSS_SELECTOR, "[data-testid=stSidebarNav] a")] or None, 60, "the page list")
         # (each link's text is its icon's name, then its title: the title is the last line)
         assert links[0] == "Home" and "app" not in links, links
-        assert links[1:] == ["Predict", "Train", "Evaluate", "Triage"], links
+        assert {"Predict", "Train", "Evaluate", "Triage"} <= set(links[1:]), links
         assert d.current_url.rstrip("/").endswith(path)  # still on the page asked for

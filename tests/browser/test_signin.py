@@ -16,6 +16,7 @@ the sign-in cookie would not come back and sign-in would silently fail.
 from __future__ import annotations
 
 import logging
+from secrets import token_hex
 import warnings
 
 import pytest
@@ -60,7 +61,7 @@ def server(world, provider):
     secrets.write_text(f"""
 [auth]
 redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
-cookie_secret = "a-test-cookie-secret-of-more-than-32-characters"
+cookie_secret = "{token_hex(32)}"
 client_id = "cxr-review"
 client_secret = "test-client-secret"
 server_metadata_url = "{provider}/.well-known/openid-configuration"

@@ -2,19 +2,27 @@
 role from a list or from a claim, and secrets that are refused with the key named."""
 from __future__ import annotations
 
+import base64
+import random
 import tomllib
 from pathlib import Path
+from secrets import token_hex, token_urlsafe
 
 import pytest
 
-from cxr.dashboard.auth import (LOCAL_VIEWER, AuthConfigError, AuthSettings, claim, identity,
-                                is_loopback, load_settings, served_locally)
+from cxr.dashboard.auth import (LOCAL_VIEWER, MAKE_SECRET, AuthConfigError, AuthSettings, claim,
+                                cookie_secret_problem, host_name, host_problem, identity,
+                                is_loopback, is_loopback_name, load_settings, served_locally)
 
 REPO = Path(__file__).resolve().parents[2]
 
-AUTH = {"redirect_uri": "https://cxr.example/oauth2callback", "cookie_secret": "s" * 32,
+AUTH = {"redirect_uri": "https://cxr.example/oauth2callback",
+        "cookie_secret": token_hex(32),
         "client_id": "cxr", "client_secret": "c",
         "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
+
+
+BASE = {k: AUTH[k] for k in ("redirect_uri", "cookie_secret")}  # no provider
 
 
 def settings(**cxr) -> AuthSettings:
@@ -83,7 +91,7 @@ def test_role_rule_says_who_trains():
 
 
 def test_named_providers():
-    auth = {k: AUTH[k] for k in ("redirect_uri", "cookie_secret")}
+    auth = dict(BASE)
     auth["hospital"] = {k: AUTH[k] for k in ("client_id", "client_secret", "server_metadata_url")}
     auth["client_kwargs"] = {"prompt": "login"}  # a table that is not a provider
     assert AuthSettings.from_secrets({"auth": auth}).providers == ("hospital",)
@@ -93,9 +101,9 @@ def test_named_providers():
     ({"auth": {**AUTH, "cookie_secret": ""}}, r"\[auth\]: cookie_secret is missing"),
     ({"auth": {k: v for k, v in AUTH.items() if k != "redirect_uri"}}, "redirect_uri"),
     ({"auth": {**AUTH, "client_secret": ""}}, r"\[auth\]: client_secret missing"),
-    ({"auth": {"redirect_uri": "x", "cookie_secret": "y"}}, "no identity provider"),
-    ({"auth": {"redirect_uri": "x", "cookie_secret": "y", "my_idp": {"client_id": "a",
-      "client_secret": "b", "server_metadata_url": "c"}}}, "may not contain '_'"),
+    ({"auth": {**BASE}}, "no identity provider"),
+    ({"auth": {**BASE, "my_idp": {"client_id": "a", "client_secret": "b",
+                                  "server_metadata_url": "c"}}}, "may not contain '_'"),
     ({"auth": AUTH, "cxr": {"trainers": "a@x.org"}}, "trainers must be a list"),
     ({"auth": AUTH, "cxr": {"trainer": ["a@x.org"]}}, "unknown key.*trainer"),
     ({"auth": AUTH, "cxr": {"trainer_claim": "groups"}}, "go together"),
@@ -105,10 +113,109 @@ def test_unusable_secrets_are_refused_naming_the_key(secrets, message):
         AuthSettings.from_secrets(secrets)
 
 
-def test_the_shipped_example_secrets_are_valid():
+def test_the_shipped_example_secrets_are_valid_once_given_a_generated_cookie_secret():
     example = tomllib.loads((REPO / ".streamlit" / "secrets.example.toml").read_text())
+    # as shipped, its cookie_secret is known to everyone: refused, saying how to make one
+    with pytest.raises(AuthConfigError, match="cookie_secret is a placeholder") as refused:
+        AuthSettings.from_secrets(example)
+    assert MAKE_SECRET in str(refused.value)
+    assert "secrets.token_hex(32)" in MAKE_SECRET
+    example["auth"]["cookie_secret"] = token_hex(32)
     s = AuthSettings.from_secrets(example)
     assert s.enabled and s.providers == (None,) and s.trainers
+    assert s.server_name == "cxr.hospital.example"  # the host of its redirect_uri
+
+
+@pytest.mark.parametrize("secret, problem", [
+    ("REPLACE-with-a-long-random-string", "placeholder"),
+    ("change-me", "placeholder"), ("changeme", "placeholder"), ("secret", "placeholder"),
+    ("xxx", "placeholder"), ("XXXXXXXX", "placeholder"),
+    ("my-cookie-secret-" + "9f" * 40, "placeholder"),
+    ("a-test-cookie-secret-of-more-than-32-characters", "placeholder"),
+    ("s" * 32, "not a generated secret"),          # what these tests used to use
+    ("hunter2 is my password!", "placeholder"),
+    ("correct horse battery staple, typed", "looks typed"),
+    (token_hex(31), "too short (62 characters; at least 64"),   # 31 bytes
+    (token_urlsafe(31)[:42], "too short (42 characters; at least 43"),
+    ("a" * 64, "repeats itself"), ("0123456789abcdef" * 4, "repeats itself"),
+    ("deadbeef" * 8, "repeats itself"), ("Xy1" * 20, "repeats itself"),
+    (token_hex(16) * 2, "repeats itself"),           # 16 random bytes written twice
+])
+def test_a_known_or_weak_cookie_secret_is_refused(secret, problem):
+    assert problem in (cookie_secret_problem(secret) or "accepted"), secret
+    with pytest.raises(AuthConfigError, match="cookie_secret .*Make one with: python -c"):
+        AuthSettings.from_secrets({"auth": {**AUTH, "cookie_secret": secret}})
+
+
+def test_generated_cookie_secrets_are_accepted():
+    """32 random bytes or more in the forms generators write: hex (token_hex, openssl rand
+    -hex), URL-safe base64 (token_urlsafe) and standard base64 with padding (openssl rand
+    -base64). Seeded, so a failure reproduces; 1000 draws of each."""
+    rng = random.Random(18)
+    for _ in range(1000):
+        for n in (32, 48, 64):
+            raw = rng.randbytes(n)
+            for secret in (raw.hex(), raw.hex().upper(), base64.b64encode(raw).decode(),
+                           base64.urlsafe_b64encode(raw).decode().rstrip("=")):
+                assert cookie_secret_problem(secret) is None, secret
+    assert cookie_secret_problem(token_hex(32)) is None
+    assert cookie_secret_problem(f"  {token_urlsafe(32)}\n") is None  # TOML multi-line strings
+
+
+def test_host_name_of_a_host_header():
+    assert host_name("127.0.0.1:8501") == "127.0.0.1"
+    assert host_name("[::1]:8501") == "::1" and host_name("[::1]") == "::1"
+    assert host_name("LocalHost.:8501") == "localhost"  # case and the trailing dot
+    assert host_name("cxr.hospital.example") == "cxr.hospital.example"
+    for bad in (None, "", "a@localhost", "localhost:99999", "localhost:x", "localhost/x",
+                "[::1"):
+        assert host_name(bad) is None, bad
+
+
+def test_is_loopback_name():
+    for name in ("localhost", "app.localhost", "127.0.0.1", "127.8.9.1", "::1"):
+        assert is_loopback_name(name), name
+    for name in ("localhost.evil.example", "evillocalhost", "0.0.0.0", "10.0.0.1",
+                 "127.0.0.1.nip.io", "cxr.hospital.example", "localhos"):
+        assert not is_loopback_name(name), name
+
+
+def test_local_mode_answers_only_to_loopback_host_names():
+    local = AuthSettings.from_secrets({})
+    for host in ("localhost:8501", "127.0.0.1:8501", "[::1]:8501", "cxr.localhost:8501",
+                 "localhost", None):  # None: no HTTP request (AppTest)
+        assert host_problem(local, host) is None, host
+    for host in ("a@localhost:8501", "localhost/x", "localhost,evil.example"):  # malformed
+        assert "this request's host name" in host_problem(local, host), host
+    for host in ("evil.example:8501", "evil.example", "10.1.2.3:8501", "0.0.0.0:8501",
+                 "localhost.evil.example", "", "cxr.hospital.example"):
+        problem = host_problem(local, host)
+        assert problem and "single-user local mode" in problem and "DNS rebinding" in problem
+        assert (f"the host name {host!r}" if host else "this request's host name") in problem
+    # the requester's header is echoed only when it is a plain host name: never Markdown
+    problem = host_problem(local, "x](http://evil.example/a.png)![y")
+    assert "evil.example" not in problem and "this request's host name" in problem
+
+
+def test_with_sign_in_the_host_of_redirect_uri_is_answered_too():
+    s = settings()  # redirect_uri https://cxr.example/oauth2callback
+    assert s.server_name == "cxr.example"
+    for host in ("cxr.example", "CXR.example:443", "127.0.0.1:8501", "localhost:8501"):
+        assert host_problem(s, host) is None, host
+    for host in ("evil.example", "cxr.example.evil.example", "www.cxr.example"):
+        problem = host_problem(s, host)
+        assert problem and "Open it at 'cxr.example'" in problem, host
+    # an IPv6 redirect_uri
+    v6 = AuthSettings.from_secrets({"auth": {**AUTH, "redirect_uri":
+                                             "https://[2001:db8::5]:8443/oauth2callback"}})
+    assert host_problem(v6, "[2001:db8::5]:8443") is None
+    assert host_problem(v6, "[2001:db8::6]:8443")
+
+
+def test_a_redirect_uri_without_a_host_is_refused():
+    for uri in ("oauth2callback", "/oauth2callback", "https:///oauth2callback"):
+        with pytest.raises(AuthConfigError, match="redirect_uri must be the app's address"):
+            AuthSettings.from_secrets({"auth": {**AUTH, "redirect_uri": uri}})
 
 
 def test_is_loopback():

@@ -157,6 +157,25 @@ def test_launch_train_checks_before_it_starts_anything(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/abs-run", "sub/run", "..", ".hidden"])
+def test_launch_train_takes_one_plain_folder_name_only(tmp_path, name, monkeypatch):
+    """A run written outside the runs folder could be neither listed nor stopped."""
+    launched = []
+    monkeypatch.setattr(jobs, "launch", lambda *a: launched.append(a) or 1)
+    monkeypatch.setattr(jobs, "check_train_args", lambda *a: None)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with pytest.raises(ValueError, match="run name .*(is a path|starts with '.')"):
+        jobs.launch_train(runs, "data", "fusion", name, {})
+    assert not launched and list(tmp_path.iterdir()) == [runs] and not list(runs.iterdir())
+
+
+def test_launch_train_refuses_a_name_taken_by_a_file(tmp_path):
+    (tmp_path / "demo_status.json").write_text("{}")
+    with pytest.raises(jobs.JobError, match="is a file, not a run folder"):
+        jobs.launch_train(tmp_path, "data", "fusion", "demo_status.json", {})
+
+
 def test_train_log_tail_prefers_the_jobs_log_then_the_trainers(tmp_path):
     run = RunDir(tmp_path)
     assert jobs.train_log_tail(tmp_path) == ""

@@ -2,10 +2,12 @@
 hangs costs one file (DecoderCrashed), and the next file gets a fresh worker."""
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 from cxr.data import dicom_worker
@@ -59,3 +61,25 @@ def test_a_hanging_decoder_is_stopped_after_the_timeout(worker_command):
     with pytest.raises(dicom_worker.DecoderCrashed, match="more than 1 s .* stopped"):
         dicom_worker.decode(b"x" * 100, timeout=1)
     assert dicom_worker._worker is None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and /proc: Linux only")
+def test_a_decoder_that_asks_for_gigabytes_fails_alone_in_the_capped_worker():
+    """A JPEG-LS film whose header and frame both say 60000x60000 (7 GB decoded) in 1 kB: past
+    the checks in cxr.data.dicom (called directly here), the worker's memory cap stops it."""
+    film = D.encode(D.dataset(PIXELS), "jpeg-ls")
+    ds = pydicom.dcmread(io.BytesIO(D.reframed(film, 60000, 60000)))
+    ds.Rows = ds.Columns = 60000
+    bomb = D.to_bytes(ds)
+    with pytest.raises(dicom_worker.DecodeError,
+                       match=r"^out of memory: decoding needs more than the DICOM worker's limit "
+                             r"of [\d,]+ MiB \(.*6\.71 GiB"):
+        dicom_worker.decode(bomb)
+    worker = dicom_worker._worker
+    limits = Path(f"/proc/{worker.pid}/limits").read_text()
+    cap = int(next(line.split()[3] for line in limits.splitlines()
+                   if line.startswith("Max address space")))
+    assert cap <= 3 * 2 ** 30  # its imports (about 200 MB) and the 2 GiB budget
+    # It fails alone: the same worker goes on to decode the next film.
+    np.testing.assert_array_equal(dicom_worker.decode(film), PIXELS)
+    assert dicom_worker._worker is worker

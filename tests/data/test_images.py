@@ -197,6 +197,19 @@ def test_missing_file_names_it(tmp_path):
         load_image(tmp_path / "nope.png")
 
 
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "GIF", "WEBP", "ICO", "TGA", "JPEG2000", "PPM",
+                                 "PCX"])
+def test_pillow_opens_png_and_jpeg_only(fmt, tmp_path):
+    """Every other format Pillow knows is a decoder an upload could reach: it gets the message
+    of a file that is no image, whatever the file is called."""
+    path = tmp_path / "film.png"
+    path.write_bytes(png_bytes(Image.fromarray(GREY8), fmt))
+    assert Image.open(path).format == fmt  # a real file of that format
+    with pytest.raises(ImageLoadError, match=r"film\.png: not an image Pillow or pydicom can "
+                                             r"read \(expected PNG, JPEG or DICOM\)$"):
+        load_image(path)
+
+
 def test_too_many_pixels_checked_from_header_before_decoding():
     # Header says 24x32 but the pixel data is cut: the size check must fire first.
     with pytest.raises(ImageLoadError, match="too large"):

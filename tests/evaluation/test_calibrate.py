@@ -30,7 +30,7 @@ def _split(run) -> dict[str, set[str]]:
     return {s: set(split.loc[split["split"] == s, "image"]) for s in ("train", "val", "test")}
 
 
-def test_the_fit_never_sees_test_images(run, monkeypatch):
+def test_the_fit_never_sees_test_images(run, tiny_run, monkeypatch):
     import cxr.evaluation.inference as inference
     import cxr.evaluation.ood as ood
 
@@ -52,6 +52,9 @@ def test_the_fit_never_sees_test_images(run, monkeypatch):
     assert set(seen) == split["val"] | split["train"]
     assert prov["fitted_on"]["calibration"] == "val" and prov["passes"] == 3
     assert prov["split_seed"] == 3 and prov["data_version"].startswith("Data_Entry_2017.csv")
+    # the validation prevalence the site audit compares with (cxr/audit.py): patients 19-24
+    y_val = tiny_run[2][36:48]
+    assert prov["val_prevalence"] == pytest.approx(dict(zip(FINDINGS, y_val.mean(axis=0))))
 
 
 def test_writes_one_sidecar_with_every_part(run, capsys):
