@@ -59,6 +59,10 @@ def status_panel(r) -> None:
             st.markdown(f"- {step}")
         for run in v.running:
             app_ui.show_progress(run)
+        rows, total = status_mod.timeline(v.demo)
+        if rows:
+            with st.expander(f"Demo timeline: {total}", expanded=v.demo_active):
+                st.dataframe(rows, hide_index=True, key="demo_timeline")
         if v.datasets:
             st.caption("Datasets: " + "; ".join(f"`{d}` ({n:,} images)" for d, n in v.datasets))
 

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from cxr.dashboard import plain
 from cxr.dashboard.auth import (AuthConfigError, AuthSettings, Viewer, host_problem,
                                 load_settings, served_locally)
 from cxr.dashboard.runs import RunInfo, format_eta
 from cxr.dashboard.state import Roots
+from cxr.worklist import mask
 
 DISCLAIMER = ("**Research and teaching tool — not for diagnosis.** Not a medical device; "
               "outputs are model estimates from noisy, text-mined labels.")
@@ -98,7 +100,7 @@ def local_mode_notice() -> None:
 def signed_in(who: Viewer, key: str) -> None:
     """Who is signed in, their role, and a Sign out button (it ends the session)."""
     role = "trainer" if who.can_train else "reviewer"
-    st.markdown(f"Signed in as `{who.identity}` ({role})")
+    st.markdown(f"Signed in as {plain.code(who.identity)} ({role})")
     if st.button("Sign out", key=key, icon=":material/logout:"):
         st.logout()
 
@@ -115,7 +117,8 @@ def sidebar(r: Roots, who: Viewer) -> None:
         if not who.local:
             signed_in(who, key="sign_out")
         with st.expander("Folders", expanded=False):
-            st.caption(f"runs: `{r.runs}`  \ndata: `{r.data}`  \nworklist: `{r.worklist}`  \n"
+            st.caption(f"runs: {plain.code(r.runs)}  \ndata: {plain.code(r.data)}  \n"
+                       f"worklist: {plain.code(mask(r.worklist))}  \n"
                        "(set CXR_RUNS_DIR, CXR_DATA_DIR, CXR_WORKLIST to move them)")
 
 
@@ -189,7 +192,8 @@ def progress_line(r: RunInfo) -> str:
 
 
 def show_progress(r: RunInfo) -> None:
-    st.progress(r.fraction, text=f"**{r.name}** ({r.model}) — {progress_line(r)}")
+    st.progress(r.fraction, text=f"**{plain.md(r.name)}** ({plain.md(r.model)}) — "
+                                 f"{plain.md(progress_line(r))}")
 
 
 def demo_banner(demo: dict) -> None:

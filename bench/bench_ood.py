@@ -19,7 +19,8 @@ downloaded):
   corrupted       each test film with Gaussian noise (sd 0.3), inverted (1 - x), or with
                   16 random black blocks covering about a third of it
 A score of 1.0 separates the set perfectly, 0.5 is chance. The threshold flags about
-1 - share of the validation films by design (the `expected` row).
+the share of in-distribution films the readout promises (its conformal threshold's expected rate
+and 95% interval, the `expected` line).
 """
 from __future__ import annotations
 
@@ -146,15 +147,16 @@ def main(argv=None) -> int:
                     f"{(outside > readout.ood.threshold).mean():.2f} |")
     prov = readout.provenance
     print(f"OOD score of {args.checkpoint} ({meta['model']['name']}; Mahalanobis, LedoitWolf on "
-          f"{prov.get('n_train_films')} training films; threshold {readout.ood.threshold:.2f} = "
-          f"{readout.ood.share:.0%} of validation films inside). Split {prov.get('strategy')} "
+          f"{prov.get('n_train_films')} training films; threshold {readout.ood.threshold:.2f}, "
+          f"{readout.ood.method} at {readout.ood.share:.0%}). Split {prov.get('strategy')} "
           f"seed {prov.get('split_seed')}, data {prov.get('data_version')}, bench seed "
           f"{args.seed}, machine: {machine()}, "
           f"{os.cpu_count()} CPUs, device {device}.\n")
     print("| set | what it is | films | AUROC vs test films | flagged at threshold |")
     print("|---|---|---:|---:|---:|")
     print("\n".join(rows))
-    print(f"\nexpected flag rate of in-distribution films: {1 - readout.ood.share:.2f}")
+    from cxr.evaluation.calibrate import ood_sentence
+    print(f"\nexpected: the threshold {ood_sentence(readout.ood)}")
     return 0
 
 

@@ -26,7 +26,6 @@ random sample of the site's films (reviewers choose what to read, in a queue ord
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -357,15 +356,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from cxr.worklist import WorklistUnavailable
-    try:
-        return _run(args)
-    except WorklistUnavailable as exc:  # the server is away: a message, no traceback
-        print(f"cxr audit: error: {exc}", file=sys.stderr)
-        return 1
-
-
-def _run(args) -> int:
     from cxr.hashing import file_sha256
     from cxr.worklist import Worklist
     wl = Worklist(args.db, create=False)

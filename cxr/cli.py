@@ -21,6 +21,7 @@ COMMANDS = {
     "predict": ("cxr.predict", "predict images or folders, optionally with Grad-CAM"),
     "worklist": ("cxr.worklist", "import predictions into the review worklist, export decisions"),
     "audit": ("cxr.audit", "site audit of one model's queue against its reviewers (audit.json)"),
+    "pacs": ("cxr.pacs.cli", "read studies from a PACS (DICOMweb), send results back as DICOM"),
     "demo": ("cxr.demo", "the README's run command: demo data, training, evaluation, worklist"),
 }
 

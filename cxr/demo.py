@@ -20,7 +20,11 @@ What it does, reusing whatever already exists (a second run retrains nothing):
 5. records a few SIMULATED review decisions on the fusion queue (cxr/demo_reviews.py: marked
    simulated, made by "simulated reviewer (demo)" from the synthetic labels), so that the Audit
    page has something to show.
-Progress goes to `checkpoints/demo_status.json`, which the Home page reads. Ctrl-C stops the
+Progress goes to `checkpoints/demo_status.json`, which the Home page reads: the current
+stage, and a `timeline` of every step that ran, in order (`{"stage": "train fusion",
+"start": epoch s, "end": epoch s or null while it runs, "seconds", "ok"}`: data generation,
+caching, each model's training, calibration, evaluation and worklist import, the simulated
+reviews, compare); a step skipped because its output exists is not in it. Ctrl-C stops the
 training step cleanly (SIGTERM -> the trainer saves and marks the run `stopped`) and the app.
 Each step is a child process in its own session, so Ctrl-C in the terminal reaches only us.
 """
@@ -32,6 +36,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from cxr.atomic import write_text
@@ -76,7 +81,8 @@ class Demo:
         self.child: subprocess.Popen | None = None
         self.status_path = args.runs / DEMO_STATUS
         self.passes = [] if args.passes is None else ["--passes", args.passes]
-        self.status = {"stage": "starting", "done": [], "failed": [], "started": time.time()}
+        self.status = {"stage": "starting", "done": [], "failed": [], "started": time.time(),
+                       "timeline": []}
 
     def set_stage(self, stage: str, done: str | None = None, failed: str | None = None) -> None:
         self.status["stage"] = stage
@@ -84,9 +90,36 @@ class Demo:
             self.status["done"].append(done)
         if failed:
             self.status["failed"].append(failed)
+        self.write_status()
+        print(f"[demo] {stage}", flush=True)
+
+    def write_status(self) -> None:
         self.status["updated"] = time.time()
         write_text(self.status_path, json.dumps(self.status, indent=2))
-        print(f"[demo] {stage}", flush=True)
+
+    @contextmanager
+    def timed(self, stage: str):
+        """Record one step in the status's timeline: start now, end and seconds when it
+        returns (ok false when it raised or the entry was marked so)."""
+        entry = {"stage": stage, "start": time.time(), "end": None, "seconds": None, "ok": True}
+        self.status["timeline"].append(entry)
+        self.write_status()
+        try:
+            yield entry
+        except BaseException:
+            entry["ok"] = False
+            raise
+        finally:
+            entry["end"] = time.time()
+            entry["seconds"] = round(entry["end"] - entry["start"], 3)
+            self.write_status()
+
+    def timed_call(self, stage: str, *cxr_args) -> int:
+        """`call` inside `timed`: the entry's ok is the exit status 0."""
+        with self.timed(stage) as entry:
+            rc = self.call(*cxr_args)
+            entry["ok"] = rc == 0
+        return rc
 
     def call(self, *cxr_args: str) -> int:
         """Run `cxr ARGS` as a child in its own session and wait for it."""
@@ -117,7 +150,7 @@ class Demo:
         self.set_stage(f"generating the synthetic demo dataset in {self.args.data}")
         given = {"--patients": self.args.patients, "--size": self.args.size}
         extra = [x for flag, value in given.items() if value for x in (flag, value)]
-        if self.call("synth", "--out", self.args.data, *extra) != 0:
+        if self.timed_call("data generation", "synth", "--out", self.args.data, *extra) != 0:
             raise RuntimeError("cxr synth failed; see the messages above")
 
     def ensure_cache(self) -> None:
@@ -126,7 +159,7 @@ class Demo:
         from cxr.train.config import load_config
         size = load_config(self.args.config, self.args.overrides).image_size or 128
         self.set_stage(f"caching the demo images at {size} px")
-        if self.call("prepare", "--data", self.args.data, "--size", size) != 0:
+        if self.timed_call("caching", "prepare", "--data", self.args.data, "--size", size) != 0:
             raise RuntimeError("cxr prepare failed; see the messages above")
 
     def run_dir(self, model: str) -> RunDir:
@@ -140,13 +173,14 @@ class Demo:
         self.set_stage(f"training {model} ({run.path})")
         if status in ("running", "stopped", "failed") and run.last.is_file() \
                 and not self.args.retrain:
-            rc = self.call("train", "--resume", run.path)
+            rc = self.timed_call(f"train {model}", "train", "--resume", run.path)
         else:
             budget = DEMO_BUDGET_MINUTES.get(model)  # None: the yaml's max_minutes
             sets = ([] if budget is None else [f"max_minutes={budget}"]) + self.args.overrides
             sets = [x for kv in sets for x in ("--set", kv)]
-            rc = self.call("train", "--data", self.args.data, "--model", model, "--out", run.path,
-                           "--config", self.args.config, *sets, "--force")
+            rc = self.timed_call(f"train {model}", "train", "--data", self.args.data,
+                                 "--model", model, "--out", run.path,
+                                 "--config", self.args.config, *sets, "--force")
         return rc == 0 and run.status() == "finished"
 
     def calibrate(self, model: str) -> bool:
@@ -156,7 +190,8 @@ class Demo:
         if run.readout.is_file() and not self.args.retrain:
             return True
         self.set_stage(f"calibrating {model} on its validation split")
-        return self.call("calibrate", "--checkpoint", run.best, *self.passes) == 0
+        return self.timed_call(f"calibrate {model}", "calibrate", "--checkpoint", run.best,
+                               *self.passes) == 0
 
     def evaluate(self, model: str) -> bool:
         run = self.run_dir(model)
@@ -165,28 +200,31 @@ class Demo:
         if run.eval.metrics.is_file() and not self.args.retrain and not readout_newer:
             return True
         self.set_stage(f"evaluating {model}")
-        return self.call("evaluate", "--checkpoint", run.best, "--out", run.eval.path,
-                         *self.passes, "--bootstrap", self.args.bootstrap, "--pointing-game") == 0
+        return self.timed_call(f"evaluate {model}", "evaluate", "--checkpoint", run.best,
+                               "--out", run.eval.path, *self.passes,
+                               "--bootstrap", self.args.bootstrap, "--pointing-game") == 0
 
     def fill_worklist(self, model: str) -> bool:
         run = self.run_dir(model)
         self.set_stage(f"importing {model} test predictions into the worklist")
-        return self.call("worklist", "import", run.eval.predictions,
-                         "--model", model, "--checkpoint", run.best,
-                         "--db", self.args.worklist, "--images-root", self.args.data) == 0
+        return self.timed_call(f"worklist {model}", "worklist", "import", run.eval.predictions,
+                               "--model", model, "--checkpoint", run.best,
+                               "--db", self.args.worklist, "--images-root", self.args.data) == 0
 
     def simulate_reviews(self, model: str) -> None:
         """A few simulated decisions on this model's queue (only on a queue nobody decided)."""
         from cxr.demo_reviews import dataset_truth, simulate_reviews
         from cxr.hashing import file_sha256
         from cxr.worklist import Worklist
-        try:
-            n = simulate_reviews(Worklist(self.args.worklist),
-                                 file_sha256(self.run_dir(model).best),
-                                 dataset_truth(self.args.data))
-        except (ValueError, OSError) as exc:  # the demo goes on; the Audit page stays empty
-            self.set_stage(f"simulated reviews failed: {exc}", failed="simulated reviews")
-            return
+        with self.timed("simulated reviews") as entry:
+            try:
+                n = simulate_reviews(Worklist(self.args.worklist),
+                                     file_sha256(self.run_dir(model).best),
+                                     dataset_truth(self.args.data))
+            except (ValueError, OSError) as exc:  # the demo goes on; the Audit page stays empty
+                entry["ok"] = False
+                self.set_stage(f"simulated reviews failed: {exc}", failed="simulated reviews")
+                return
         if n:
             self.set_stage(f"recorded {n} SIMULATED review decisions on the {model} queue "
                            "(marked simulated; for the Audit page)")
@@ -211,7 +249,8 @@ class Demo:
         if len(evaluated) > 1:
             self.set_stage("comparing the models")
             runs = [self.run_dir(m).path for m in evaluated]
-            if self.call("compare", *runs, "--out", self.args.runs / "demo-compare") == 0:
+            if self.timed_call("compare", "compare", *runs,
+                               "--out", self.args.runs / "demo-compare") == 0:
                 self.status["done"].append("compare")
         self.set_stage("finished" if not self.status["failed"] else "finished with failures")
 

@@ -20,8 +20,9 @@ What is in it (cxr/evaluation/{calibration,operating_points,ood}.py say how each
 - operating points: per finding, `youden`, `sensitivity` (val sensitivity >= 0.90) and
   `specificity` (val specificity >= 0.90), each a threshold on the CALIBRATED probability with
   its validation sensitivity and specificity;
-- ood: the mean and LedoitWolf precision of the pooled TRAINING features, and the threshold
-  that a stated share of VALIDATION films fall under;
+- ood: the mean and LedoitWolf precision of the pooled TRAINING features, and the conformal
+  threshold on VALIDATION (and, where they look alike, training leave-one-out) scores, with the
+  flag rate it promises for in-distribution films and that rate's 95% interval;
 - provenance: split, seeds, data version, passes, and the image ids every part was fitted on.
 
 File format (torch.save; read with `torch.load(weights_only=True)`; written atomically):
@@ -30,7 +31,10 @@ File format (torch.save; read with `torch.load(weights_only=True)`; written atom
      "meta": {"labels": [14], "calibration": {"method", "a", "b", "temperature", "fitted"},
               "operating_points": {"target": 0.9, point: {finding: {"threshold",
                                    "val_sensitivity", "val_specificity"}}},
-              "ood": {"method", "threshold", "share", "shrinkage", "feature_dim", "n_train"},
+              "ood": {"method", "threshold", "share", "shrinkage", "feature_dim", "n_train",
+                      "threshold_method", "n_calibration", "expected_flag_rate",
+                      "flag_rate_interval", "calibration"},  # the last five: absent in
+                                                             # readouts before the conformal one
               "provenance": {...}}}          # JSON-safe: NaN stored as null
 
 The call per finding at an operating point t (calibrated scale; `call_findings`):
@@ -119,7 +123,8 @@ class Readout:
         self.thresholds(point)  # an unknown point is an error
         return _plain({"available": True, "operating_point": point, "target": self.target,
                        "calibration": self.calibration.method,
-                       "ood": {"threshold": self.ood.threshold, "share": self.ood.share},
+                       "ood": {"threshold": self.ood.threshold, "share": self.ood.share,
+                               **ood_promise(self.ood)},
                        "checkpoint_sha256": self.checkpoint_sha256,
                        "points": {f: self.points[point][f] for f in self.labels}})
 
@@ -155,7 +160,12 @@ class Readout:
                 "ood": {"method": "mahalanobis_ledoitwolf", "threshold": self.ood.threshold,
                         "share": self.ood.share, "shrinkage": self.ood.shrinkage,
                         "feature_dim": int(len(self.ood.mean)),
-                        "n_train": self.provenance.get("n_train_films")},
+                        "n_train": self.provenance.get("n_train_films"),
+                        "threshold_method": self.ood.method,
+                        "n_calibration": self.ood.n_calibration,
+                        "expected_flag_rate": self.ood.expected_flag_rate,
+                        "flag_rate_interval": self.ood.flag_rate_interval,
+                        "calibration": self.ood.calibration},
                 "provenance": self.provenance}
         return {"format": FORMAT, "version": VERSION, "checkpoint_sha256": self.checkpoint_sha256,
                 "tensors": {"ood_mean": torch.from_numpy(np.asarray(self.ood.mean, np.float64)),
@@ -172,12 +182,31 @@ class Readout:
             cal = Calibration(c["method"], np.asarray(c["a"], float), np.asarray(c["b"], float),
                               np.asarray(c["fitted"], bool))
             ood = OODModel(tensors["ood_mean"].numpy(), tensors["ood_precision"].numpy(),
-                           float(o["threshold"]), float(o["share"]), float(o["shrinkage"]))
+                           float(o["threshold"]), float(o["share"]), float(o["shrinkage"]),
+                           o.get("threshold_method", "quantile"), o.get("n_calibration"),
+                           o.get("expected_flag_rate"), o.get("flag_rate_interval"),
+                           o.get("calibration"))
             return cls(payload["checkpoint_sha256"], tuple(meta["labels"]), cal, points, ood,
                        meta.get("provenance") or {}, float(meta["operating_points"]["target"]))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ReadoutError(f"readout {source} is incomplete ({type(exc).__name__}: {exc}); "
                                "run `cxr calibrate` again") from None
+
+
+def ood_promise(ood: OODModel) -> dict:
+    """What the OOD threshold promises for in-distribution films: {threshold_method,
+    n_calibration, expected_flag_rate, flag_rate_interval [lo, hi] (95%), note}. A readout
+    from before the conformal threshold promises only 1 - share, with no interval."""
+    if ood.method != "conformal":
+        note = (ood.calibration or {}).get("note") or (
+            "threshold from the validation quantile (a readout before the conformal threshold): "
+            "no finite-sample promise; run `cxr calibrate` again for one")
+        return {"threshold_method": ood.method, "n_calibration": ood.n_calibration,
+                "expected_flag_rate": 1 - ood.share, "flag_rate_interval": None, "note": note}
+    return {"threshold_method": ood.method, "n_calibration": ood.n_calibration,
+            "expected_flag_rate": ood.expected_flag_rate,
+            "flag_rate_interval": list(ood.flag_rate_interval),
+            "note": (ood.calibration or {}).get("note", "")}
 
 
 def _plain(meta: dict) -> dict:
@@ -203,10 +232,11 @@ def call_findings(cal_mean: np.ndarray, t: np.ndarray,
 def fit_readout(y_val: np.ndarray, p_val: np.ndarray, val_features: np.ndarray,
                 train_features: np.ndarray, checkpoint_sha256: str, labels,
                 method: str = "temperature", share: float = 0.95,
-                provenance: dict | None = None) -> Readout:
+                provenance: dict | None = None, pool_train: bool = True) -> Readout:
     """Fit the three parts: calibration on validation labels y_val (N, F) and MC means p_val;
     operating points on the CALIBRATED validation probabilities; the OOD model on the
-    training features, its threshold on the validation features."""
+    training features, its conformal threshold on the validation features' scores (and the
+    training films' leave-one-out scores, `pool_train`, when they look alike: ood.fit_ood)."""
     from cxr.evaluation.calibration import fit_calibration
     from cxr.evaluation.ood import fit_ood
     from cxr.evaluation.operating_points import choose_points
@@ -214,7 +244,7 @@ def fit_readout(y_val: np.ndarray, p_val: np.ndarray, val_features: np.ndarray,
     labels = tuple(labels)
     cal = fit_calibration(y_val, p_val, method)
     points = choose_points(y_val, calibrate(p_val, cal), labels)
-    ood = fit_ood(train_features, val_features, share)
+    ood = fit_ood(train_features, val_features, share, pool_train)
     return Readout(checkpoint_sha256, labels, cal, points, ood, dict(provenance or {}))
 
 

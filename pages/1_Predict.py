@@ -11,8 +11,9 @@ from functools import partial
 import streamlit as st
 
 import app_ui
-from cxr.dashboard import analysis, charts, mc_histogram
+from cxr.dashboard import analysis, charts, mc_histogram, plain
 from cxr.dashboard.audit import md_plain
+from cxr.dashboard.points import point_caption
 from cxr.dashboard.runs import best_run, list_runs
 from cxr.dashboard.status import overview
 from cxr.data.layout import trained_on_synthetic
@@ -46,7 +47,8 @@ with st.sidebar:
     point = st.selectbox("Operating point", POINTS, format_func=analysis.POINT_LABELS.get,
                          key="point", help="where each finding's call is made, chosen on the "
                          "run's validation split by `cxr calibrate`: Youden's J, or the "
-                         "threshold keeping validation sensitivity (or specificity) >= 0.90")
+                         "threshold whose validation sensitivity (or specificity) is >= 0.90 "
+                         "with 95% confidence (its lower confidence bound)")
 device = analysis.device_name()
 
 upload = st.file_uploader("Chest X-ray (PNG, JPEG or DICOM; any file name)", type=None,
@@ -56,12 +58,12 @@ upload = st.file_uploader("Chest X-ray (PNG, JPEG or DICOM; any file name)", typ
 try:
     model, meta = app_ui.model_for(run.checkpoint, device)
 except Exception as exc:  # a checkpoint being rewritten or broken: say so, keep the app up
-    st.error(f"Cannot load checkpoint `{run.checkpoint}`: {exc}")
+    st.error(f"Cannot load checkpoint {plain.code(run.checkpoint)}: {plain.md(exc)}")
     st.stop()
 try:
     readout, readout_mtime = app_ui.readout_for(run.checkpoint)
 except ReadoutError as exc:  # fitted for another checkpoint (retrained): never used silently
-    st.error(f"Cannot use this checkpoint's readout: {exc}")
+    st.error(f"Cannot use this checkpoint's readout: {plain.md(exc)}")
     st.stop()
 st.caption(md_plain(in_force(readout)))  # validation fit, or refitted on reviewed cases
 if upload is None:
@@ -74,7 +76,7 @@ digest = hashlib.sha256(data).hexdigest()
 try:
     img = analysis.read_upload(data, upload.name)
 except analysis.UploadError as exc:
-    st.error(f"Cannot analyse this file: {exc}")
+    st.error(f"Cannot analyse this file: {exc}")  # the uploader's own file, their session
     st.caption(analysis.ACCEPTED)
     st.stop()
 
@@ -107,9 +109,9 @@ app_ui.show_notices(analysis.notices(result, trained_on_synthetic(meta), run.che
 film = analysis.display_film(img.pixels)
 left, right = st.columns([2, 3])
 with left:
-    st.image(film, caption=f"{img.meta.get('format', '?')} · {img.pixels.shape[1]}×"
-             f"{img.pixels.shape[0]} px" + (f" · view {img.meta['view']}" if 'view' in img.meta
-                                             else ""), clamp=True, width="stretch")
+    view = f" · view {plain.md(img.meta['view'])}" if "view" in img.meta else ""
+    st.image(film, caption=f"{plain.md(img.meta.get('format', '?'))} · {img.pixels.shape[1]}×"
+             f"{img.pixels.shape[0]} px{view}", clamp=True, width="stretch")
 with right:
     rule_text = (f"image uncertainty {result.score:.3f}, rule "
                  f"{describe_rule(result.rule, result.threshold)}")
@@ -130,7 +132,8 @@ with right:
                     f"{result.readout.calibration.method} calibration), OOD score "
                     f"{result.ood_score:.2f} (threshold {result.readout.ood.threshold:.2f})"
                     if calibrated else "no readout")
-    st.caption(f"{run.name} ({meta['model']['name']}, {meta['preprocess']['input_size']} px), "
+    st.caption(f"{plain.md(run.name)} ({plain.md(meta['model']['name'])}, "
+               f"{meta['preprocess']['input_size']} px), "
                f"{passes} passes on {device}; uncertainty rule {rule} from {rule_origin}; "
                f"{readout_text}.")
 
@@ -149,7 +152,13 @@ st.dataframe(result.table(point), hide_index=True, width="stretch", key="probs",
                                         "of it; n/a when validation had one class"),
     "threshold": number("threshold", help="the operating point, on the calibrated scale"),
     "val sensitivity": number("val sensitivity"),
-    "val specificity": number("val specificity")})
+    "val specificity": number("val specificity"),
+    "val sensitivity (95% CI)": st.column_config.TextColumn(
+        "val sensitivity (95% CI)", help="exact (Clopper-Pearson) interval on the validation "
+        "films the threshold was chosen on"),
+    "val specificity (95% CI)": st.column_config.TextColumn("val specificity (95% CI)")})
+if calibrated:
+    st.caption(point_caption(result.readout, point))
 
 st.subheader("MC-dropout samples")
 top_k = st.slider("Findings to show", 1, 6, 3, key="top_k")

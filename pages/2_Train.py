@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cxr.dashboard import charts, cost, jobs, presets
+from cxr.dashboard import charts, cost, jobs, plain, presets
 from cxr.dashboard.runs import format_eta, list_runs, run_info, run_to_watch, runs_table
 from cxr.dashboard.state import find_datasets
 from cxr.dashboard.status import overview
@@ -107,7 +107,7 @@ with st.expander("Launch a training run" + ("" if who.can_train else " (trainers
             cfg = jobs.train_config(data_dir.strip(), model, settings, lines)
             measure_key = cost.MeasureKey.of(cfg)
         except ValueError as exc:
-            st.warning(f"No estimate for these settings: {exc}")
+            st.warning(f"No estimate for these settings: {plain.md(exc)}")
     if cfg is not None:
         try:
             if not data_dir.strip():
@@ -115,7 +115,7 @@ with st.expander("Launch a training run" + ("" if who.can_train else " (trainers
             work = cost.workload(cfg)
             st.markdown(cost.describe_steps(work))
         except (FileNotFoundError, ValueError) as exc:
-            st.caption(f"Steps per epoch need the dataset: {exc}")
+            st.caption(f"Steps per epoch need the dataset: {plain.md(exc)}")
         timing = cost.cached_timing(measure_key)
     time_box = st.container()  # drawn above the buttons, filled once a click is handled
     c1, c2 = st.columns(2)
@@ -167,7 +167,8 @@ with st.expander("Launch a training run" + ("" if who.can_train else " (trainers
         else:
             st.session_state["launched"] = run_name
             st.session_state["watch"] = run_name
-            st.success(f"Launched `{run_name}` (pid {pid}). It keeps running if you close "
+            st.success(f"Launched {plain.code(run_name)} (pid {pid}). It keeps running if you "
+                       "close "
                        "this page.")
 
 # -- monitor -----------------------------------------------------------------------------------
@@ -191,15 +192,16 @@ def monitor():
     info = run_info(run_dir, r.runs)
     if info.active != was_active:
         st.rerun()
-    st.markdown(f"**{info.name}** · model `{info.model or '?'}` · status **{info.status}**")
+    st.markdown(f"**{plain.md(info.name)}** · model {plain.code(info.model or '?')} · status "
+                f"**{plain.md(info.status)}**")
     text = app_ui.progress_line(info)
     if info.status == "running" and info.eta_s is not None:
         text += f" (at most {format_eta(info.eta_s)} left)"
     st.progress(info.fraction, text=text)
     if info.progress.get("message"):
-        st.caption(str(info.progress["message"]))
+        st.caption(plain.md(info.progress["message"]))
     if info.status in ("failed", "died"):
-        st.error(f"Run {info.status}: {info.error or 'no error recorded'}")
+        st.error(f"Run {info.status}: {plain.md(info.error or 'no error recorded')}")
     elif info.status == "stopped":
         st.warning("Stopped on request (last.pt kept; `cxr train --resume` continues it).")
     elif info.status == "finished":
@@ -217,7 +219,7 @@ def monitor():
             except jobs.JobError as exc:
                 st.error(str(exc))
             else:
-                st.toast(f"Resuming {info.name} (pid {pid})")
+                st.toast(f"Resuming {plain.md(info.name)} (pid {pid})")
                 st.rerun()  # the whole page: the monitor starts refreshing again
     history = RunDir(run_dir).read_history()
     if not history.empty:

@@ -7,8 +7,9 @@ import numpy as np
 import streamlit as st
 
 import app_ui
-from cxr.dashboard import charts, jobs
-from cxr.dashboard.evaluations import Evaluation, best_per_row, table2, table_with_cis
+from cxr.dashboard import charts, jobs, plain
+from cxr.dashboard.evaluations import (Evaluation, best_per_row, ood_table, table2,
+                                       table_with_cis)
 from cxr.dashboard.runs import list_runs
 from cxr.dashboard.status import overview
 from cxr.labels import FINDINGS
@@ -29,7 +30,8 @@ def eval_jobs_running() -> list:
 def job_panel():
     running = eval_jobs_running()
     for run in running:
-        st.info(f"Evaluating `{run.name}`… (background job; this page updates when it is done)")
+        st.info(f"Evaluating {plain.code(run.name)}… (background job; this page updates when "
+                "it is done)")
         tail = jobs.log_tail(run.path, "evaluate", 5)
         if tail:
             st.code(tail, language=None)
@@ -39,8 +41,8 @@ def job_panel():
     for run in runs:
         code = jobs.exit_code(run.path, "evaluate")
         if code not in (None, 0) and not run.evaluated:
-            st.error(f"Evaluating `{run.name}` failed (exit status {code}):\n\n"
-                     + jobs.log_tail(run.path, "evaluate", 8))
+            st.error(f"Evaluating {plain.code(run.name)} failed (exit status {code}):")
+            st.code(jobs.log_tail(run.path, "evaluate", 8), language=None)
 
 
 candidates = [run for run in runs if run.has_best and not run.evaluated and not run.active]
@@ -58,7 +60,7 @@ with st.expander(f"Evaluate a trained run ({len(candidates)} not evaluated yet)"
                 st.error(str(exc))
             else:
                 st.session_state["eval_waiting"] = True
-                st.success(f"Evaluation of `{pick}` started (pid {pid}).")
+                st.success(f"Evaluation of {plain.code(pick)} started (pid {pid}).")
                 st.rerun()
     else:
         st.caption("Every trained run is evaluated (or still training).")
@@ -85,7 +87,7 @@ if not evals:
     st.stop()
 with st.expander("Provenance (split, seed, data version) of each evaluation"):
     for e in evals:
-        st.markdown(f"- **{e.name}**: {e.provenance()}")
+        st.markdown(f"- **{plain.md(e.name)}**: {plain.md(e.provenance())}")
 
 # -- Table 2 -----------------------------------------------------------------------------------
 st.subheader("Table 2: AUC per finding (95% CI by patient bootstrap)")
@@ -158,3 +160,15 @@ if calibrated:
 else:
     st.caption("No calibrated reliability curve: none of these runs has a readout. "
                "`cxr calibrate --checkpoint RUN/best.pt`, then `cxr evaluate`, adds one.")
+
+# -- OOD guard ---------------------------------------------------------------------------------
+st.subheader("Out-of-distribution guard on the scored split")
+st.dataframe(ood_table(evals), hide_index=True, width="stretch", key="ood")
+st.caption("Expected: the share of in-distribution films the readout's conformal threshold "
+           "flags (95% interval of that promise). Observed: the share of this split's films "
+           "flagged (exact Clopper-Pearson 95% CI). Within promise: the count lies in the 95% "
+           "range the promise gives for that many films. " + app_ui.DISCLAIMER)
+held = [text for text in (e.targets_held() for e in evals) if text]
+if held:
+    st.caption("High-sensitivity / high-specificity points on the scored split: "
+               + ". ".join(held) + ". " + app_ui.DISCLAIMER)

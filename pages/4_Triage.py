@@ -1,7 +1,11 @@
-"""Triage: the review worklist (cxr/worklist.py, SQLite), one model's queue at a time (the best
-fusion run's by default), most uncertain cases first; filter by finding, call, OOD flag, status
-and uncertainty; select a case to see its film, Grad-CAM, probabilities and calls, then record a
-decision (kept with history).
+"""Triage: the review worklist (cxr.worklist: SQLite, or a team's PostgreSQL), one model's queue
+at a time (the best fusion run's by default), most uncertain cases first; filter by finding,
+call, OOD flag, status and uncertainty; select a case to see its film, Grad-CAM, probabilities
+and calls, then record a decision (kept with history). The selected case is an id in session
+state, never a row number; each case's form has keys of its own and records what it was drawn
+for (a decision on a stale view is refused); opening a case claims it (others see it read-only).
+Names and notes others typed are plain text (cxr/dashboard/plain.py); films are read only under
+the image roots. A database the page cannot use is a message at the top, not a traceback.
 Logic: cxr/dashboard/triage.py."""
 from __future__ import annotations
 
@@ -10,184 +14,261 @@ from pathlib import Path
 import streamlit as st
 
 import app_ui
-from cxr.dashboard import analysis, charts, triage
+from cxr.dashboard import analysis, charts, plain, triage
 from cxr.dashboard.runs import list_runs
-from cxr.dashboard.status import overview, worklist_counts
+from cxr.dashboard.status import overview
+from cxr.data.images import ImageLoadError
 from cxr.labels import FINDINGS
-from cxr.worklist import DECISIONS, STATUSES, Worklist
+from cxr.worklist import (DECISIONS, STATUSES, SchemaMismatch, Worklist, WorklistUnavailable,
+                          mask)
 
 DECISION_LABELS = {"agree": "Agree", "disagree": "Disagree", "second_read": "Needs second read"}
 
 who = app_ui.viewer()  # signed in (or local mode), else only the sign-in screen
 r = app_ui.roots()
+ss = st.session_state
 st.title("Triage")
-if worklist_counts(r.worklist) is None:
-    st.info(f"No worklist at `{r.worklist}` yet. The demo fills it with its test-split "
-            "predictions after evaluation; or run `cxr worklist import PREDICTIONS.csv --model M "
-            f"--checkpoint RUN/best.pt --db {r.worklist}`.")
-    app_ui.demo_banner(overview(r).demo)
-    st.stop()
-wl = Worklist(r.worklist)
-runs = list_runs(r.runs)
-queues = {q.checkpoint_hash: q for q in triage.queues(wl, runs)}
-if not queues:
-    st.info("The worklist has no case yet.")
-    st.stop()
-
-# -- the queue: one model's readings, so a film appears once -----------------------------------
-default = triage.default_queue(list(queues.values()))
-choice = st.selectbox("Queue (one model's readings)", list(queues),
-                      index=list(queues).index(default.checkpoint_hash), key="f_queue",
-                      format_func=lambda h: queues[h].label,
-                      help="each model's predictions are a queue of their own; default: the "
-                           "fusion run with the best validation AUC")
-queue = queues[choice]
-
-# -- filters -----------------------------------------------------------------------------------
-with st.container(border=True):
-    c1, c2, c3, c4, c5, c6, c7 = st.columns([2, 1, 2, 2, 2, 2, 2])
-    finding = c1.selectbox("Finding", [triage.ANY, *FINDINGS], key="f_finding")
-    min_prob = c2.number_input("min P", 0.0, 1.0, 0.5, 0.05, key="f_min_prob",
-                               disabled=finding == triage.ANY)
-    call = c3.selectbox("Call", triage.CALL_CHOICES, key="f_call",
-                        help="the call of the chosen finding, or of any finding ('positive' "
-                             "with finding 'any': any positive call)")
-    ood = c4.selectbox("Out of distribution", list(triage.OOD_CHOICES), key="f_ood")
-    status = c5.selectbox("Status", [triage.ANY, *STATUSES], key="f_status")
-    top = triage.MAX_UNCERTAINTY
-    uncertainty = c6.slider("Uncertainty (image score)", 0.0, top, (0.0, top), 0.01, key="f_unc",
-                            help="each case's score under its uncertainty rule")
-    sort = c7.selectbox("Sort by", list(triage.SORTS), key="f_sort")
-    ascending = c7.toggle("ascending", key="f_asc")
-
-cases = triage.find_cases(wl, finding, min_prob, status, uncertainty, sort, ascending,
-                          queue=queue.checkpoint_hash, call=call, ood=ood)
-calls_text = (f"Calls at the {queue.operating_point} operating point (chosen on validation)."
-              if queue.operating_point else
-              "This queue came without a readout: no calls and no out-of-distribution flags "
-              "(run `cxr calibrate` on its checkpoint, evaluate or predict again, and import).")
-st.caption(f"{len(cases)} case(s) shown; {queue.pending} pending in this queue, "
-           f"{worklist_counts(r.worklist)['pending']} in the worklist. {calls_text} "
-           + triage.rules_caption(cases))
-if cases.empty:
-    st.info("No case matches these filters.")
-    st.stop()
-
-event = st.dataframe(
-    triage.case_table(cases), hide_index=True, width="stretch", height=360, key="cases",
-    on_select="rerun", selection_mode="single-row",
-    selection_default={"selection": {"rows": [0]}},
-    column_config={
-        "id": st.column_config.NumberColumn("case", width="small"),
-        "OOD": st.column_config.TextColumn(
-            "OOD", help="out of distribution: the film is unlike the films the model was "
-            "trained on, and its numbers are not to be trusted"),
-        "OOD score": st.column_config.NumberColumn("OOD score", format="%.2f"),
-        "uncertainty": st.column_config.NumberColumn(
-            "uncertainty", format="%.3f", help="the image score under the case's rule: mean = "
-            "mean MC-dropout std over the findings (the report's), any = the largest"),
-        "top P": st.column_config.ProgressColumn("top P", min_value=0.0, max_value=1.0,
-                                                 format="%.2f"),
-        **{f: st.column_config.ProgressColumn(f, min_value=0.0, max_value=1.0, format="%.2f")
-           for f in FINDINGS}})
-rows = event.selection.rows if event is not None else []
-row = rows[0] if rows and rows[0] < len(cases) else 0  # nothing selected: the first case
-case = cases.iloc[row]
-case_id = int(case["id"])
-
-# -- the case ------------------------------------------------------------------------------------
-st.subheader(f"Case {case_id}: {case['image']}")
-st.caption(f"model {case['model']} · status **{case['status']}** · uncertainty "
-           f"{case['uncertainty']:.3f} (rule {case['uncertainty_rule']})"
-           if case["uncertainty"] == case["uncertainty"]
-           else f"model {case['model']} · status **{case['status']}**")
-mean, std = triage.case_probabilities(case)
-if case["ood"] == 1:  # before the case's numbers, as on the Predict page
-    st.error(f"**Out of distribution.** This film is unlike the films this model was trained "
-             f"on (OOD score {case['ood_score']:.2f}): its numbers are not to be trusted.")
-calls = triage.case_calls(case)
+problem = st.container()  # a worklist the page cannot use: the message goes here, on top
+IMAGE_ROOTS = tuple(str(p) for p in triage.image_roots(r.data))
 
 
 @st.cache_data(max_entries=16, show_spinner="Loading the film…")
-def film(path: str):
-    return analysis.read_upload(Path(path).read_bytes(), Path(path).name).pixels
+def film(path: str, roots: tuple[str, ...]):
+    """Only through load_image, only under the image roots (triage.load_film)."""
+    return triage.load_film(path, [Path(p) for p in roots]).pixels
 
 
-left, right = st.columns([2, 3])
-with right:
-    st.plotly_chart(charts.probability_bars(list(FINDINGS), mean, std), key="case_bars")
-    if calls is not None:
-        called = {c: [f for f, x in zip(FINDINGS, calls) if x == c] for c in ("positive",
-                                                                              "uncertain")}
-        st.caption(f"Calls at the {case['operating_point']} operating point: positive "
-                   f"{', '.join(called['positive']) or 'none'}; uncertain "
-                   f"{', '.join(called['uncertain']) or 'none'}; the others negative or n/a.")
-with left:
-    path = case["path"]
-    pixels = None
-    if not path or not Path(path).is_file():
-        st.info(f"Film not available here ({path or 'no path recorded'}).")
+def page() -> None:
+    for key, value in ss.pop("triage_kept", {}).items():  # typed before the database went away
+        ss[key] = value
+    try:
+        wl = Worklist(r.worklist, create=False)  # reading writes nothing
+    except FileNotFoundError:
+        st.info(f"No worklist at {plain.code(mask(r.worklist))} yet. The demo fills it with its "
+                "test-split predictions after evaluation; or run `cxr worklist import "
+                "PREDICTIONS.csv --model M --checkpoint RUN/best.pt --db "
+                f"{plain.md(mask(r.worklist))}`.")
+        app_ui.demo_banner(overview(r).demo)
+        st.stop()
+    runs = list_runs(r.runs)
+    queues = {q.checkpoint_hash: q for q in triage.queues(wl, runs)}
+    if not queues:
+        st.info("The worklist has no case yet.")
+        st.stop()
+
+    # -- the queue: one model's readings, so a film appears once -----------------------------------
+    default = triage.default_queue(list(queues.values()))
+    choice = st.selectbox("Queue (one model's readings)", list(queues),
+                          index=list(queues).index(default.checkpoint_hash), key="f_queue",
+                          format_func=lambda h: queues[h].label,
+                          help="each model's predictions are a queue of their own; default: the "
+                               "fusion run with the best validation AUC")
+    queue = queues[choice]
+
+    # -- filters -----------------------------------------------------------------------------------
+    with st.container(border=True):
+        c1, c2, c3, c4, c5, c6, c7 = st.columns([2, 1, 2, 2, 2, 2, 2])
+        finding = c1.selectbox("Finding", [triage.ANY, *FINDINGS], key="f_finding")
+        min_prob = c2.number_input("min P", 0.0, 1.0, 0.5, 0.05, key="f_min_prob",
+                                   disabled=finding == triage.ANY)
+        call = c3.selectbox("Call", triage.CALL_CHOICES, key="f_call",
+                            help="the call of the chosen finding, or of any finding ('positive' "
+                                 "with finding 'any': any positive call)")
+        ood = c4.selectbox("Out of distribution", list(triage.OOD_CHOICES), key="f_ood")
+        status = c5.selectbox("Status", [triage.ANY, *STATUSES], key="f_status")
+        top = triage.MAX_UNCERTAINTY
+        uncertainty = c6.slider("Uncertainty (image score)", 0.0, top, (0.0, top), 0.01,
+                                key="f_unc",
+                                help="each case's score under its uncertainty rule")
+        sort = c7.selectbox("Sort by", list(triage.SORTS), key="f_sort")
+        ascending = c7.toggle("ascending", key="f_asc")
+
+    cases = triage.find_cases(wl, finding, min_prob, status, uncertainty, sort, ascending,
+                              queue=queue.checkpoint_hash, call=call, ood=ood)
+    calls_text = (f"Calls at the {plain.md(queue.operating_point)} operating point (chosen on "
+                  "validation)."
+                  if queue.operating_point else
+                  "This queue came without a readout: no calls and no out-of-distribution flags "
+                  "(run `cxr calibrate` on its checkpoint, evaluate or predict again, and import).")
+    st.caption(f"{len(cases)} case(s) shown; {queue.pending} pending in this queue, "
+               f"{wl.counts()['pending']} in the worklist. {calls_text} "
+               + triage.rules_caption(cases))  # rule names checked by cxr.uncertainty
+
+    # -- the selection: a case id kept in session state (a new queue starts at its first case) -----
+    ids = [int(i) for i in cases["id"]]
+    if ss.get("triage_queue") != queue.checkpoint_hash:
+        ss["triage_queue"] = queue.checkpoint_hash
+        ss.pop("triage_case", None)
+    pick = triage.pick_case(ids, ss.get("triage_case"), saved=ss.pop("triage_saved", None))
+    if cases.empty:
+        st.info("No case matches these filters.")
+        if pick.case_id is None:
+            st.stop()
     else:
-        try:
-            pixels = analysis.display_film(film(path))
-        except (analysis.UploadError, OSError) as exc:
-            st.error(f"Cannot read the film: {exc}")
-    if pixels is not None:
-        ckpt = triage.checkpoint_for(case["checkpoint_hash"], runs)
-        show = st.selectbox("Grad-CAM for", ["(film only)", *FINDINGS],
-                            index=1 + int(mean.argmax()) if ckpt else 0, key=f"cam_{case_id}")
-        if show != "(film only)" and ckpt:
-            device = analysis.device_name()
-            model, _ = app_ui.model_for(ckpt, device)
-            with app_ui.model_lock(ckpt, device):
-                heat = analysis.explain(model, film(path), [show])[show]
-            st.image(analysis.overlay(pixels, heat, 0.4), width="stretch",
-                     caption=f"Grad-CAM: {show}")
-        else:
-            if show != "(film only)":
-                st.caption("The checkpoint that made these predictions is not among the runs; "
-                           "showing the film only.")
-            st.image(pixels, clamp=True, width="stretch")
+        key = triage.table_key(ids)  # a new list of cases is a new table, selected afresh
+        event = st.dataframe(
+            triage.case_table(cases), hide_index=True, width="stretch", height=360, key=key,
+            on_select="rerun", selection_mode="single-row",
+            selection_default={"selection": {"rows": [ids.index(pick.case_id)] if pick.listed
+                                                      else []}},
+            column_config={
+                "id": st.column_config.NumberColumn("case", width="small"),
+                "OOD": st.column_config.TextColumn(
+                    "OOD", help="out of distribution: the film is unlike the films the model was "
+                    "trained on, and its numbers are not to be trusted"),
+                "OOD score": st.column_config.NumberColumn("OOD score", format="%.2f"),
+                "uncertainty": st.column_config.NumberColumn(
+                    "uncertainty", format="%.3f", help="the image score under the case's rule: "
+                    "mean = mean MC-dropout std over the findings (the report's), any = the "
+                    "largest"),
+                "top P": st.column_config.ProgressColumn("top P", min_value=0.0, max_value=1.0,
+                                                         format="%.2f"),
+                **{f: st.column_config.ProgressColumn(f, min_value=0.0, max_value=1.0,
+                                                      format="%.2f") for f in FINDINGS}})
+        rows = list(event.selection.rows) if event is not None else []
+        clicked = triage.clicked_case(ids, key, rows, ss.get("triage_table"))
+        ss["triage_table"] = (key, rows)
+        if clicked is not None:
+            pick = triage.pick_case(ids, pick.case_id, clicked=clicked)
+    case_id = ss["triage_case"] = pick.case_id
+    if pick.listed:
+        case = cases.loc[cases["id"] == case_id].iloc[0]
+    else:  # it left the list (decided by someone else, filters changed): say so, never swap it
+        case = triage.case_by_id(wl, case_id, queue.checkpoint_hash)
+        st.warning(plain.md(triage.left_list_note(case, case_id)))
+        if case is None:
+            st.stop()
 
-# -- decision --------------------------------------------------------------------------------------
-if not who.local:
-    app_ui.signed_in(who, key="sign_out_triage")
-with st.form("decision", clear_on_submit=False):
-    st.markdown("**Your review**")
-    c1, c2 = st.columns([1, 2])
-    decision = c1.radio("Decision", DECISIONS, format_func=DECISION_LABELS.get, key="d_decision")
-    corrected = c2.multiselect("Findings present (if you disagree)", FINDINGS, key="d_corrected",
-                               help="leave empty with 'Disagree' to mean No Finding")
-    note = st.text_area("Note", key="d_note")
-    if who.local:  # single-user local mode: the reviewer says who they are
+    # -- the case ----------------------------------------------------------------------------------
+    st.subheader(f"Case {case_id}: {plain.md(case['image'])}")
+    st.caption(f"model {plain.md(case['model'])} · status **{case['status']}** · uncertainty "
+               f"{case['uncertainty']:.3f} (rule {plain.md(case['uncertainty_rule'])})"
+               if case["uncertainty"] == case["uncertainty"]
+               else f"model {plain.md(case['model'])} · status **{case['status']}**")
+    mean, std = triage.case_probabilities(case)
+    if case["ood"] == 1:  # before the case's numbers, as on the Predict page
+        st.error(f"**Out of distribution.** This film is unlike the films this model was trained "
+                 f"on (OOD score {case['ood_score']:.2f}): its numbers are not to be trusted.")
+    calls = triage.case_calls(case)
+
+
+    left, right = st.columns([2, 3])
+    with right:
+        st.plotly_chart(charts.probability_bars(list(FINDINGS), mean, std), key="case_bars")
+        if calls is not None:
+            called = {c: [f for f, x in zip(FINDINGS, calls) if x == c] for c in ("positive",
+                                                                                  "uncertain")}
+            st.caption(f"Calls at the {plain.md(case['operating_point'])} operating point: "
+                       "positive "
+                       f"{', '.join(called['positive']) or 'none'}; uncertain "
+                       f"{', '.join(called['uncertain']) or 'none'}; the others negative or n/a.")
+    with left:
+        path = case["path"] if isinstance(case["path"], str) else None
+        pixels = None
+        try:
+            pixels = analysis.display_film(film(path, IMAGE_ROOTS))
+        except triage.FilmUnavailable as exc:
+            st.info(f"Film not available here: {plain.md(exc)}.")
+        except ImageLoadError as exc:
+            st.error(f"Cannot read the film: {plain.md(exc)}")
+        if pixels is not None:
+            ckpt = triage.checkpoint_for(case["checkpoint_hash"], runs)
+            show = st.selectbox("Grad-CAM for", ["(film only)", *FINDINGS],
+                                index=1 + int(mean.argmax()) if ckpt else 0, key=f"cam_{case_id}")
+            if show != "(film only)" and ckpt:
+                device = analysis.device_name()
+                model, _ = app_ui.model_for(ckpt, device)
+                with app_ui.model_lock(ckpt, device):
+                    heat = analysis.explain(model, film(path, IMAGE_ROOTS), [show])[show]
+                st.image(analysis.overlay(pixels, heat, 0.4), width="stretch",
+                         caption=f"Grad-CAM: {show}")
+            else:
+                if show != "(film only)":
+                    st.caption("The checkpoint that made these predictions is not among the runs; "
+                               "showing the film only.")
+                st.image(pixels, clamp=True, width="stretch")
+
+    # -- decision ----------------------------------------------------------------------------------
+    if not who.local:
+        app_ui.signed_in(who, key="sign_out_triage")
+    if who.local:  # single-user local mode: the reviewer says who they are (kept between cases)
         reviewer = st.text_input("Reviewer", key="d_reviewer")
     else:  # signed in: always the signed-in identity, never a typed name
         reviewer = who.identity
-        st.caption(f"Recorded as `{who.identity}`, the signed-in identity.")
-    if st.form_submit_button("Record decision", type="primary"):
+    # Opening a case claims it (renewed on every rerun while it stays open, released when the
+    # reviewer moves on); someone else's live claim makes the form read-only.
+    try:
+        claim = triage.claim_case(wl, case_id, reviewer)
+        held = (case_id, reviewer) if claim is not None and claim.mine else None
+        if ss.get("triage_claim") not in (None, held):
+            triage.release_claim(wl, *ss["triage_claim"])
+        ss["triage_claim"] = held
+    except triage.ClaimFailed as exc:  # a full disk: reading and the form still work
+        claim, failed = None, str(exc)
+    else:
+        failed = None
+    busy = triage.claim_note(claim)
+    if busy:
+        st.warning(plain.md(busy), icon=":material/lock:")
+    elif failed:
+        st.caption(plain.md(failed))
+    elif claim is None:
+        st.caption("Type your name to claim this case while you review it.")
+    # The form of this case (keys hold its id and the number of decisions saved in this session,
+    # so every case's form starts empty); `drawn`: what the form the reviewer submitted showed.
+    gen, drawn = ss.get("triage_gen", 0), ss.get("triage_drawn")
+    key_of = lambda field: triage.form_key(field, case_id, gen)
+    with st.form(f"decision_{case_id}_{gen}", clear_on_submit=False):
+        st.markdown("**Your review**")
+        c1, c2 = st.columns([1, 2])
+        decision = c1.radio("Decision", DECISIONS, format_func=DECISION_LABELS.get,
+                            key=key_of("decision"), disabled=bool(busy))
+        corrected = c2.multiselect("Findings present (if you disagree)", FINDINGS,
+                                   key=key_of("corrected"), disabled=bool(busy),
+                                   help="leave empty with 'Disagree' to mean No Finding")
+        note = st.text_area("Note", key=key_of("note"), disabled=bool(busy))
+        if not who.local:
+            st.caption(f"Recorded as {plain.code(who.identity)}, the signed-in identity.")
+        submitted = st.form_submit_button("Record decision", type="primary",
+                                          disabled=bool(busy))
+    ss["triage_drawn"] = triage.Drawn(case_id, int(case["n_decisions"]))
+    if submitted:
         try:
-            triage.record_decision(wl, case_id, decision, reviewer, note, corrected)
-        except ValueError as exc:
-            st.error(str(exc))
+            triage.save_decision(wl, drawn, case_id, decision, reviewer, note, corrected)
+        except triage.SaveFailed as exc:  # full disk, read-only database: the form keeps its input
+            st.error(str(exc), icon=":material/error:")
+        except ValueError as exc:  # bad input, or the case changed meanwhile (CaseChanged)
+            st.error(plain.md(exc))
         else:
-            st.session_state["recorded"] = f"Recorded **{DECISION_LABELS[decision]}** for case " \
-                                           f"{case_id} by {reviewer.strip()}."
+            ss["recorded"] = (f"Recorded **{DECISION_LABELS[decision]}** for case {case_id} by "
+                              f"{plain.md(reviewer.strip())}.")
+            ss["triage_saved"] = (case_id, ids)  # the next case, if this one leaves the list
+            ss["triage_gen"] = gen + 1           # ... and every form starts empty again
+            triage.release_claim(wl, case_id, reviewer)  # decided: free for a second reader
+            ss["triage_claim"] = None
             st.rerun()
-if "recorded" in st.session_state:
-    st.success(st.session_state.pop("recorded"))
+    if "recorded" in ss:
+        st.success(ss.pop("recorded"))
 
-history = wl.history(case_id)
-st.markdown(f"**History of case {case_id}** ({len(history)} decision(s))")
-if history.empty:
-    st.caption("No decision yet.")
-else:
-    st.table(history[["created_at", "reviewer", "decision", "corrected", "note"]])
+    history = wl.history(case_id)
+    st.markdown(f"**History of case {case_id}** ({len(history)} decision(s))")
+    if history.empty:
+        st.caption("No decision yet.")
+    else:  # st.table renders its cells as Markdown: every cell is escaped (triage.history_table)
+        st.table(triage.history_table(history))
 
-# -- export (the CSV is made when a button is clicked, not on every rerun) ------------------------
-c1, c2 = st.columns(2)
-c1.download_button("Export cases with status (CSV)",
-                   lambda: wl.export_table().to_csv(index=False).encode(), "worklist_cases.csv",
-                   "text/csv", key="export_cases")
-c2.download_button("Export every decision (CSV)",
-                   lambda: wl.export_table(history=True).to_csv(index=False).encode(),
-                   "worklist_decisions.csv", "text/csv", key="export_history")
+    # -- export (the CSV is made when a button is clicked, not on every rerun) ---------------------
+    c1, c2 = st.columns(2)
+    c1.download_button("Export cases with status (CSV)",
+                       lambda: wl.export_table().to_csv(index=False).encode(), "worklist_cases.csv",
+                       "text/csv", key="export_cases")
+    c2.download_button("Export every decision (CSV)",
+                       lambda: wl.export_table(history=True).to_csv(index=False).encode(),
+                       "worklist_decisions.csv", "text/csv", key="export_history")
+
+
+try:
+    page()
+except (WorklistUnavailable, SchemaMismatch, OSError) as exc:  # the server went away, an old
+    problem.error(plain.md(triage.worklist_problem(exc)), icon=":material/database:")  # schema
+    ss["triage_kept"] = triage.kept_inputs(ss)  # the form and filters, for when it is back

@@ -87,7 +87,9 @@ def test_run_command_from_a_fresh_copy(tmp_path):
          "--port", str(port), "--set", "epochs=1", "--set", "image_size=64",
          "--set", "batch_size=8", "--set", "workers=0"],
         cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"))
+        # the copy's own cxr, as a clone's .venv (an editable install of it) would import; the
+        # linked .venv may be an editable install of another checkout
+        env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(root)))
     try:
         wait_for(lambda: app_answers(port), 120, "the dashboard on its port", proc)
         stage = wait_for(lambda: demo_stage(root).startswith("finished") and demo_stage(root),
@@ -101,6 +103,19 @@ def test_run_command_from_a_fresh_copy(tmp_path):
             metrics = json.loads((run / "eval" / "metrics.json").read_text())
             assert 0.0 <= metrics["macro_auc"] <= 1.0
         assert (root / "checkpoints" / "demo-compare" / "table.md").is_file()
+        # where the time went: every step, in order, with non-negative durations
+        timeline = json.loads((root / "checkpoints" / "demo_status.json").read_text())["timeline"]
+        expected = ["data generation", "caching"]
+        for model in MODELS:
+            expected += [f"{step} {model}" for step in ("train", "calibrate", "evaluate",
+                                                        "worklist")]
+            if model == "fusion":
+                expected.append("simulated reviews")
+        assert [e["stage"] for e in timeline] == expected + ["compare"], timeline
+        for before, e in zip([None, *timeline], timeline):
+            assert e["ok"] and e["end"] >= e["start"] and e["seconds"] >= 0, e
+            assert e["seconds"] == round(e["end"] - e["start"], 3)
+            assert before is None or e["start"] >= before["end"], (before, e)
         with sqlite3.connect(root / "data" / "worklist.sqlite") as db:
             assert db.execute("select count(*) from cases").fetchone()[0] > 0
             # calibrated before evaluation: every case has its calls and OOD flag
@@ -121,7 +136,8 @@ def test_run_command_from_a_fresh_copy(tmp_path):
         before = {m: (root / "checkpoints" / f"demo-{m}" / "best.pt").stat().st_mtime_ns
                   for m in MODELS}
         again = subprocess.run(["./run.sh", "--no-app", "--passes", "3", "--bootstrap", "20"],
-                               cwd=root, capture_output=True, text=True, timeout=300)
+                               cwd=root, capture_output=True, text=True, timeout=300,
+                               env=dict(os.environ, PYTHONPATH=str(root)))
         assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
         assert "training" not in again.stdout and "evaluating" not in again.stdout, again.stdout
         after = {m: (root / "checkpoints" / f"demo-{m}" / "best.pt").stat().st_mtime_ns

@@ -73,8 +73,12 @@ def test_sidecar_round_trip_is_plain_tensors_and_json(model, checkpoint):
     meta = raw["meta"]
     assert set(meta) == {"labels", "calibration", "operating_points", "ood", "provenance"}
     assert set(meta["operating_points"]["youden"]["Effusion"]) == \
-        {"threshold", "val_sensitivity", "val_specificity"}
+        {"threshold", "val_sensitivity", "val_specificity", "val_sensitivity_ci",
+         "val_specificity_ci", "val_sensitivity_lcb", "val_specificity_lcb", "n_val_positive",
+         "n_val_negative"}
+    assert meta["operating_points"]["sensitivity"]["Effusion"]["target_met"] in (True, False)
     assert meta["ood"]["share"] == 0.95 and meta["calibration"]["method"] == "temperature"
+    assert meta["ood"]["threshold_method"] == "conformal" and meta["ood"]["n_calibration"] >= 30
     loaded = load_readout(checkpoint)
     mean = np.random.default_rng(3).random((4, len(FINDINGS)))
     feats = _features(model, 4, 4)
@@ -83,6 +87,32 @@ def test_sidecar_round_trip_is_plain_tensors_and_json(model, checkpoint):
     np.testing.assert_allclose(a.ood_score, b.ood_score)
     assert all((a.calls[p] == b.calls[p]).all() for p in a.calls)
     assert loaded.provenance["val_images"] == ["a.png"]
+
+
+def test_a_readout_from_before_the_conformal_threshold_and_interval_still_loads(model,
+                                                                               checkpoint):
+    readout = _fit(model, checkpoint)
+    payload = readout.to_payload()
+    for key in ("threshold_method", "n_calibration", "expected_flag_rate",
+                "flag_rate_interval", "calibration"):
+        del payload["meta"]["ood"][key]  # what version 1 readouts held before
+    for point in payload["meta"]["operating_points"].values():
+        for row in (point.values() if isinstance(point, dict) else ()):
+            for key in [k for k in row if k not in ("threshold", "val_sensitivity",
+                                                    "val_specificity")]:
+                del row[key]
+    with open(readout_path(checkpoint), "wb") as f:
+        torch.save(payload, f)
+    old = load_readout(checkpoint)
+    assert old.ood.method == "quantile" and old.ood.threshold == readout.ood.threshold
+    said = old.describe("sensitivity")
+    assert said["ood"]["flag_rate_interval"] is None and said["ood"]["expected_flag_rate"] == \
+        pytest.approx(0.05)
+    assert "no finite-sample promise" in said["ood"]["note"]
+    assert set(said["points"]["Effusion"]) == {"threshold", "val_sensitivity", "val_specificity"}
+    new = readout.describe("sensitivity")["ood"]
+    lo, hi = new["flag_rate_interval"]
+    assert new["threshold_method"] == "conformal" and lo < new["expected_flag_rate"] < hi
 
 
 def test_operating_points_are_on_the_calibrated_scale(model, checkpoint):

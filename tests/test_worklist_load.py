@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from cxr.cli import main
 from cxr.worklist import Worklist, WorklistUnavailable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/: pg, the worker script
@@ -141,7 +142,7 @@ def test_the_server_going_away_is_a_clear_error_and_nothing_is_lost(tmp_path, pg
     assert Worklist(pg_url).cases().set_index("id").loc[case, "n_decisions"] == 2
 
 
-def test_a_password_never_appears_in_messages(pg_cluster, pg_url):
+def test_a_password_never_appears_in_messages(pg_cluster, pg_url, capsys):
     wl = Worklist(pg_url)
     assert wl.url_masked == pg_url.replace(PASSWORD, "***") and PASSWORD not in wl.url_masked
     wrong = pg_url.replace(PASSWORD, "not-the-password")
@@ -149,6 +150,10 @@ def test_a_password_never_appears_in_messages(pg_cluster, pg_url):
         Worklist(wrong)
     assert "not-the-password" not in str(err.value) and "***" in str(err.value)
     assert "password authentication failed" in str(err.value)
+    assert main(["worklist", "export", "--db", wrong, "--out", "/nonexistent/x.csv"]) == 1
+    printed = capsys.readouterr().err
+    assert "cannot be reached" in printed and "not-the-password" not in printed
+    assert "Traceback" not in printed
     engine = sa.create_engine(pg_url)  # and nothing of it reached the server's tables
     with engine.connect() as con:
         assert con.execute(sa.text("SELECT count(*) FROM cases")).scalar() == 0

@@ -4,7 +4,6 @@ a worklist, read-only opening, CSV cells made safe, cases keyed by their path be
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -18,7 +17,6 @@ from alembic.script import ScriptDirectory
 
 from cxr.cli import main
 from cxr.csvsafe import csv_safe, safe_cell
-from cxr.labels import FINDINGS
 from cxr.predict import film_key
 from cxr.worklist import CaseChanged, SchemaMismatch, Worklist, migrate
 from cxr.worklist.db import make_engine, to_url
@@ -368,3 +366,27 @@ def test_upgrade_makes_an_empty_team_database_ready(pg_url, capsys, tmp_path):
     assert Worklist(pg_url, create=False).counts() == {"cases": 0, "pending": 0, "decided": 0}
     assert main(["worklist", "upgrade", "--db", str(tmp_path / "none.sqlite")]) == 1
     assert "none.sqlite does not exist (nothing to upgrade)" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_a_message_naming_the_file_and_loses_nothing(tmp_path):
+    """SQLite's "database or disk is full" (made here by capping the file's pages) comes out as
+    an OSError naming the worklist, the import is all or nothing, earlier decisions stay."""
+    from sqlalchemy import event
+
+    wl = _filled(tmp_path, tmp_path / "wl.sqlite")
+    case = int(wl.cases()["id"].iloc[0])
+    wl.record_decision(case, "agree", "dr a")
+    with wl.engine.connect() as con:
+        pages = con.exec_driver_sql("PRAGMA page_count").scalar()
+    wl.close()
+    event.listen(wl.engine, "connect",
+                 lambda con, _r: con.execute(f"PRAGMA max_page_count={pages + 2}"))
+    df = _predictions(tmp_path / "big.csv", n=40, seed=3)
+    df[[c for c in df.columns if c.startswith("std_")]] /= 100
+    df.to_csv(tmp_path / "big.csv", index=False)
+    with pytest.raises(OSError, match=r"wl\.sqlite: database or disk is full"):
+        wl.import_predictions(tmp_path / "big.csv", "fusion", "big")
+    assert wl.counts() == {"cases": 6, "pending": 5, "decided": 1}
+    assert wl.history(case)["reviewer"].tolist() == ["dr a"]
+    assert main(["worklist", "import", str(tmp_path / "big.csv"), "--model", "m",
+                 "--checkpoint-hash", "big", "--db", str(tmp_path / "wl.sqlite")]) == 0

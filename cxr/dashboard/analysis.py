@@ -149,6 +149,8 @@ class Analysis:
         the call at `point`, its threshold (calibrated scale) and the validation sensitivity
         and specificity there, and the raw probability."""
         import pandas as pd
+
+        from cxr.dashboard.points import interval_columns
         if self.output is None:
             return pd.DataFrame({"finding": self.labels, "probability": self.mean,
                                  "std": self.std, "uncertain": self.std > self.threshold}) \
@@ -161,6 +163,7 @@ class Analysis:
             "threshold": [rate(f, "threshold") for f in self.labels],
             "val sensitivity": [rate(f, "val_sensitivity") for f in self.labels],
             "val specificity": [rate(f, "val_specificity") for f in self.labels],
+            **interval_columns(self.readout, point, self.labels),
             "probability": self.mean}) \
             .sort_values("calibrated", ascending=False, ignore_index=True)
 

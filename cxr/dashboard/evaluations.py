@@ -56,6 +56,43 @@ class Evaluation:
         part = part or {}
         return _num(part.get("ece_before")), _num(part.get("ece_after"))
 
+    def ood(self) -> dict:
+        """The OOD guard on the scored split as one table row: expected flag rate (and its
+        promised 95% interval), observed rate (and its exact 95% CI), flagged / films, and
+        whether the count lies in the range the promise gives for that many films."""
+        o = (self.metrics.get("readout") or {}).get("ood")
+        if not o:
+            return {"model": self.name, "expected": "no readout", "observed": "",
+                    "flagged": "", "within promise": "", "threshold from": ""}
+        promise = o.get("flag_rate_interval")
+        expected = _pct(o.get("expected_flag_rate"))
+        expected += (f" ({_pct(promise[0])}-{_pct(promise[1])})" if promise
+                     else " (no interval: older readout)")
+        ci = o.get("flag_rate_ci")
+        observed = _pct(o.get("flag_rate")) + (f" ({_pct(ci[0])}-{_pct(ci[1])})" if ci else "")
+        within = o.get("within_promise")
+        return {"model": self.name, "expected": expected, "observed": observed,
+                "flagged": f"{o.get('n_flagged')} / {o.get('n_images')}",
+                "within promise": "n/a" if within is None else ("yes" if within else "NO"),
+                "threshold from": f"{o.get('threshold_method', 'quantile')} on "
+                                  f"{o.get('n_calibration') or '?'} films"}
+
+    def targets_held(self) -> str:
+        """One sentence: on how many findings each targeted operating point's 0.90 held on
+        the scored split ('' without a readout or from a metrics.json before it)."""
+        held = (self.metrics.get("readout") or {}).get("targets_held")
+        if not held:
+            return ""
+        parts = []
+        for point in ("sensitivity", "specificity"):
+            h = held.get(point) or {}
+            met = h.get("target_met_on_val")
+            parts.append(f"{point} on {h.get('held_on_scored_split')} of {h.get('findings')} "
+                         "findings" + ("" if met is None else
+                                       f" ({h.get('held_where_met_on_val')} of the {met} whose "
+                                       "target held with 95% confidence on validation)"))
+        return f"{self.name}: target held for " + "; ".join(parts)
+
     def auc(self, finding: str) -> float:
         return _num(self.metrics.get("per_finding", {}).get(finding, {}).get("auc"))
 
@@ -97,6 +134,16 @@ def _num(x) -> float:
         return float(x)
     except (TypeError, ValueError):
         return float("nan")
+
+
+def _pct(x) -> str:
+    x = _num(x)
+    return "n/a" if np.isnan(x) else f"{x:.1%}"
+
+
+def ood_table(evals: list["Evaluation"]) -> pd.DataFrame:
+    """One row per evaluation (Evaluation.ood): the Evaluate page's OOD table."""
+    return pd.DataFrame([e.ood() for e in evals])
 
 
 def _ci(ci) -> tuple[float, float]:

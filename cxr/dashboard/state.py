@@ -5,6 +5,9 @@ command); each can be moved with an environment variable, which is how tests poi
 temporary folders:
 
     CXR_RUNS_DIR=/tmp/runs CXR_DATA_DIR=/tmp/data CXR_WORKLIST=/tmp/w.sqlite streamlit run app.py
+
+CXR_WORKLIST may also be a database URL (postgresql+psycopg://user@host/db, a team's worklist);
+it is kept as given, and shown with its password masked (cxr.worklist.mask).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ WORKLIST_NAME = "worklist.sqlite"
 class Roots:
     runs: Path      # one sub-directory per training run (checkpoints/ by default)
     data: Path      # datasets (data/ by default; the demo writes data/demo)
-    worklist: Path  # the SQLite review worklist
+    worklist: Path | str  # the review worklist: an SQLite file, or a database URL (kept as is)
 
     @classmethod
     def from_env(cls, env: dict | None = None, cwd: Path | None = None) -> "Roots":
@@ -27,8 +30,9 @@ class Roots:
         cwd = Path.cwd() if cwd is None else Path(cwd)
         runs = Path(env.get("CXR_RUNS_DIR") or cwd / "checkpoints")
         data = Path(env.get("CXR_DATA_DIR") or cwd / "data")
-        worklist = Path(env.get("CXR_WORKLIST") or data / WORKLIST_NAME)
-        return cls(runs.resolve(), data.resolve(), worklist.resolve())
+        named = env.get("CXR_WORKLIST") or ""
+        worklist = named if "://" in named else Path(named or data / WORKLIST_NAME).resolve()
+        return cls(runs.resolve(), data.resolve(), worklist)
 
 
 def find_datasets(data_root: Path, max_depth: int = 2) -> list[Path]:

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import gzip
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxr.dashboard.plain import code, md
 from cxr.dashboard.runs import RunInfo, list_runs
 from cxr.dashboard.state import Roots, find_datasets
 from cxr.demo import DEMO_STATUS
 from cxr.rundir import read_json
-from cxr.worklist import Worklist
+from cxr.worklist import SchemaMismatch, Worklist, WorklistUnavailable
 
 
 @dataclass
@@ -55,13 +57,14 @@ def count_images(dataset: Path) -> int:
     return 0
 
 
-def worklist_counts(path: Path) -> dict | None:
+def worklist_counts(path: Path | str) -> dict | None:
     """Case counts of an existing worklist, read-only (None when there is no database yet)."""
     try:
         return Worklist(path, create=False).counts()
     except FileNotFoundError:
         return None
-    except sqlite3.Error:
+    except (sqlite3.Error, OSError, WorklistUnavailable, SchemaMismatch):
+        # unreadable, its server unreachable, another schema: the Triage page says which
         return {"cases": 0, "pending": 0, "decided": 0, "error": "unreadable"}
 
 
@@ -73,19 +76,44 @@ def overview(roots: Roots) -> Overview:
     return view
 
 
+def timeline(demo: dict, now: float | None = None) -> tuple[list[dict], str]:
+    """The demo's timeline (demo_status.json's `timeline`) as table rows {stage, start,
+    minutes, status} in order, and a one-line total: where the demo's time went. A step still
+    running counts up to `now`."""
+    now = time.time() if now is None else now
+    rows, entries = [], [e for e in demo.get("timeline") or [] if isinstance(e, dict)]
+    for e in entries:
+        start, end = e.get("start"), e.get("end")
+        if not isinstance(start, (int, float)):
+            continue
+        seconds = (end if isinstance(end, (int, float)) else now) - start
+        rows.append({"stage": str(e.get("stage", "?")),
+                     "start": time.strftime("%H:%M:%S", time.localtime(start)),
+                     "minutes": round(max(seconds, 0.0) / 60, 2),
+                     "status": "running" if end is None else ("ok" if e.get("ok") else "failed")})
+    if not rows:
+        return rows, ""
+    first = min(e["start"] for e in entries if isinstance(e.get("start"), (int, float)))
+    last = max((e.get("end") or now) for e in entries)
+    slowest = max(rows, key=lambda r: r["minutes"])
+    return rows, (f"{(last - first) / 60:.1f} minutes from the first step to "
+                  f"{'now' if any(r['status'] == 'running' for r in rows) else 'the last'}; "
+                  f"longest: {slowest['stage']} ({slowest['minutes']:.1f} min)")
+
+
 def next_steps(v: Overview) -> list[str]:
     """Plain-language suggestions, most useful first."""
     steps = []
     if v.demo_active:
-        steps.append(f"The demo pipeline is running ({v.demo.get('stage')}); pages fill in as "
-                     "models finish. Watch it on **Train**.")
+        steps.append(f"The demo pipeline is running ({md(v.demo.get('stage'))}); pages fill "
+                     "in as models finish. Watch it on **Train**.")
     if not v.datasets:
-        steps.append(f"No dataset under `{v.roots.data}`. Run `./run.sh` (generates the "
+        steps.append(f"No dataset under {code(v.roots.data)}. Run `./run.sh` (generates the "
                      "synthetic demo) or point `CXR_DATA_DIR` at a ChestX-ray14 copy.")
     if not v.runs and not v.demo_active:
         steps.append("No training run yet: launch one on **Train** (or run `./run.sh`).")
     elif v.running:
-        names = ", ".join(r.name for r in v.running)
+        names = ", ".join(md(r.name) for r in v.running)
         steps.append(f"Training in progress ({names}): follow it on **Train**.")
     if v.trained:
         steps.append("Upload a film on **Predict** to see probabilities, MC-dropout "

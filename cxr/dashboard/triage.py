@@ -11,18 +11,36 @@ its sha256) and a reviewer's decision.
     rules_caption(cases)                       # 'uncertainty: each case's image score ...'
     ckpt = checkpoint_for(cases.iloc[0]["checkpoint_hash"], runs)
 
+    key = table_key(ids)                       # the table widget's key: one per list of cases
+    pick = pick_case(ids, selected=12)         # case 12 stays selected while it is listed
+    film = load_film(case["path"], image_roots(roots.data))   # only under the image roots
+    save_decision(wl, Drawn(12, 0), 12, "agree", "dr a", "", [])  # CaseChanged: 12 changed
+    claim = claim_case(wl, 12, "dr a")         # renewed on every rerun; others read only
+
+The selection is a case id, never a row number: the table is re-queried on every rerun (another
+reviewer's decision, a filter) and its rows shift, so the page keeps the selected id in session
+state, maps a click to the id of the row clicked in the table as it was drawn, and draws each
+case's form under keys holding its id. A decision records the number of decisions the case had
+when its form was drawn (`Drawn`), and the worklist refuses it (CaseChanged) if that changed.
+
 One queue is one checkpoint's cases, so a film appears once in it, whereas the demo's worklist
 as a whole holds every test film once per model.
 """
 from __future__ import annotations
 
+import errno
 import functools
+import hashlib
+import os
+import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cxr.data.images import LoadedImage, check_frontal, load_image
 from cxr.hashing import file_sha256
 from cxr.labels import FINDINGS
 from cxr.uncertainty import describe_rule
@@ -105,7 +123,8 @@ def find_cases(wl: Worklist, finding: str = ANY, min_prob: float = 0.5, status: 
 def case_table(cases: pd.DataFrame) -> pd.DataFrame:
     """One row per case: id, image, the OOD mark, model, status, uncertainty (the image score)
     and its rule, the findings called positive (empty without a readout), the OOD score, the
-    top finding and its P, the uncertain flag, the latest reviewer, then P per finding."""
+    top finding and its P, the uncertain flag, the latest reviewer, who has it open now (a live
+    claim), then P per finding."""
     probs = cases[PROB].to_numpy()
     table = cases[["id", "image"]].copy()
     table["OOD"] = [OOD_MARK if flag == 1 else "" for flag in cases["ood"]]
@@ -117,6 +136,8 @@ def case_table(cases: pd.DataFrame) -> pd.DataFrame:
     table["top P"] = probs.max(axis=1)
     table["uncertain"] = cases["uncertain"].astype(bool)
     table["reviewer"] = cases["reviewer"].fillna("")
+    table["claimed by"] = (cases["claimed_by"].fillna("") if "claimed_by" in cases
+                           else "")  # a live claim: someone has the case open
     table[list(FINDINGS)] = probs
     return table
 
@@ -180,9 +201,263 @@ def _sha256(path: str, mtime_ns: int, size: int) -> str:
 
 
 def record_decision(wl: Worklist, case_id: int, decision: str, reviewer: str, note: str,
-                    corrected: list[str]) -> int:
+                    corrected: list[str], expected_decisions: int | None = None) -> int:
     """Record the form's decision. The ticked findings are kept when there are some, and with
-    'disagree' always: 'disagree' with none ticked means No Finding."""
+    'disagree' always: 'disagree' with none ticked means No Finding. expected_decisions: see
+    Worklist.record_decision (CaseChanged when the case has another number of decisions)."""
     keep = decision == "disagree" or bool(corrected)
     return wl.record_decision(case_id, decision, reviewer=reviewer, note=note,
-                              corrected=list(corrected) if keep else None)
+                              corrected=list(corrected) if keep else None,
+                              expected_decisions=expected_decisions)
+
+
+# -- the selected case: an id, never a row number ----------------------------------------------
+def table_key(ids) -> str:
+    """The case table's widget key, one per list of cases (ids in order): Streamlit keeps a
+    table's selection as row numbers under its key, so when the rows change the table becomes a
+    new widget and its selection is drawn afresh from the selected case id."""
+    digest = hashlib.sha256(",".join(str(int(i)) for i in ids).encode()).hexdigest()
+    return f"cases_{digest[:16]}"
+
+
+def clicked_case(ids, key: str, rows, last) -> int | None:
+    """The case the reviewer clicked this rerun, or None. `rows`: the table's selected rows now;
+    `last`: (key, rows) of the previous rerun. A click is a change of rows under the same key,
+    so the rows refer to the very list `ids` that was drawn (the key is made from it)."""
+    rows = list(rows or [])
+    if not last or last[0] != key or list(last[1]) == rows or not rows:
+        return None
+    return int(ids[rows[0]]) if 0 <= rows[0] < len(ids) else None
+
+
+@dataclass(frozen=True)
+class Pick:
+    case_id: int | None   # the case to show (None: no case)
+    listed: bool          # it is in the table (False: shown, but it left the list)
+
+
+def pick_case(ids, selected: int | None = None, clicked: int | None = None,
+              saved: tuple[int, list[int]] | None = None) -> Pick:
+    """Which case to show. A click wins; else the selected case while it is listed; a case just
+    decided (`saved`: its id and the list it was decided in) that left the list gives way to
+    the next one of that list still listed (else the first); with nothing selected yet, the
+    first case. A selected case that left the list for another reason (someone else decided
+    it, the filters changed) stays selected, unlisted: the page says so, and never silently
+    shows another case instead."""
+    ids = [int(i) for i in ids]
+    if clicked is not None and clicked in ids:
+        return Pick(int(clicked), True)
+    if selected is None:
+        return Pick(ids[0] if ids else None, bool(ids))
+    if selected in ids:
+        return Pick(int(selected), True)
+    if saved is not None and saved[0] == selected:
+        order = [int(i) for i in saved[1]]
+        after = order[order.index(selected) + 1:] if selected in order else []
+        nxt = next((i for i in after if i in ids), ids[0] if ids else None)
+        return Pick(nxt, nxt is not None)
+    return Pick(int(selected), False)
+
+
+def case_by_id(wl: Worklist, case_id: int, queue: str | None = None) -> pd.Series | None:
+    """A case (the columns of Worklist.cases) whatever the filters, or None if it is gone."""
+    found = wl.cases(checkpoint_hash=queue, sort="created_at")
+    found = found[found["id"] == int(case_id)]
+    return None if found.empty else found.iloc[0]
+
+
+def left_list_note(case: pd.Series | None, case_id: int) -> str:
+    """Why the selected case is shown though the table does not list it (plain text)."""
+    if case is None:
+        return (f"Case {case_id} is no longer in the worklist. Choose a case in the table.")
+    now = str(case["status"])
+    by = f" by {case['reviewer']}" if isinstance(case.get("reviewer"), str) else ""
+    return (f"Case {case_id} is no longer in this list (its status is now {now}{by}, or the "
+            "filters changed). It stays open until you choose a case in the table.")
+
+
+def history_table(history: pd.DataFrame) -> pd.DataFrame:
+    """A case's decisions for st.table (which renders cells as Markdown): when, who, what,
+    the corrected findings and the note, every cell escaped so it reads as typed."""
+    from cxr.dashboard.plain import md
+    shown = history[["created_at", "reviewer", "decision", "corrected", "note"]]
+    return shown.fillna("").astype(str).map(md)
+
+
+# -- claims: who is reviewing a case right now (advice; decisions are guarded by Drawn) -------
+def claim_case(wl: Worklist, case_id: int, reviewer: str | None):
+    """Claim the case for `reviewer` (taken, or renewed: the page calls this on every rerun
+    while the case is open), or the other holder's live claim (Claim.mine False). None while
+    the reviewer has no name yet (local mode before one is typed): nothing is claimed."""
+    if not reviewer or not str(reviewer).strip():
+        return None
+    with _claim_errors():
+        return wl.claim_case(int(case_id), str(reviewer).strip())
+
+
+class ClaimFailed(RuntimeError):
+    """A claim could not be written (full disk, read-only database): the case stays readable
+    and its form usable; the message says why."""
+
+
+@contextmanager
+def _claim_errors():
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cxr.worklist import WorklistUnavailable
+    try:
+        yield
+    except WorklistUnavailable:  # the server is away: the page's own message, not a claim's
+        raise
+    except (OSError, sqlite3.Error, SQLAlchemyError) as exc:
+        reason = write_problem(exc).split(": ", 1)[1].split(". ")[0]
+        raise ClaimFailed(f"This case could not be claimed for you ({reason}); other "
+                          "reviewers are not told that you have it open.") from exc
+
+
+def claim_note(claim) -> str | None:
+    """The line other reviewers see (plain text), or None for one's own claim or no claim."""
+    if claim is None or claim.mine:
+        return None
+    return (f"Being reviewed by {claim.holder} until {clock_time(claim.expires_at)}: you can "
+            "look at this case, but its form is read-only until they decide it or their claim "
+            "runs out (it is renewed while they work on it).")
+
+
+def clock_time(iso: str) -> str:
+    """'10:31 UTC' from an ISO time."""
+    from datetime import datetime, timezone
+    when = datetime.fromisoformat(str(iso))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%H:%M UTC")
+
+
+def release_claim(wl: Worklist, case_id: int | None, reviewer: str | None) -> None:
+    """Give up one's claim on a case one has left (someone else's claim stays)."""
+    if case_id is not None and reviewer and str(reviewer).strip():
+        with _claim_errors():
+            wl.release_claim(int(case_id), str(reviewer).strip())
+
+
+def worklist_problem(exc: BaseException) -> str | None:
+    """The page's message for a worklist it cannot use (None: not such an error): the server
+    is unreachable, or the schema is another version (the message says what to run)."""
+    from cxr.worklist import SchemaMismatch, WorklistUnavailable
+    if isinstance(exc, WorklistUnavailable):
+        return (f"The worklist is not available right now: {exc} Decisions made before are "
+                "kept; reload this page when the database is back.")
+    if isinstance(exc, SchemaMismatch):
+        return f"This dashboard cannot use the worklist as it is: {exc}"
+    if isinstance(exc, OSError):
+        return f"The worklist cannot be read: {exc}"
+    return None
+
+
+# The page's inputs to keep across a run that could not draw them (the database went away):
+# Streamlit drops the state of widgets a run does not draw. The form's fields (d_...) and the
+# filters without an explicit default (giving those a value again would be refused).
+KEPT_FILTERS = ("f_finding", "f_call", "f_ood", "f_status", "f_sort")
+
+
+def kept_inputs(state) -> dict:
+    """The reviewer's inputs in `state` (st.session_state) worth restoring on the next run."""
+    return {k: state[k] for k in list(state)
+            if isinstance(k, str) and (k.startswith("d_") or k in KEPT_FILTERS)}
+
+
+# -- the decision form ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Drawn:
+    """What a case's form was drawn for: the case and its number of decisions then."""
+    case_id: int
+    n_decisions: int
+
+
+def form_key(field: str, case_id: int, generation: int = 0) -> str:
+    """A form widget's key: one set per case (and per saved decision), so every case's form
+    starts empty and a form's values can only ever be those typed for that case."""
+    return f"d_{field}_{int(case_id)}_{int(generation)}"
+
+
+class SaveFailed(RuntimeError):
+    """The worklist could not be written; the message says why, in words for the reviewer."""
+
+
+def save_decision(wl: Worklist, drawn: Drawn | None, case_id: int, decision: str,
+                  reviewer: str, note: str, corrected: list[str]) -> int:
+    """Record a submitted form for `case_id`, drawn as `drawn` (the previous rerun's form):
+    refused (CaseChanged, a ValueError) if the form was drawn for another case or the case's
+    decisions changed since; a failed write (full disk, read-only or unreachable database) is a
+    SaveFailed whose message says nothing was recorded. Bad input is a ValueError."""
+    from cxr.worklist import CaseChanged
+    if drawn is None or drawn.case_id != int(case_id):
+        raise CaseChanged(f"this form was not drawn for case {case_id}; nothing was recorded. "
+                          "Check the case and submit again.")
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cxr.worklist import WorklistUnavailable
+    try:
+        return record_decision(wl, int(case_id), decision, reviewer, note, corrected,
+                               expected_decisions=drawn.n_decisions)
+    except WorklistUnavailable as exc:  # says it all, the masked URL included
+        raise SaveFailed(f"{exc} Your entries are kept in the form.") from exc
+    except ValueError:
+        raise
+    except (OSError, sqlite3.Error, SQLAlchemyError) as exc:
+        raise SaveFailed(write_problem(exc)) from exc
+
+
+def write_problem(exc: BaseException) -> str:
+    """A failed write in words: nothing was recorded, why, and that the form keeps its input.
+    Only the database's own reason is shown (never the statement, which holds the note)."""
+    orig = getattr(exc, "orig", None) or exc
+    reason = (getattr(orig, "strerror", None) if isinstance(orig, OSError) else None) or \
+        str(orig.args[0] if getattr(orig, "args", None) else orig)
+    text = reason.lower()
+    if (isinstance(orig, OSError) and orig.errno == errno.ENOSPC) or "full" in text:
+        why = "the disk holding the worklist is full"
+    elif "readonly" in text or "read-only" in text or \
+            (isinstance(orig, OSError) and orig.errno in (errno.EROFS, errno.EACCES)):
+        why = "the worklist is read-only for the dashboard"
+    else:
+        why = f"the worklist could not be written ({reason})"
+    return (f"Nothing was recorded: {why}. Your entries are kept in the form; press Record "
+            "decision again once the problem is fixed (or tell whoever runs the dashboard).")
+
+
+# -- films: only through load_image, only under the image roots ---------------------------
+IMAGE_ROOTS_ENV = "CXR_IMAGE_ROOTS"
+
+
+class FilmUnavailable(ValueError):
+    """A case's film that this dashboard will not read (missing, or outside the image roots)."""
+
+
+def image_roots(data_root: Path, env: dict | None = None) -> tuple[Path, ...]:
+    """The folders case films may be read from: the dashboard's data folder, plus those in
+    CXR_IMAGE_ROOTS (separated by os.pathsep), each resolved (symbolic links followed)."""
+    env = os.environ if env is None else env
+    extra = [p for p in str(env.get(IMAGE_ROOTS_ENV, "")).split(os.pathsep) if p.strip()]
+    return tuple(dict.fromkeys(Path(p).expanduser().resolve() for p in [data_root, *extra]))
+
+
+def film_path(path: str | None, roots) -> Path:
+    """The case's recorded film path, resolved, if it lies under one of `roots`; else
+    FilmUnavailable (nothing is opened to decide: only the path is looked at, and stat)."""
+    if not isinstance(path, str) or not path:
+        raise FilmUnavailable("no film path recorded for this case")
+    where = Path(path).resolve()  # follows links: a link under a root to /etc leaves the roots
+    if not any(where.is_relative_to(root) for root in roots):
+        raise FilmUnavailable(f"the film's recorded path is outside the image folders this "
+                              f"dashboard reads ({IMAGE_ROOTS_ENV} and its data folder)")
+    if not where.is_file():
+        raise FilmUnavailable("the film is not at its recorded path on this machine")
+    return where
+
+
+def load_film(path: str | None, roots) -> LoadedImage:
+    """A case's film through cxr.data.images.load_image (its size limits) and the frontal
+    check, only under `roots`: FilmUnavailable, or ImageLoadError naming the file."""
+    where = film_path(path, roots)
+    return check_frontal(load_image(where, name=where.name), where.name)

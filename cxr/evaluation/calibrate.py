@@ -11,7 +11,8 @@ own run's validation and training films, and write it beside the checkpoint (cxr
    `cxr evaluate` uses): calibration and operating points are fitted on them.
 3. Pooled features (one deterministic backbone pass) of the TRAINING split, at most
    --max-train-films of them (a subsample seeded by --seed), for the OOD covariance, and of the
-   validation split, for its threshold.
+   validation split, for its conformal threshold (with the training films' leave-one-out
+   scores where they look like the validation films'; --ood-validation-only: never).
 The test split is never read. The readout records the ids of every image it was fitted on.
 
 `--from-worklist DB` refits the calibration and operating points of an existing readout on the
@@ -41,6 +42,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ood-share", type=float, default=DEFAULT_SHARE,
                         help="share of validation films inside the OOD threshold "
                              "(default %(default)s)")
+    parser.add_argument("--ood-validation-only", action="store_true",
+                        help="set the OOD threshold on validation films only (default: also "
+                             "the training films' leave-one-out scores, when a KS test cannot "
+                             "tell them from the validation films')")
     parser.add_argument("--max-train-films", type=int, default=MAX_TRAIN_FILMS,
                         help="training films the OOD covariance is fitted on, a seeded "
                              "subsample above it (default %(default)s)")
@@ -98,7 +103,8 @@ def run(args) -> int:
              "train": pooled_features(model, train, args.batch_size, device)}
     provenance = {
         "fitted_on": {"calibration": "val", "operating_points": "val", "ood_covariance": "train",
-                      "ood_threshold": "val"},
+                      "ood_threshold": "val" if args.ood_validation_only
+                      else "val + train leave-one-out when alike"},
         "seed": args.seed, "passes": passes, **data.provenance(),
         "n_val_images": int(len(val)), "n_train_films": int(len(train)),
         "val_prevalence": {f: float(v) for f, v in zip(model.labels, y_val.mean(axis=0))},
@@ -109,7 +115,8 @@ def run(args) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": library_versions(),
         "git_commit": git_commit()}
     readout = fit_readout(y_val, p_val, feats["val"], feats["train"], sha, model.labels,
-                          args.method, args.ood_share, provenance)
+                          args.method, args.ood_share, provenance,
+                          pool_train=not args.ood_validation_only)
     p_cal = readout.calibrate(p_val)
     readout.provenance["val_fit"] = {  # in-sample: the numbers the maps were fitted to lower
         "nll_before": _macro(lambda k: nll(y_val[:, k], clipped_logit(p_val[:, k])), y_val),
@@ -120,10 +127,22 @@ def run(args) -> int:
     fit = readout.provenance["val_fit"]
     print(f"validation (fitted on, in-sample): macro ECE {fit['ece_before']:.4f} -> "
           f"{fit['ece_after']:.4f}, NLL {fit['nll_before']:.4f} -> {fit['nll_after']:.4f}; "
-          f"OOD threshold {readout.ood.threshold:.2f} ({args.ood_share:.0%} of validation "
-          f"films inside; covariance of {len(train)} training films)")
+          f"OOD threshold {readout.ood.threshold:.2f} (covariance of {len(train)} training "
+          f"films): {ood_sentence(readout.ood)}")
     print(f"wrote {path}")
     return 0
+
+
+def ood_sentence(ood) -> str:
+    """The OOD threshold's promise in one sentence (cxr.readout.ood_promise)."""
+    from cxr.readout import ood_promise
+    got = ood_promise(ood)
+    if got["flag_rate_interval"] is None:
+        return f"no finite-sample promise ({got['note']})"
+    lo, hi = got["flag_rate_interval"]
+    return (f"flags {got['expected_flag_rate']:.1%} of in-distribution films in expectation "
+            f"(95% interval {lo:.1%} to {hi:.1%}; conformal on {got['n_calibration']} films: "
+            f"{got['note']})")
 
 
 def _macro(per_finding, y: np.ndarray) -> float:

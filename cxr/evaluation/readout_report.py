@@ -14,8 +14,15 @@ The section, on the SCORED split (the readout was fitted on validation and train
                 val_sensitivity, val_specificity, sensitivity, specificity, ppv, npv,
                 <rate>_ci [lo, hi] (patient bootstrap, --bootstrap/--seed), n_called_positive}}}
                 (a film is called positive when its calibrated MC mean >= threshold)
-  ood: {threshold, share, expected_flag_rate (1 - share), flag_rate, n_flagged, n_images,
-        score_median, score_p95}
+  ood: {threshold, share, threshold_method, n_calibration, expected_flag_rate and
+        flag_rate_interval (what the readout promises for in-distribution films; the interval
+        is null for a readout without a conformal threshold), flag_rate, flag_rate_ci (exact
+        Clopper-Pearson 95%), n_flagged, n_images, expected_flagged_range (95% range of the
+        count for n_images in-distribution films: beta-binomial) and within_promise (n_flagged
+        inside it), note, score_median, score_p95}
+  targets_held: {sensitivity|specificity: {findings, target_met_on_val,
+                held_on_scored_split, held_where_met_on_val}}: how often each targeted point's
+                rate on the scored split is >= the target (`targets_held`)
   fitted_on_scored_split: true for --split val (then every "after" number is in-sample)
   predictions_operating_point: the point of predictions.csv's call_ columns (--operating-point)
 calibration_calibrated.csv has calibration.csv's columns for the calibrated probabilities: the
@@ -60,15 +67,48 @@ def readout_section(checkpoint: Path, readout, applied, rows, y: np.ndarray, mea
         "operating_points": {"target": readout.target, **point_metrics(
             y, p_cal, rows["patient"].to_numpy(), readout.points, FINDINGS, args.bootstrap,
             args.seed)},
-        "ood": {"threshold": readout.ood.threshold, "share": readout.ood.share,
-                "expected_flag_rate": 1 - readout.ood.share, "flag_rate": float(flagged.mean()),
-                "n_flagged": int(flagged.sum()), "n_images": int(len(flagged)),
-                "score_median": float(np.median(score)),
-                "score_p95": float(np.percentile(score, 95))}}
+        "ood": ood_section(readout.ood, score, flagged)}
+    section["targets_held"] = targets_held(section["operating_points"], readout.target)
     c = section["calibration"]["macro"]
     print(f"readout: macro ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f} after "
           f"{readout.calibration.method} scaling; {section['ood']['n_flagged']} of "
           f"{len(flagged)} films flagged out of distribution")
+    return section
+
+
+def targets_held(points: dict, target: float) -> dict:
+    """How often the targeted points' validation targets hold on the scored split: per point,
+    the findings with a threshold, those whose target was met on validation (by the lower
+    bound; None in a readout from before it), and those whose scored-split rate is >= target
+    (all of them, and among those met on validation)."""
+    out = {}
+    for point in ("sensitivity", "specificity"):
+        rows = [r for r in points[point].values() if r.get("threshold") is not None
+                and np.isfinite(r.get(point, float("nan")))]
+        held = [r[point] >= target for r in rows]
+        met = [r.get("target_met") for r in rows]
+        out[point] = {"findings": len(rows),
+                      "target_met_on_val": None if None in met else sum(map(bool, met)),
+                      "held_on_scored_split": int(sum(held)),
+                      "held_where_met_on_val": None if None in met else
+                      int(sum(h for h, m in zip(held, met) if m))}
+    return out
+
+
+def ood_section(ood, score: np.ndarray, flagged: np.ndarray) -> dict:
+    """The OOD guard on the scored split: what the readout promised and what it did."""
+    from cxr.evaluation.intervals import clopper_pearson, flagged_count_interval
+    from cxr.readout import ood_promise
+
+    n, k = int(len(flagged)), int(np.sum(flagged))
+    section = {"threshold": ood.threshold, "share": ood.share, **ood_promise(ood),
+               "flag_rate": k / n, "flag_rate_ci": list(clopper_pearson(k, n)),
+               "n_flagged": k, "n_images": n, "expected_flagged_range": None,
+               "within_promise": None, "score_median": float(np.median(score)),
+               "score_p95": float(np.percentile(score, 95))}
+    if section["flag_rate_interval"] is not None:
+        lo, hi = flagged_count_interval(n, ood.n_calibration, 1 - ood.share)
+        section.update(expected_flagged_range=[lo, hi], within_promise=lo <= k <= hi)
     return section
 
 

@@ -21,7 +21,6 @@ maps) and operating points on the site's reviewed cases of that checkpoint.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -147,15 +146,6 @@ def in_force(readout) -> str:
 
 def run(args) -> int:
     """`cxr calibrate --from-worklist DB --checkpoint CKPT`."""
-    from cxr.worklist import WorklistUnavailable
-    try:
-        return _run(args)
-    except WorklistUnavailable as exc:  # the server is away: a message, no traceback
-        print(f"cxr calibrate: error: {exc}", file=sys.stderr)
-        return 1
-
-
-def _run(args) -> int:
     from cxr.atomic import write_bytes
     from cxr.hashing import file_sha256
     from cxr.readout import load_readout, readout_path, save_readout

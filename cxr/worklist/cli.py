@@ -14,11 +14,10 @@ the command line.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from cxr.hashing import file_sha256
-from cxr.worklist.db import WorklistUnavailable, mask, to_url
+from cxr.worklist.db import mask, to_url
 from cxr.worklist.store import DEFAULT_DB, Worklist, readout_line
 
 
@@ -50,14 +49,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    try:
-        return _run(args)
-    except WorklistUnavailable as exc:
-        print(f"cxr worklist: error: {exc}", file=sys.stderr)
-        return 1
-
-
-def _run(args) -> int:
     if getattr(args, "func", None) is not None:  # a subcommand that brings its own runner
         return args.func(args)
     if args.action == "import":

@@ -24,8 +24,9 @@ CONNECT_TIMEOUT_S = 5
 CONNECT_TRIES = 3  # connecting is retried (nothing was sent yet); a statement is not
 
 
-class WorklistUnavailable(RuntimeError):
-    """The worklist's database server cannot be reached (the message names the masked URL)."""
+class WorklistUnavailable(ConnectionError):
+    """The worklist's database server cannot be reached (the message names the masked URL).
+    A ConnectionError, so `cxr`'s commands print it as a one-line error like any OSError."""
 
 
 class SchemaMismatch(ValueError):
@@ -133,9 +134,12 @@ def _connection_lost(exc: sa.exc.DBAPIError, url: URL) -> bool:
     """An error of the connection, not of the statement (which a retry would repeat)."""
     if exc.connection_invalidated:
         return True
-    if is_sqlite(url):
+    if is_sqlite(url) or not isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
         return False
-    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+    # no SQLSTATE: the client lost the server; class 08: connection exception; 57P: the server
+    # shutting down (pg_ctl stop). A deadlock or lock timeout is the statement's, not this.
+    state = getattr(exc.orig, "sqlstate", None)
+    return state is None or state.startswith(("08", "57P"))
 
 
 @contextmanager

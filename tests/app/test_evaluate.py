@@ -52,7 +52,13 @@ def test_reliability_before_and_after_calibration_when_a_run_has_a_readout(app, 
     run = RunDir(fresh_world.runs / "tiny-fusion")
     metrics = json.loads(run.eval.metrics.read_text())
     metrics["readout"] = {"available": True, "calibration": {
-        "macro": {"ece_before": 0.21, "ece_after": 0.04}, "per_finding": {}}}
+        "macro": {"ece_before": 0.21, "ece_after": 0.04}, "per_finding": {}},
+        "ood": {"expected_flag_rate": 0.0459, "flag_rate_interval": [0.022, 0.078],
+                "flag_rate": 0.05, "flag_rate_ci": [0.02, 0.1], "n_flagged": 5, "n_images": 100,
+                "within_promise": True, "threshold_method": "conformal", "n_calibration": 216},
+        "targets_held": {p: {"findings": 14, "target_met_on_val": 10,
+                             "held_on_scored_split": 9, "held_where_met_on_val": 8}
+                         for p in ("sensitivity", "specificity")}}
     run.eval.metrics.write_text(json.dumps(metrics))
     y = np.tile([0, 1], (20, 7))
     run.eval.calibrated.parent.mkdir(exist_ok=True)
@@ -61,6 +67,11 @@ def test_reliability_before_and_after_calibration_when_a_run_has_a_readout(app, 
     no_exception(at)
     assert len(at.get("plotly_chart")) == 7  # the six above + before / after calibration
     assert any("tiny-fusion 0.210 → 0.040" in c.value for c in at.caption)
+    ood = at.dataframe[-1].value.set_index("model")  # the last table: the OOD guard
+    assert ood.loc["tiny-fusion", "expected"] == "4.6% (2.2%-7.8%)"
+    assert ood.loc["tiny-fusion", "observed"] == "5.0% (2.0%-10.0%)"
+    assert any("tiny-fusion: target held for sensitivity on 9 of 14 findings" in c.value
+               for c in at.caption)
 
 
 def test_best_per_finding_is_highlighted(fresh_world):

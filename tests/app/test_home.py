@@ -29,8 +29,16 @@ def test_home_on_a_fresh_clone_says_what_to_do(app, empty_world):
 def test_home_shows_the_demo_pipeline_while_it_runs(app, empty_world):
     empty_world.runs.mkdir(parents=True)
     (empty_world.runs / "demo_status.json").write_text(json.dumps(
-        {"stage": "training fusion (checkpoints/demo-fusion)", "done": [], "failed": []}))
+        {"stage": "training fusion (checkpoints/demo-fusion)", "done": [], "failed": [],
+         "timeline": [{"stage": "data generation", "start": 1000.0, "end": 1060.0,
+                       "seconds": 60.0, "ok": True},
+                      {"stage": "train fusion", "start": 1060.0, "end": None, "seconds": None,
+                       "ok": True}]}))
     at = app(empty_world)
     no_exception(at)
     assert any("training fusion" in i.value for i in at.info)
+    assert at.expander[0].label.startswith("Demo timeline: ")  # where the demo's time goes
+    table = at.dataframe[0].value
+    assert list(table["stage"]) == ["data generation", "train fusion"]
+    assert list(table["status"]) == ["ok", "running"] and table["minutes"][0] == 1.0
     assert "No training run yet" not in " ".join(m.value for m in at.markdown)

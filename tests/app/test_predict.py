@@ -133,6 +133,11 @@ def test_a_synthetic_film_gets_calibrated_probabilities_and_calls_and_no_ood_war
         assert table["call"].tolist() == expected.calls(point)
         val = [readout.points[point][f]["val_sensitivity"] for f in expected.labels]
         np.testing.assert_allclose(table["val sensitivity"], np.array(val, dtype=float))
+        # the validation rates' intervals, and the point's caption naming its confidence
+        from cxr.dashboard.points import interval_text, point_caption
+        assert table["val specificity (95% CI)"].tolist() == [
+            interval_text(readout.points[point][f], "specificity") for f in expected.labels]
+        assert any(c.value == point_caption(readout, point) for c in at.caption)
     assert any(f"OOD score {expected.ood_score:.2f} (threshold " in c.value for c in at.caption)
 
 

@@ -88,7 +88,8 @@ def test_a_decision_is_recorded_under_the_signed_in_identity(app, fresh_world):
     assert "Signed in as `reader@hospital.example` (reviewer)" in [m.value for m in at.markdown]
     assert "sign_out_triage" in [b.key for b in at.button]  # the page's own Sign out
     case_id = int(at.dataframe[0].value["id"].iloc[0])
-    at.radio(key="d_decision").set_value("agree")
+    [decision] = [r for r in at.radio if r.label == "Decision"]  # its key holds the case id
+    decision.set_value("agree")
     button(at, "Record decision").click()
     at.run()
     no_exception(at)

@@ -123,7 +123,9 @@ def test_with_a_readout_the_table_has_calibrated_p_calls_and_validation_rates(ca
     a = analysis.analyse(model, pixels, passes=7, name="f.png", readout=readout)
     table = a.table("sensitivity")
     assert list(table.columns) == ["finding", "calibrated", "std", "call", "threshold",
-                                   "val sensitivity", "val specificity", "probability"]
+                                   "val sensitivity", "val specificity",
+                                   "val sensitivity (95% CI)", "val specificity (95% CI)",
+                                   "probability"]
     assert table["calibrated"].is_monotonic_decreasing
     row = table.set_index("finding").loc["Effusion"]
     k = a.labels.index("Effusion")
@@ -132,6 +134,9 @@ def test_with_a_readout_the_table_has_calibrated_p_calls_and_validation_rates(ca
     assert (row["threshold"], row["val sensitivity"], row["val specificity"]) == pytest.approx(
         (point["threshold"], point["val_sensitivity"], point["val_specificity"]))
     assert row["val sensitivity"] >= 0.9  # the high-sensitivity point hit its validation target
+    lo, hi = point["val_sensitivity_ci"]  # and says how sure that is
+    assert row["val sensitivity (95% CI)"] == \
+        f"{point['val_sensitivity']:.2f} (95% CI {lo:.2f}-{hi:.2f})"
     np.testing.assert_allclose(a.shown_mean, a.calibrated)
     np.testing.assert_allclose(a.shown_samples, readout.calibrate(a.samples))
     assert a.top(1) == [int(np.argmax(a.calibrated))]

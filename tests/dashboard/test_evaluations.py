@@ -87,3 +87,45 @@ def test_calibrated_table_and_ece_before_after_come_from_the_readout(tmp_path):
     e.run.eval.calibrated.write_text("finding,bin,mean_predicted,observed_frequency,count\n"
                                      "Mass,3,0.2,0.25,4\n")
     assert e.calibrated()["count"].tolist() == [4]
+
+
+def test_ood_row_shows_the_promise_and_the_observed_rate_with_their_intervals(tmp_path):
+    from cxr.dashboard.evaluations import ood_table
+    from cxr.evaluation.ood import fit_ood, ood_score
+    from cxr.evaluation.readout_report import ood_section
+    rng = np.random.default_rng(0)
+    ood = fit_ood(rng.normal(size=(400, 8)), rng.normal(size=(100, 8)), 0.95)
+    score = ood_score(rng.normal(size=(200, 8)), ood.mean, ood.precision)
+    section = ood_section(ood, score, score > ood.threshold)
+    e = fake_eval(tmp_path, "a", [0.7] * 14, 0.7)
+    assert e.ood()["expected"] == "no readout"
+    e.metrics["readout"] = {"available": True, "ood": json.loads(json.dumps(section))}
+    row = e.ood()
+    lo, hi = section["flag_rate_interval"]
+    assert row["expected"] == f"{section['expected_flag_rate']:.1%} ({lo:.1%}-{hi:.1%})"
+    clo, chi = section["flag_rate_ci"]
+    assert row["observed"] == f"{section['flag_rate']:.1%} ({clo:.1%}-{chi:.1%})"
+    assert row["flagged"] == f"{section['n_flagged']} / 200"
+    assert row["within promise"] == ("yes" if section["within_promise"] else "NO")
+    assert row["threshold from"] == f"conformal on {ood.n_calibration} films"
+    old = {"threshold": 3.0, "share": 0.95, "expected_flag_rate": 0.05, "flag_rate": 0.1,
+           "n_flagged": 2, "n_images": 20}  # metrics.json before the conformal threshold
+    e.metrics["readout"]["ood"] = old
+    row = e.ood()
+    assert row["expected"] == "5.0% (no interval: older readout)" and row["observed"] == "10.0%"
+    assert row["within promise"] == "n/a"
+    assert list(ood_table([e]).columns) == ["model", "expected", "observed", "flagged",
+                                            "within promise", "threshold from"]
+
+
+def test_targets_held_says_on_how_many_findings_each_point_held(tmp_path):
+    e = fake_eval(tmp_path, "a", [0.7] * 14, 0.7)
+    assert e.targets_held() == ""
+    e.metrics["readout"] = {"targets_held": {
+        "sensitivity": {"findings": 14, "target_met_on_val": 9, "held_on_scored_split": 8,
+                        "held_where_met_on_val": 7},
+        "specificity": {"findings": 14, "target_met_on_val": None, "held_on_scored_split": 12,
+                        "held_where_met_on_val": None}}}
+    assert e.targets_held() == (
+        "a: target held for sensitivity on 8 of 14 findings (7 of the 9 whose target held "
+        "with 95% confidence on validation); specificity on 12 of 14 findings")

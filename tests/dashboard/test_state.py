@@ -52,3 +52,8 @@ def test_datasets_two_levels_deep_not_inside_one_and_not_hidden(tmp_path):
     assert find_datasets(tmp_path, max_depth=1) == [top]
     assert find_datasets(top) == [top]  # the root itself can be a dataset
     assert find_datasets(tmp_path / "missing") == []
+
+
+def test_a_worklist_url_is_kept_as_given(tmp_path):
+    url = "postgresql+psycopg://cxr:pw@db.example.org:5432/worklist"
+    assert Roots.from_env({"CXR_WORKLIST": url}, cwd=tmp_path).worklist == url

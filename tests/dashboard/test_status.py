@@ -35,3 +35,19 @@ def test_demo_in_progress_and_worklist_counts(tmp_path):
     assert "2 case(s) wait for review" in " ".join(view.steps)
     (runs / "demo_status.json").write_text(json.dumps({"stage": "finished", "done": ["fusion"]}))
     assert not status.overview(Roots(runs, tmp_path / "data", db)).demo_active
+
+
+def test_timeline_rows_in_order_with_a_running_step_counted_to_now():
+    demo = {"timeline": [
+        {"stage": "data generation", "start": 1000.0, "end": 1030.0, "seconds": 30.0, "ok": True},
+        {"stage": "train fusion", "start": 1030.0, "end": 1570.0, "seconds": 540.0, "ok": True},
+        {"stage": "calibrate fusion", "start": 1570.0, "end": 1600.0, "seconds": 30, "ok": False},
+        {"stage": "evaluate fusion", "start": 1600.0, "end": None, "seconds": None, "ok": True}]}
+    rows, total = status.timeline(demo, now=1660.0)
+    assert [r["stage"] for r in rows] == ["data generation", "train fusion", "calibrate fusion",
+                                          "evaluate fusion"]
+    assert [r["minutes"] for r in rows] == [0.5, 9.0, 0.5, 1.0]
+    assert [r["status"] for r in rows] == ["ok", "ok", "failed", "running"]
+    assert total == "11.0 minutes from the first step to now; longest: train fusion (9.0 min)"
+    assert status.timeline({}) == ([], "")
+    assert status.timeline({"stage": "finished"}) == ([], "")  # a status from before timelines

@@ -3,6 +3,7 @@ checkpoint behind a case and the decision rule, on a small real worklist."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -199,3 +200,217 @@ def test_calls_and_ood_filter_sort_and_show_in_the_table(two_models):
     b = triage.queues(wl, runs)[1].checkpoint_hash
     assert triage.case_calls(triage.find_cases(wl, queue=b).iloc[0]) is None
     assert triage.find_cases(wl, queue=b, call="positive").empty  # no readout: no calls
+
+
+# -- issue 18 item 1: the selection is a case id; a stale form is refused ----------------------
+def test_the_table_key_changes_with_the_list_of_cases():
+    assert triage.table_key([3, 1, 2]) == triage.table_key([3, 1, 2])
+    assert triage.table_key([3, 1, 2]) != triage.table_key([1, 2])  # a row left: a new table
+    assert triage.table_key([3, 1, 2]) != triage.table_key([1, 3, 2])
+
+
+def test_a_click_is_a_change_of_rows_under_the_same_key():
+    ids, key = [7, 5, 9], triage.table_key([7, 5, 9])
+    assert triage.clicked_case(ids, key, [2], (key, [0])) == 9
+    assert triage.clicked_case(ids, key, [0], (key, [0])) is None   # nothing changed
+    assert triage.clicked_case(ids, key, [1], None) is None         # first draw
+    assert triage.clicked_case(ids, key, [1], ("cases_other", [0])) is None  # a new table
+    assert triage.clicked_case(ids, key, [], (key, [1])) is None    # deselected: keep the case
+    assert triage.clicked_case(ids, key, [5], (key, [0])) is None   # out of range
+
+
+def test_the_selected_case_stays_while_listed_and_is_never_swapped_silently():
+    assert triage.pick_case([4, 5, 6]) == triage.Pick(4, True)      # first visit: the first
+    assert triage.pick_case([]) == triage.Pick(None, False)
+    assert triage.pick_case([4, 6], selected=6) == triage.Pick(6, True)  # rows shifted
+    assert triage.pick_case([4, 6], selected=5) == triage.Pick(5, False)  # left: kept, unlisted
+    assert triage.pick_case([4, 6], selected=5, clicked=4) == triage.Pick(4, True)
+    # a case just decided that left the list gives way to the next of the list it was in
+    assert triage.pick_case([4, 6, 7], selected=5, saved=(5, [4, 5, 6, 7])) == \
+        triage.Pick(6, True)
+    assert triage.pick_case([4], selected=7, saved=(7, [4, 5, 6, 7])) == triage.Pick(4, True)
+    assert triage.pick_case([], selected=7, saved=(7, [7])) == triage.Pick(None, False)
+    assert triage.pick_case([4, 7], selected=7, saved=(7, [4, 7])) == triage.Pick(7, True)
+
+
+def test_case_by_id_and_the_note_for_a_case_that_left_the_list(wl):
+    case_id = int(triage.find_cases(wl)["id"].iloc[0])
+    wl.record_decision(case_id, "agree", "dr **b**")
+    case = triage.case_by_id(wl, case_id)
+    assert int(case["id"]) == case_id and case["status"] == "agree"
+    assert triage.case_by_id(wl, case_id, queue="ext") is None
+    assert triage.case_by_id(wl, 10_000) is None
+    note = triage.left_list_note(case, case_id)
+    assert note.startswith(f"Case {case_id} is no longer in this list") and "dr **b**" in note
+    assert "no longer in the worklist" in triage.left_list_note(None, case_id)
+
+
+def test_form_keys_hold_the_case_and_the_generation():
+    assert triage.form_key("note", 12, 0) != triage.form_key("note", 13, 0)
+    assert triage.form_key("note", 12, 0) != triage.form_key("note", 12, 1)
+
+
+def test_save_decision_refuses_a_stale_view_and_records_nothing(wl):
+    from cxr.worklist import CaseChanged
+    case_id = int(triage.find_cases(wl)["id"].iloc[0])
+    assert triage.save_decision(wl, triage.Drawn(case_id, 0), case_id, "agree", "dr a", "", [])
+    with pytest.raises(CaseChanged, match=rf"case {case_id} was decided by dr a at .* nothing "
+                                          "was recorded"):
+        triage.save_decision(wl, triage.Drawn(case_id, 0), case_id, "disagree", "dr b", "", [])
+    with pytest.raises(CaseChanged, match="not drawn for case"):  # a form of another case
+        triage.save_decision(wl, triage.Drawn(case_id + 1, 0), case_id, "agree", "dr b", "", [])
+    with pytest.raises(CaseChanged, match="not drawn for case"):  # no form drawn at all
+        triage.save_decision(wl, None, case_id, "agree", "dr b", "", [])
+    assert wl.history(case_id)["reviewer"].tolist() == ["dr a"]
+    triage.save_decision(wl, triage.Drawn(case_id, 1), case_id, "disagree", "dr b", "", [])
+    assert wl.history(case_id)["reviewer"].tolist() == ["dr a", "dr b"]
+
+
+# -- issue 18 item 11: a failed write is a message, not a traceback ----------------------------
+@pytest.mark.parametrize("error, says", [
+    (OSError(28, "No space left on device"), "the disk holding the worklist is full"),
+    (__import__("sqlite3").OperationalError("database or disk is full"), "is full"),
+    (__import__("sqlite3").OperationalError("attempt to write a readonly database"),
+     "read-only"),
+    (__import__("sqlite3").OperationalError("disk I/O error"),
+     "could not be written (disk I/O error)")])
+def test_a_failed_write_is_a_save_failed_that_says_nothing_was_recorded(wl, monkeypatch,
+                                                                         error, says):
+    case_id = int(triage.find_cases(wl)["id"].iloc[0])
+
+    def fail(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(Worklist, "record_decision", fail)
+    with pytest.raises(triage.SaveFailed) as exc:
+        triage.save_decision(wl, triage.Drawn(case_id, 0), case_id, "agree", "dr a", "x", [])
+    assert str(exc.value).startswith("Nothing was recorded: ") and says in str(exc.value)
+    assert "kept in the form" in str(exc.value)
+
+
+def test_a_sqlalchemy_error_shows_only_the_databases_reason():
+    from sqlalchemy.exc import OperationalError
+    exc = OperationalError("INSERT INTO decisions (note) VALUES ('secret note')", {},
+                           __import__("sqlite3").OperationalError("database or disk is full"))
+    text = triage.write_problem(exc)
+    assert "full" in text and "secret note" not in text and "INSERT" not in text
+
+
+# -- issue 18 item 8: films only through load_image, only under the image roots -----------------
+def test_image_roots_are_the_data_folder_and_cxr_image_roots(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    env = {"CXR_IMAGE_ROOTS": f"{a}{os.pathsep}{b}{os.pathsep}"}
+    assert triage.image_roots(tmp_path / "data", env) == (tmp_path / "data", a, b)
+    assert triage.image_roots(tmp_path / "data", {}) == (tmp_path / "data",)
+
+
+def film_png(path, size: int = 96):
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size, size), 128, np.uint8)).save(path)
+    return path
+
+
+def test_a_film_outside_the_roots_is_not_opened(tmp_path, monkeypatch):
+    root, outside = tmp_path / "data", tmp_path / "elsewhere"
+    inside = film_png(root / "images" / "f.png")
+    away = film_png(outside / "g.png")
+    (root / "images" / "link.png").symlink_to(away)  # a link out of the roots is outside
+    roots = triage.image_roots(root, {})
+    assert triage.load_film(str(inside), roots).pixels.shape == (96, 96)
+    opened, real_load = [], triage.load_image
+
+    def spy(path, *args, **kwargs):  # the one route by which a film is read
+        opened.append(str(path))
+        return real_load(path, *args, **kwargs)
+    monkeypatch.setattr(triage, "load_image", spy)
+    triage.load_film(str(inside), roots)
+    assert opened == [str(inside.resolve())]
+    opened.clear()
+    for path in (str(away), str(root / "images" / "link.png"), "/etc/passwd",
+                 str(root / ".." / "elsewhere" / "g.png")):
+        with pytest.raises(triage.FilmUnavailable, match="outside the image folders"):
+            triage.load_film(path, roots)
+    assert opened == []
+    monkeypatch.undo()
+    with pytest.raises(triage.FilmUnavailable, match="no film path"):
+        triage.load_film(None, roots)
+    with pytest.raises(triage.FilmUnavailable, match="not at its recorded path"):
+        triage.load_film(str(root / "images" / "gone.png"), roots)
+    assert triage.load_film(str(away), triage.image_roots(
+        root, {"CXR_IMAGE_ROOTS": str(outside)})).pixels.shape == (96, 96)
+
+
+def test_a_film_is_read_with_load_images_size_limit(tmp_path):
+    from cxr.data.images import MAX_FILE_BYTES, ImageLoadError
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:  # sparse: no disk used, and never read
+        f.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(ImageLoadError, match="file too large"):
+        triage.load_film(str(big), (tmp_path,))
+
+
+# -- issue 20 item 4: claims -----------------------------------------------------------------
+def test_claims_are_taken_shown_to_others_and_expire(tmp_path, wl):
+    from datetime import datetime, timedelta, timezone
+    now = [datetime(2026, 12, 8, 10, 0, tzinfo=timezone.utc)]
+    clocked = Worklist(wl.path, clock=lambda: now[0])
+    case_id = int(triage.find_cases(clocked)["id"].iloc[0])
+    assert triage.claim_case(clocked, case_id, "  ") is None  # no name yet: nothing claimed
+    mine = triage.claim_case(clocked, case_id, "dr a")
+    assert mine.mine and triage.claim_note(mine) is None
+    theirs = triage.claim_case(clocked, case_id, "dr b")
+    assert not theirs.mine and theirs.holder == "dr a"
+    assert triage.claim_note(theirs).startswith("Being reviewed by dr a until 10:05 UTC: ")
+    table = triage.case_table(triage.find_cases(clocked, sort="image", ascending=True))
+    assert table.loc[table["id"] == case_id, "claimed by"].item() == "dr a"
+    now[0] += timedelta(minutes=4)  # dr a reruns: renewed until 10:09
+    assert triage.claim_case(clocked, case_id, "dr a").expires_at.startswith("2026-12-08T10:09")
+    now[0] += timedelta(minutes=6)  # ... then goes quiet: it runs out, dr b takes it
+    assert triage.claim_case(clocked, case_id, "dr b").mine
+    triage.release_claim(clocked, case_id, "dr a")  # not dr a's any more: left as it is
+    assert not triage.claim_case(clocked, case_id, "dr a").mine
+    triage.release_claim(clocked, case_id, "dr b")
+    assert triage.claim_case(clocked, case_id, "dr a").mine
+    assert triage.clock_time("2026-12-08T23:59:30.5+00:00") == "23:59 UTC"
+
+
+def test_worklist_problems_in_words():
+    from cxr.worklist import SchemaMismatch, WorklistUnavailable
+    gone = WorklistUnavailable("the worklist database postgresql://x:***@h/db cannot be reached.")
+    assert triage.worklist_problem(gone).startswith("The worklist is not available right now: ")
+    old = SchemaMismatch("worklist w.sqlite is at 0001: run `cxr worklist upgrade --db w.sqlite`")
+    assert "cxr worklist upgrade --db w.sqlite" in triage.worklist_problem(old)
+    assert triage.worklist_problem(KeyError("x")) is None
+
+
+def test_kept_inputs_are_the_form_and_the_filters_without_defaults():
+    state = {"d_note_12_0": "typed", "d_reviewer": "dr a", "f_status": "pending",
+             "f_queue": "abc", "f_unc": (0.0, 0.5), "triage_case": 12, 3: "x"}
+    assert triage.kept_inputs(state) == {"d_note_12_0": "typed", "d_reviewer": "dr a",
+                                         "f_status": "pending"}
+
+
+def test_the_history_table_is_escaped_for_st_table(wl):
+    case_id = int(triage.find_cases(wl)["id"].iloc[0])
+    wl.record_decision(case_id, "disagree", "dr **a**", note="![x](http://h/x.png)",
+                       corrected=["Mass"])
+    wl.record_decision(case_id, "agree", "dr b")
+    table = triage.history_table(wl.history(case_id))
+    assert list(table.columns) == ["created_at", "reviewer", "decision", "corrected", "note"]
+    assert table["note"].tolist() == ["\\!\\[x\\]\\(http://h/x.png\\)", ""]
+    assert table["reviewer"].tolist() == ["dr \\*\\*a\\*\\*", "dr b"]
+    assert table["corrected"].tolist() == ['\\["Mass"\\]', ""]
+
+
+def test_a_claim_that_cannot_be_written_is_a_claim_failed(wl, monkeypatch):
+    case_id = int(triage.find_cases(wl)["id"].iloc[0])
+
+    def full(*args, **kwargs):
+        raise OSError(f"worklist {wl.path}: database or disk is full")
+    monkeypatch.setattr(Worklist, "claim_case", full)
+    monkeypatch.setattr(Worklist, "release_claim", full)
+    with pytest.raises(triage.ClaimFailed, match=r"could not be claimed for you \(the disk "
+                                                 r"holding the worklist is full\)"):
+        triage.claim_case(wl, case_id, "dr a")
+    with pytest.raises(triage.ClaimFailed):
+        triage.release_claim(wl, case_id, "dr a")

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pandas as pd
+import numpy as np
 import pytest
 
 from cxr.cli import main
@@ -58,10 +59,31 @@ def test_with_a_readout_every_part_is_reported_on_the_scored_split(run):
                     "n_called_positive"} <= set(row)
             if row["threshold"] is not None and point == "sensitivity":
                 assert row["val_sensitivity"] >= 0.9
+    held = section["targets_held"]
+    for point in ("sensitivity", "specificity"):
+        rows = [r for r in points[point].values() if r["threshold"] is not None
+                and r[point] is not None]
+        assert held[point]["findings"] == len(rows)
+        assert held[point]["held_on_scored_split"] == sum(r[point] >= 0.9 for r in rows)
+        assert held[point]["target_met_on_val"] == sum(r["target_met"] for r in rows)
+        assert held[point]["held_where_met_on_val"] == \
+            sum(r[point] >= 0.9 for r in rows if r["target_met"])
     ood = section["ood"]
     assert ood["n_images"] == metrics["n_images"] == 12 and 0 <= ood["flag_rate"] <= 1
     assert ood["flag_rate"] == pytest.approx(ood["n_flagged"] / 12)
-    assert ood["expected_flag_rate"] == pytest.approx(0.05)
+    # the conformal promise: (n + 1 - k) / (n + 1) of in-distribution films, with its interval
+    n = ood["n_calibration"]
+    k = int(np.ceil((n + 1) * 0.95))
+    assert ood["threshold_method"] == "conformal" and n >= 12
+    assert ood["expected_flag_rate"] == pytest.approx((n + 1 - k) / (n + 1))
+    lo, hi = ood["flag_rate_interval"]
+    assert lo < ood["expected_flag_rate"] < hi
+    # what it did on the 12 test films, with an exact interval and the promise's range
+    from scipy.stats import binomtest
+    ci = binomtest(ood["n_flagged"], 12).proportion_ci(0.95, "exact")
+    assert ood["flag_rate_ci"] == [pytest.approx(ci.low), pytest.approx(ci.high)]
+    low, high = ood["expected_flagged_range"]
+    assert 0 <= low <= high <= 12 and ood["within_promise"] == (low <= ood["n_flagged"] <= high)
     after = pd.read_csv(run.eval.calibrated)
     assert list(after.columns) == list(pd.read_csv(run.eval.calibration).columns)
     assert after.groupby("finding")["count"].sum().eq(12).all()
