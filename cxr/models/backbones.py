@@ -65,7 +65,8 @@ class TimmClassifier(CXRModel):
                  drop_path_rate: float = 0.0, hidden_drop_rate: float = 0.5):
         super().__init__()
         if arch not in _GRADCAM_LAYER:
-            raise ValueError(f"unsupported backbone {arch!r}; expected one of {sorted(_GRADCAM_LAYER)}")
+            raise ValueError(f"unsupported backbone {arch!r}; expected one of "
+                             f"{sorted(_GRADCAM_LAYER)}")
         self.model_name = arch
         self.backbone = create_timm_backbone(arch, pretrained, weights, drop_path_rate)
         self.backbone.reset_classifier(0, "")  # forward_features gives the unpooled map

@@ -17,7 +17,7 @@
     from cxr.models import create_model
     m = create_model("fusion")                                   # random init, 14x14 grid at 224 px
     m = create_model("fusion", grid="dense")                     # DenseNet's grid: 7x7 at 224 px
-    m = create_model("fusion", drop_path_rate=0.2)               # Keras EfficientNet's stochastic depth
+    m = create_model("fusion", drop_path_rate=0.2)               # Keras EfficientNet's drop path
     m = create_model("fusion", pretrained=True)                  # both backbones from the timm hub
     m = create_model("fusion", weights={"densenet121": "dn.safetensors",
                                         "efficientnet_b3": "b3.safetensors"})
