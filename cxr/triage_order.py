@@ -188,7 +188,15 @@ def sensitivity_sentence(readout) -> str:
     missing = len(sens) - known.size
     unchecked = (f" {missing} finding(s) have no threshold at that point and are not checked."
                  if missing else "")
-    return (f"That point was chosen for validation sensitivity >= {readout.target:.2f}; it "
+    points = readout.points["sensitivity"]
+    missed = [f for f in readout.labels if points[f].get("target_met") is False]
+    fallback = (f" {len(missed)} finding(s) have too few validation positives for that bound "
+                "and use their most sensitive threshold instead." if missed else "")
+    by_bound = any("val_sensitivity_lcb" in points[f] for f in readout.labels)
+    rule = ("holds with 95% confidence (its lower bound)" if by_bound
+            else "(by the estimate: a readout from before the lower-bound rule)")
+    return (f"That point was chosen so that validation sensitivity >= {readout.target:.2f} "
+            f"{rule}; it "
             f"reached {known.min():.2f} to {known.max():.2f} across the findings, so about "
             f"{1 - known.min():.0%} of a finding's positive films can still be on this list."
-            + unchecked)
+            + fallback + unchecked)
