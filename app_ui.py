@@ -28,11 +28,28 @@ def auth_settings() -> AuthSettings:
     return load_settings(secrets, st.get_option("secrets.files"))
 
 
+def leave_pages_folder_mode() -> None:
+    """Until app.py has called st.navigation once in this server process, Streamlit treats an
+    app with a `pages/` folder as a multipage app of the first kind: a page opened by its URL
+    runs directly, under a page list made from the folder, whose home entry is "app" (the file
+    name). Switch that mode off and run again: app.py then runs first (its page list, "Home"
+    first) and st.navigation runs the page the URL names. Once per session: the mode is the
+    server's, so only its first run can be in it (AppTest resets it before every run, and a
+    second rerun there would drop the run's button clicks). Pinned streamlit==1.67.0;
+    tests/browser/test_navigation.py checks it in a real browser."""
+    from streamlit.runtime.pages_manager import PagesManager
+    if PagesManager.uses_pages_directory and "_cxr_pages_mode_left" not in st.session_state:
+        st.session_state["_cxr_pages_mode_left"] = True
+        PagesManager.uses_pages_directory = False  # what st.navigation itself sets
+        st.rerun()
+
+
 def viewer() -> Viewer:
     """Every page's first line. The signed-in user (or, without [auth], the local user);
     without a session only the sign-in screen is drawn and the script run ends here. A request
     under a host name the app does not answer to (DNS rebinding) gets an error and nothing
     else: the session's data only ever travels in what the script draws after this."""
+    leave_pages_folder_mode()
     try:
         settings = auth_settings()
     except AuthConfigError as exc:  # fail closed: nobody gets in while the secrets are wrong

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from cxr.data.cache import build_cache  # noqa: E402
 from cxr.data.dataset import CXRDataset  # noqa: E402
 from cxr.data.transforms import EvalTransform, TrainTransform  # noqa: E402
-from _report import write_section  # bench/_report.py (bench/ is on sys.path)
+from _report import write_section  # noqa: E402 (bench/_report.py; bench/ is on sys.path)
 
 NIH_DIR = Path(os.environ.get("CXR_NIH_DIR", REPO.parent / "shared" / "data" / "nih"))
 NIH_IMAGES = NIH_DIR / "images"

@@ -50,10 +50,11 @@ def bench(name: str, batch: int, size: int, repeats: int, naive_repeats: int, pa
     fast_ratio, naive_ratio = [], []  # paired within a repeat: robust to load drifting over time
     for r in range(repeats):
         times["forward"].append(seconds(lambda: predict_proba(model, x)))
-        times["fast"].append(seconds(lambda: mc_predict(model, x, passes, seed=r)))
+        times["fast"].append(seconds(lambda r=r: mc_predict(model, x, passes, seed=r)))
         fast_ratio.append(times["fast"][-1] / times["forward"][-1])
         if r < naive_repeats:
-            times["naive"].append(seconds(lambda: mc_predict_naive(model, x, passes, seed=r)))
+            times["naive"].append(seconds(
+                lambda r=r: mc_predict_naive(model, x, passes, seed=r)))
             naive_ratio.append(times["naive"][-1] / times["fast"][-1])
     ms = {k: 1000 * statistics.median(v) / batch for k, v in times.items()}
     row = dict(model=name, params=sum(p.numel() for p in model.parameters()), **ms)
@@ -73,7 +74,8 @@ def render(rows: list[dict], args, load: tuple) -> str:
         f"{args.repeats} --naive-repeats {args.naive_repeats}"
         f"{f' --threads {args.threads}' if args.threads else ''}`, {time.strftime('%Y-%m-%d')}. "
         f"Machine: {MACHINE} ({platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} torch threads); torch {torch.__version__}, timm {timm.__version__}.",
+        f"{torch.get_num_threads()} torch threads); torch {torch.__version__}, "
+        f"timm {timm.__version__}.",
         f"Random-init models in eval mode, batch {args.batch} at {args.size} px, times per image "
         f"(median of {args.repeats} repeats; naive MC median of {args.naive_repeats}), all "
         f"measured back to back in one run. MC = {args.passes} passes. Ratios are medians of "
@@ -103,7 +105,8 @@ def main() -> None:
     ap.add_argument("--naive-repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: torch's choice); 1 is steadier on a shared VM")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "BENCHMARKS.md")
+    ap.add_argument("--out", type=Path,
+                    default=Path(__file__).resolve().parents[1] / "BENCHMARKS.md")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if args.threads:

@@ -4,8 +4,8 @@ readout's threshold, printed as a markdown table (for MODEL_CARD.md).
 
     cxr calibrate --checkpoint checkpoints/demo-fusion/best.pt      # the readout, if absent
     .venv/bin/python bench/bench_ood.py --checkpoint checkpoints/demo-fusion/best.pt
-    .venv/bin/python bench/bench_ood.py --checkpoint RUN/best.pt --data DIR --nih ../shared/data/nih \
-        --films 200 --seed 0 --device cpu
+    .venv/bin/python bench/bench_ood.py --checkpoint RUN/best.pt --data DIR \
+        --nih ../shared/data/nih --films 200 --seed 0 --device cpu
 
 The sets ("in": the run's own test split; every other set is "out", made or read here, nothing
 downloaded):
@@ -126,7 +126,8 @@ def main(argv=None) -> int:
         "photo-like": ("1/f noise + flat shapes", [photo_like(rng) for _ in films]),
         "lateral-like: squeezed": ("film at 55% width, to one side",
                                    [squeezed(p) for p in films]),
-        "lateral-like: rotated 90°": ("film turned on its side", [np.rot90(p).copy() for p in films]),
+        "lateral-like: rotated 90°": ("film turned on its side",
+                                      [np.rot90(p).copy() for p in films]),
         "corrupted: noise": ("Gaussian noise sd 0.3",
                              [np.clip(p + rng.normal(0, 0.3, p.shape), 0, 1).astype(np.float32)
                               for p in films]),

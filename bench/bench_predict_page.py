@@ -15,7 +15,8 @@ into st.cache_resource while the clinician picks a film, and after issue 15 expo
 ONNX Runtime), then one film is uploaded (timed: "first") and then other films (timed:
 "cached"; each film is new to the page, so nothing is served from st.cache_data). Both paths
 run today's page, which loads the model when it opens (before issue 15 it did so after the
-first upload), so "open + first upload" is the figure to compare for a fresh server. Before and after sessions alternate, so load drifts hit both. The
+first upload), so "open + first upload" is the figure to compare for a fresh server. Before
+and after sessions alternate, so load drifts hit both. The
 script run covers decoding, MC dropout, one Grad-CAM, the overlay and building the plotly
 figures; the browser's own rendering is not included. A breakdown of the cached path (the
 cxr.dashboard.analysis calls the page makes, model loaded) is measured in this process, the

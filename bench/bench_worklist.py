@@ -103,7 +103,7 @@ def main() -> None:
             for _ in range(args.repeats):  # backends take turns so machine load hits both
                 for name, wl in targets.items():
                     for q, fn in queries.items():
-                        times[name, q].append(timed(lambda: fn(wl)))
+                        times[name, q].append(timed(lambda fn=fn, wl=wl: fn(wl)))
             with targets["PostgreSQL"]._read() as con:
                 server = con.execute(sa.text("SHOW server_version")).scalar()
     finally:

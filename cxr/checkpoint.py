@@ -27,6 +27,11 @@ REQUIRED_META = ("model", "labels", "preprocess")
 # `fusion` named the bidirectional cross-attention network until the report's exact network
 # took that name; those checkpoints are recognised by the cross-attention's kwargs.
 RENAMED = {"fusion": ("fusion_xattn", {"dense_stride", "eff_stride", "heads"})}
+# kwargs a model gained later -> the saved kwarg whose value an older checkpoint implies: the
+# baselines' two head dropouts both used `drop_rate` until `hidden_drop_rate` (default 0.5) split
+# them, so a checkpoint without it keeps its second dropout at its `drop_rate`.
+ADDED_KWARGS = {name: {"hidden_drop_rate": "drop_rate"}
+                for name in ("densenet121", "efficientnet_b0")}
 
 
 class CheckpointError(ValueError):
@@ -125,6 +130,16 @@ def checkpoint_model_name(meta: dict) -> str:
     return new_name if old_kwargs & set(meta["model"].get("kwargs", {})) else name
 
 
+def saved_kwargs(name: str, kwargs: dict) -> dict:
+    """The kwargs that rebuild a checkpoint's model as it was trained: the saved ones, plus any
+    kwarg added since (ADDED_KWARGS) set to what the older code used."""
+    kwargs = dict(kwargs)
+    for added, source in ADDED_KWARGS.get(name, {}).items():
+        if added not in kwargs and source in kwargs:
+            kwargs[added] = kwargs[source]
+    return kwargs
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode on `device`, meta) rebuilt from the checkpoint alone. A model saved
     under an old name comes back under its new one: meta["model"] then has `name` (new) and
@@ -138,7 +153,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     if name != spec["name"]:
         meta["model"] = spec = {**spec, "name": name, "saved_as": spec["name"]}
     try:
-        kwargs = {"num_classes": len(meta["labels"]), **spec.get("kwargs", {})}
+        kwargs = {"num_classes": len(meta["labels"]),
+                  **saved_kwargs(name, spec.get("kwargs", {}))}
         model = create_model(name, pretrained=False, **kwargs)
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:

@@ -1,6 +1,7 @@
 """Text cells made safe for spreadsheets (CSV injection): a cell that begins with `=`, `+`, `-`,
-`@`, a tab or a carriage return is run as a formula by Excel, LibreOffice and Sheets; prefixing
-it with `'` makes it text. Numbers are left as they are (a negative number is not a formula).
+`@` (also after white space), a tab, a carriage return or a line feed is run as a formula by
+Excel, LibreOffice and Sheets; prefixing it with `'` makes it text.
+Numbers are left as they are (a negative number is not a formula).
 
     >>> csv_safe(pd.DataFrame({"note": ["=HYPERLINK(...)", "ok"], "p": [-0.5, 1]}))
 """
@@ -8,12 +9,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+# after leading white space too: LibreOffice's import (with "trim spaces") and some spreadsheets
+# drop it and then run the formula
+FORMULA_SIGNS = ("=", "+", "-", "@")
 
 
 def safe_cell(value):
     """`'` + value when value is a string a spreadsheet would run; anything else unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and (value.startswith(FORMULA_STARTS)
+                                   or value.lstrip().startswith(FORMULA_SIGNS)):
         return "'" + value
     return value
 

@@ -53,7 +53,8 @@ def bce(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") ->
 
 def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight,
                  reduction: str = "mean") -> torch.Tensor:
-    """BCE with each class's positive term multiplied by pos_weight[c] (see pos_weight_from_targets)."""
+    """BCE with each class's positive term multiplied by pos_weight[c]
+    (see pos_weight_from_targets)."""
     pos_weight = torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
     return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction=reduction,
                                               pos_weight=pos_weight)

@@ -27,6 +27,10 @@ Writes to --out (default `predictions/`):
                     image, not a frontal chest radiograph, a folder link), also reported on
                     stderr; the rest go on
   cam/<stem>_<Finding>.png  with --cam: Grad-CAM overlays of the --top-k findings per film
+  --samples DIR     DIR/<stem>.npz per film: its MC-dropout samples, the data of the report's
+                    Figure 7 histogram (write_samples: `samples` (passes, 14) float32 raw
+                    per-pass probabilities, `findings`, `name`, `mean`, `std`, `seed`; plain
+                    arrays, np.load(path) reads them without pickle)
 Nothing read from a DICOM header but its format, view, modality and body part reaches any of
 these (cxr.data.dicom), so no patient identifier is written or printed.
 The summary line ends with the films flagged out of distribution and the operating point, or
@@ -226,6 +230,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--top-k", type=int, default=3, help="findings explained per image")
     parser.add_argument("--cam-method", choices=("gradcam", "gradcam++"), default="gradcam")
     parser.add_argument("--opacity", type=float, default=0.4, help="heatmap opacity in overlays")
+    parser.add_argument("--samples", type=Path, default=None, metavar="DIR",
+                        help="write each film's MC-dropout samples to DIR/<stem>.npz")
     parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="auto (CUDA, else MPS, else CPU; the default), cpu, cuda, mps")
 
@@ -260,7 +266,7 @@ def _predict(args, info) -> int:
     print(f"uncertainty rule {rule}, from {origin}"
           + (f"; {info.world_size} processes" if info.distributed else ""))
     found = find_inputs(args.inputs, args.exclude)
-    errors, preds, stems = [], [], set()
+    errors, preds, stems, sample_stems = [], [], set(), set()
     _report(errors, found.errors, info)
     files = found.files
     batches = [files[i:i + args.batch_size] for i in range(0, len(files), args.batch_size)]
@@ -273,6 +279,8 @@ def _predict(args, info) -> int:
             preds.extend(batch.preds)
             for pred, cams in zip(batch.preds, batch.cams):
                 _save_cams(args.out, pred.name, cams, stems)
+                if getattr(args, "samples", None) is not None:
+                    write_samples(args.samples, pred, model.labels, args.seed, sample_stems)
     if not info.is_main:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
@@ -338,7 +346,9 @@ def _score_batch(model, paths: list[Path], args, rule: str, readout=None) -> _Ba
         pred.name = film_key(path, args.inputs)  # after predicting: the seed is the file name's
         out.cams.append(_render_cams(model, image, pred, args) if args.cam else {})
         # light to send: the readout's fields are already computed from samples and features
-        out.preds.append(replace(pred, samples=pred.samples[:0], meta={}, features=None))
+        keep = getattr(args, "samples", None) is not None  # --samples writes them
+        out.preds.append(replace(pred, samples=pred.samples if keep else pred.samples[:0],
+                                 meta={}, features=None))
     return out
 
 
@@ -369,15 +379,35 @@ def _render_cams(model, image: LoadedImage, pred: Prediction, args) -> dict[str,
     return pngs
 
 
+def write_samples(folder: Path, pred: Prediction, labels, seed, used: set[str]) -> Path:
+    """One film's MC-dropout samples as folder/<stem>.npz (atomically), the stem made unique
+    as the overlays' are: `samples` (passes, findings) float32, `findings`, `name`, `mean`,
+    `std` and `seed` (-1: fresh masks), all plain arrays (np.load needs no pickle)."""
+    from cxr.atomic import atomic_open
+
+    path = Path(folder) / f"{_unique_stem(pred.name, used)}.npz"
+    with atomic_open(path, "wb") as f:
+        np.savez(f, samples=np.asarray(pred.samples, np.float32), findings=np.array(labels),
+                 name=np.array(pred.name), mean=np.asarray(pred.probs, np.float32),
+                 std=np.asarray(pred.std, np.float32), seed=np.array(-1 if seed is None else seed))
+    return path
+
+
+def _unique_stem(name: str, used: set[str]) -> str:
+    """The file's stem, made unique (the same file name in two folders) in writing order."""
+    stem, k = Path(name).stem, 1
+    while stem in used:
+        stem, k = f"{Path(name).stem}_{k}", k + 1
+    used.add(stem)
+    return stem
+
+
 def _save_cams(out: Path, name: str, pngs: dict[str, bytes], used: set[str]) -> None:
     """Write a film's overlays as cam/<stem>_<Finding>.png, the stem made unique (the same
     file name in two folders) in the order films are written."""
     if not pngs:
         return
-    stem, k = Path(name).stem, 1
-    while stem in used:
-        stem, k = f"{Path(name).stem}_{k}", k + 1
-    used.add(stem)
+    stem = _unique_stem(name, used)
     (out / "cam").mkdir(parents=True, exist_ok=True)
     for finding, data in pngs.items():
         (out / "cam" / f"{stem}_{finding}.png").write_bytes(data)

@@ -303,6 +303,7 @@ def annotate(preds: list, readout: Readout | None, point: str = "youden",
     out = readout.apply(np.stack([p.probs for p in preds]), np.stack([p.features for p in preds]),
                         np.stack([p.samples for p in preds], axis=1))
     for i, p in enumerate(preds):
-        p.calibrated, p.calls, p.operating_point = out.calibrated[i], list(out.calls[point][i]), point
+        p.calibrated, p.calls, p.operating_point = (out.calibrated[i], list(out.calls[point][i]),
+                                                    point)
         p.ood_score, p.ood_flag = float(out.ood_score[i]), bool(out.ood_flag[i])
     return preds

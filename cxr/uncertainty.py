@@ -150,7 +150,8 @@ class MCResult:
     uncertain_classes: np.ndarray  # (B, C) bool: std > threshold, per finding
     score: np.ndarray | None = None  # (B,) float64: the image's uncertainty under `rule`
     rule: str = DEFAULT_RULE
-    features: np.ndarray | None = None  # (B, D) pooled features (mc_predict): cxr.readout's OOD input
+    # (B, D) pooled features (mc_predict): cxr.readout's OOD input
+    features: np.ndarray | None = None
 
 
 def _result(probs: torch.Tensor, threshold: float, rule: str) -> MCResult:

@@ -6,11 +6,12 @@ Logic: cxr/dashboard/analysis.py."""
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import streamlit as st
 
 import app_ui
-from cxr.dashboard import analysis, charts, plain
+from cxr.dashboard import analysis, charts, mc_histogram, plain
 from cxr.dashboard.points import point_caption
 from cxr.dashboard.runs import best_run, list_runs
 from cxr.dashboard.status import overview
@@ -163,6 +164,14 @@ top_k = st.slider("Findings to show", 1, 6, 3, key="top_k")
 st.plotly_chart(charts.mc_histograms(result.labels, result.shown_samples, result.top(top_k),
                                      "calibrated probability" if calibrated else "probability"),
                 width="stretch", key="hist")
+figure_finding = st.selectbox("Histogram to download (the report's Figure 7)", result.labels,
+                              index=result.top(1)[0], key="figure_finding")
+st.download_button(  # the PNG is drawn only when clicked (partial binds this run's values)
+    "Download the histogram (PNG)", key="figure_png", icon=":material/download:",
+    on_click="ignore", mime="image/png", file_name=f"mc_histogram_{figure_finding}.png",
+    data=partial(mc_histogram.histogram_png,
+                 result.shown_samples[:, result.labels.index(figure_finding)], figure_finding,
+                 "calibrated probability" if calibrated else "probability"))
 
 st.subheader("Grad-CAM")
 explain = st.multiselect("Findings to explain", result.labels,

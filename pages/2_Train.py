@@ -1,7 +1,7 @@
 """Train: launch `cxr train` in the background and watch any run live from its files.
 
-The launch form starts from a preset (cxr/dashboard/presets.py: the report's Table 1, or the CPU
-demo, the default without CUDA) and shows what the run will cost before it starts
+The launch form starts from a preset (cxr/dashboard/presets.py: the report's Table 1 and text,
+or the CPU demo, the default without CUDA) and shows what the run will cost before it starts
 (cxr/dashboard/cost.py: steps per epoch, time per epoch from a short measured warm-up); a long
 run needs a tick to launch. The job is a detached process (cxr/dashboard/jobs.py): it keeps
 going when the page reloads or the browser closes; its progress comes from

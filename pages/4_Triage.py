@@ -282,7 +282,7 @@ def page() -> None:
     # The form of this case (keys hold its id and the number of decisions saved in this session,
     # so every case's form starts empty); `drawn`: what the form the reviewer submitted showed.
     gen, drawn = ss.get("triage_gen", 0), ss.get("triage_drawn")
-    key_of = lambda field: triage.form_key(field, case_id, gen)
+    key_of = lambda field: triage.form_key(field, case_id, gen)  # noqa: E731
     with st.form(f"decision_{case_id}_{gen}", clear_on_submit=False):
         st.markdown("**Your review**")
         c1, c2 = st.columns([1, 2])

@@ -36,7 +36,8 @@ def leak(split) -> dict:
     shared = test["patient"].isin(train_patients)
     return {"test_images": len(test), "test_patients": test["patient"].nunique(),
             "test_images_shared": float(shared.mean()),
-            "test_patients_shared": test.loc[shared, "patient"].nunique() / test["patient"].nunique()}
+            "test_patients_shared": (test.loc[shared, "patient"].nunique()
+                                     / test["patient"].nunique())}
 
 
 def main(path: str) -> None:

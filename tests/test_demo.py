@@ -45,7 +45,8 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen):
         value = predicate()
         if value:
             return value
-        assert proc.poll() is None, f"run.sh exited early ({proc.returncode}) while waiting for {what}"
+        assert proc.poll() is None, (f"run.sh exited early ({proc.returncode}) while waiting for "
+                                     f"{what}")
         time.sleep(1)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
@@ -65,7 +66,8 @@ def demo_stage(root: Path) -> str:
         return ""
 
 
-@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").exists(), reason="needs ./test.sh's .venv")
+@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").exists(),
+                    reason="needs ./test.sh's .venv")
 def test_demo_models_are_registry_models_and_bad_names_are_refused():
     from cxr.demo import DEMO_MODELS, demo_models
     from cxr.models import MODELS as REGISTRY

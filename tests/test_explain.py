@@ -1,4 +1,5 @@
-"""cxr/explain.py: Grad-CAM maps (size, range, finiteness, state restored), overlay, pointing game."""
+"""cxr/explain.py: Grad-CAM maps (size, range, finiteness, state restored), overlay, pointing
+game."""
 from __future__ import annotations
 
 import functools

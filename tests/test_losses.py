@@ -88,7 +88,8 @@ def test_bce_and_weighted_bce_match_reference(batch):
     w = np.linspace(0.5, 20, 14)
     got = weighted_bce(*tensors(x, t), w, reduction="none").numpy()
     np.testing.assert_allclose(got, ref_bce(x, t, w), rtol=1e-5, atol=1e-6)
-    assert weighted_bce(*tensors(x, t), w).item() == pytest.approx(ref_bce(x, t, w).mean(), rel=1e-5)
+    assert weighted_bce(*tensors(x, t), w).item() == pytest.approx(ref_bce(x, t, w).mean(),
+                                                                   rel=1e-5)
 
 
 def test_pos_weight_from_targets():
@@ -104,7 +105,8 @@ def test_make_loss(batch):
     assert make_loss("bce")(x, t).item() == bce(x, t).item()
     loss = make_loss("weighted_bce", pos_weight=torch.full((14,), 3.0))
     assert loss(x, t).item() == pytest.approx(weighted_bce(x, t, [3.0] * 14).item())
-    with pytest.raises(ValueError, match="unknown loss 'dice'; available: focal, bce, weighted_bce"):
+    with pytest.raises(ValueError,
+                       match="unknown loss 'dice'; available: focal, bce, weighted_bce"):
         make_loss("dice")
     with pytest.raises(ValueError, match="bad parameters for loss 'focal'"):
         make_loss("focal", gama=2)

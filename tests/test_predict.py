@@ -38,7 +38,8 @@ def _dicom(path, arr, view=None):
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = "DX"
     if view:
         ds.ViewPosition = view
@@ -479,3 +480,33 @@ def test_planted_identifiers_appear_nowhere_in_the_output_or_the_console(checkpo
         for path in written:
             assert secret.lower().encode() not in path.read_bytes().lower(), (secret, path)
             assert secret.lower() not in str(path).lower()
+
+
+def test_samples_writes_each_films_mc_samples_as_plain_npz(checkpoint, folder, tmp_path):
+    """--samples DIR: the data of the report's Figure 7 (a histogram of one film's passes)."""
+    out, samples = tmp_path / "out", tmp_path / "samples"
+    (folder / "again").mkdir()
+    Image.fromarray(FILM).save(folder / "again" / "a.png")  # the same name in another folder
+    assert main(["predict", "--checkpoint", str(checkpoint), str(folder / "a.png"),
+                 str(folder / "b.png"), str(folder / "again"), "--passes", "6", "--seed", "3",
+                 "--samples", str(samples), "--out", str(out)]) == 0
+    assert sorted(p.name for p in samples.iterdir()) == ["a.npz", "a_1.npz", "b.npz"]
+    df = pd.read_csv(out / "predictions.csv").set_index("Image Index")
+    model, _ = load_model(checkpoint)
+    [direct] = predict_images(model, [folder / "b.png"], passes=6, seed=3)
+    with np.load(samples / "b.npz", allow_pickle=False) as z:
+        assert z["samples"].shape == (6, 14) and z["samples"].dtype == np.float32
+        assert list(z["findings"]) == list(FINDINGS) and str(z["name"]) == "b.png"
+        assert int(z["seed"]) == 3
+        np.testing.assert_allclose(z["samples"], direct.samples, rtol=1e-6)
+        np.testing.assert_allclose(z["mean"], z["samples"].mean(axis=0), rtol=1e-5)
+        np.testing.assert_allclose(z["mean"], df.loc["b.png", [f"prob_{f}" for f in FINDINGS]]
+                                   .to_numpy(dtype=float), rtol=1e-5)
+
+
+def test_without_samples_no_samples_are_written(checkpoint, folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(checkpoint), str(folder / "a.png"),
+                 "--passes", "4", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "predictions.csv",
+                                                      "readout.json"]

@@ -51,7 +51,7 @@ def assert_same_distribution(a: np.ndarray, b: np.ndarray, z: float = 5.0) -> No
     n = a.shape[0]
     se_mean = np.sqrt((a.var(0) + b.var(0)) / n)
     assert np.all(np.abs(a.mean(0) - b.mean(0)) <= z * se_mean + 1e-6)
-    m4 = lambda s: ((s - s.mean(0)) ** 4).mean(0)
+    m4 = lambda s: ((s - s.mean(0)) ** 4).mean(0)  # noqa: E731
     se_var = np.sqrt((m4(a) - a.var(0) ** 2 + m4(b) - b.var(0) ** 2) / n)
     assert np.all(np.abs(a.var(0) - b.var(0)) <= z * se_var + 1e-8)
 

@@ -232,11 +232,15 @@ def _repeats(text: str, n: int) -> bool:
 def host_name(host_header: str | None) -> str | None:
     """The host name of a Host header (or a URL's netloc), lower case, without the port, the
     brackets of an IPv6 address and a trailing dot; None when there is none or it is malformed
-    (a user part, a path, a bad port)."""
+    (a user part, a path, a fragment, a bad port, white space or a control character inside:
+    urlsplit would drop a tab or a newline and read `local<TAB>host` as localhost)."""
     if not host_header:
         return None
+    text = host_header.strip()
+    if "#" in text or any(c.isspace() or not c.isprintable() for c in text):
+        return None
     try:
-        parts = urlsplit(f"//{host_header.strip()}")
+        parts = urlsplit(f"//{text}")
         _ = parts.port  # validates the port
     except ValueError:
         return None

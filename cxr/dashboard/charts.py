@@ -12,7 +12,8 @@ UNCERTAIN_COLOR, CONFIDENT_COLOR = "#d62728", "#1f77b4"
 
 
 def probability_bars(labels, mean, std, threshold: float = UNCERTAIN_STD,
-                     uncertain=None, axis: str = "mean probability (MC dropout) ± std") -> go.Figure:
+                     uncertain=None,
+                     axis: str = "mean probability (MC dropout) ± std") -> go.Figure:
     """Horizontal bars of mean probability, highest on top, std as error bars; bars whose std
     exceeds `threshold` (or, given, whose `uncertain` flag is set: the raw MC std's, when the
     bars are calibrated) are drawn in red."""

@@ -1,4 +1,5 @@
-"""The Train page's presets: the report's Table 1, and the CPU demo (configs/demo.yaml).
+"""The Train page's presets: the report's settings (its Table 1 and text), and the CPU demo
+(configs/demo.yaml).
 
     from cxr.dashboard.presets import PRESETS, default_preset, form_values, settings_from_form
     name = default_preset()                  # "CPU demo" without CUDA, "The report" with it
@@ -29,11 +30,14 @@ REPORT = "The report"
 CPU_DEMO = "CPU demo"
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
 
-# Table 1 of the report and its text (docs: MODEL_CARD.md, "Training"): 224 px, ImageNet
-# weights, a frozen-backbone phase at 1e-3 then fine-tuning at 1e-5, up to 25 epochs each, batch
-# 32, Adam (the trainer's only optimiser), focal loss alpha 0.25 gamma 2, its augmentation
-# (flip, rotation 10% of a turn, zoom 10%, brightness 10%), and its 50% patient subset.
-# Split by patient (the project's rule; the report's split leaked patients).
+# The report's settings (MODEL_CARD.md, "The report vs this project"). Table 1: Adam (the
+# trainer's only optimiser), batch 32, 25 epochs, lr 1e-3, minimum lr 1e-5, focal loss alpha
+# 0.25 gamma 2. Its text: 224 px, ImageNet weights, a frozen-backbone phase at 1e-3 then
+# fine-tuning at 1e-5, its augmentation (flip, rotation 10% of a turn, zoom 10%, brightness
+# 10%, read as Keras' layers) and its 50% patient subset. Our readings where it is silent: 25
+# epochs per phase (not in all), stratified rather than random sampling of the patients.
+# Split by patient: the project's rule. The report does not say whether it split images or
+# patients; if by image, its test patients had images in training (MODEL_CARD.md).
 REPORT_VALUES = {
     "model": "fusion", "image_size": 224, "pretrained": True, "schedule": "two_phase",
     "epochs": 25, "epochs_budget": "per_phase", "batch_size": 32,
@@ -81,8 +85,8 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset(REPORT, "Table 1 of the report, sized for a GPU; two phases (frozen backbone, then "
-           "fine-tuning), Adam, focal loss 0.25/2, its augmentation", fixed=REPORT_VALUES),
+    Preset(REPORT, "The report's Table 1 and text, sized for a GPU; two phases (frozen backbone, "
+           "then fine-tuning), Adam, focal loss 0.25/2, its augmentation", fixed=REPORT_VALUES),
     Preset(CPU_DEMO, "configs/demo.yaml, what `./run.sh` trains, sized for a 2-core CPU",
            path=DEMO_CONFIG),
 )}

@@ -23,7 +23,8 @@ parameters are (keep them on the CPU: MPS has no float64) and moved to the image
 Compared with TrainTransform on the same sample (tests/data/test_batch_transforms.py):
 - the parameters are bitwise the same (the same draw);
 - on the CPU the output is bitwise the same: every step is the same torch operation on the
-  same values, the warp's sampling grid included (built as torchvision's F.affine builds it);
+  same values, the warp's sampling grid included (fill_mode "black": built as torchvision's
+  F.affine builds it; "reflect", the default: transforms.reflect_warp, on both paths);
 - on CUDA the resize and grid_sample kernels are CUDA's, so expect rounding-level differences
   from the CPU path (not measured: no GPU was available when this was written). Each sample is
   still independent of the batch, and a run should repeat itself on the same GPU and software:
@@ -36,7 +37,9 @@ import torch
 import torch.nn.functional as nnf
 from torchvision.transforms.v2 import functional as F
 
-from cxr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, resize
+from cxr.data.augment import FILL_MODES
+from cxr.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, EvalTransform, affine_grid,
+                                 reflect_warp, resize, warp_matrices)
 
 PARAMS = ("flip", "angle", "scale", "brightness")  # the columns of a params tensor
 _TO_UNIT = 1.0 / 255.0  # float32 in the kernel: ImageCache.get's np.float32(1 / 255)
@@ -51,28 +54,35 @@ class BatchTransform:
     """(uint8 images (B, S0, S0) or (B, 1, S0, S0), params (B, 4)) -> (B, 3, S, S) float32,
     normalised, on the images' device. Identity parameters (0, 0, 1, 0) give EvalTransform."""
 
-    def __init__(self, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 fill_mode: str = "reflect"):
         spec = EvalTransform(image_size, mean, std)  # checks the values the same way
         self.image_size, self.mean, self.std = spec.image_size, spec.mean, spec.std
+        if fill_mode not in FILL_MODES:
+            raise ValueError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
+        self.fill_mode = fill_mode
 
     @classmethod
     def like(cls, transform: EvalTransform) -> "BatchTransform":
-        """The batched form of a TrainTransform (or EvalTransform): same size, mean and std."""
-        return cls(transform.image_size, transform.mean, transform.std)
+        """The batched form of a TrainTransform (or EvalTransform): same size, mean, std and
+        fill mode."""
+        augment = getattr(transform, "augment", None)
+        return cls(transform.image_size, transform.mean, transform.std,
+                   augment.fill_mode if augment is not None else "reflect")
 
     def __call__(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         x = _unit_float(images)
         flip, angle, scale, brightness = _checked(params, len(x)).unbind(1)
         x = resize(x, self.image_size)
         x = torch.where(_per_sample(flip != 0, x), x.flip(-1), x)
-        x = _warp(x, angle, scale)
+        x = _warp(x, angle, scale, self.fill_mode)
         x = x + _per_sample(brightness.to(x.dtype), x)  # float32 first: MPS has no float64
         x = x.clamp(0.0, 1.0).expand(-1, 3, -1, -1)
         return F.normalize(x, self.mean, self.std)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(image_size={self.image_size}, mean={self.mean}, "
-                f"std={self.std})")
+                f"std={self.std}, fill_mode={self.fill_mode!r})")
 
 
 def _unit_float(images: torch.Tensor) -> torch.Tensor:
@@ -100,33 +110,20 @@ def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return values.view(-1, 1, 1, 1).to(x.device, non_blocking=True)
 
 
-def _warp(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Per sample: torchvision F.affine(x, angle, translate=0, scale, shear=0, BILINEAR, fill=0)."""
-    # F.affine's inverse matrix (output -> input pixel, about the centre), in float64 as its
-    # math.cos computes it, then float32: [cos, sin, 0; -sin, cos, 0] / scale.
-    rad = torch.deg2rad(angle)
-    cos, sin, zero = torch.cos(rad) / scale, torch.sin(rad) / scale, torch.zeros_like(angle)
-    theta = torch.stack([cos, sin, zero, -sin, cos, zero], 1).view(-1, 2, 3)
-    grid = _affine_grid(theta.to(x.dtype).to(x.device, non_blocking=True), x.shape[-1])
-    # A channel of ones warped alongside says how much of each output pixel the image covers;
-    # F.affine multiplies by it for fill=0, so edges fade to black exactly as on the CPU.
-    sampled = nnf.grid_sample(torch.cat([x, torch.ones_like(x)], 1), grid, mode="bilinear",
-                              padding_mode="zeros", align_corners=False)
-    warped = sampled[:, :1] * sampled[:, 1:]
+def _warp(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
+          fill_mode: str) -> torch.Tensor:
+    """Per sample: TrainTransform's warp. "black": torchvision F.affine(x, angle, translate=0,
+    scale, shear=0, BILINEAR, fill=0); "reflect": transforms.reflect_warp, the CPU path's own."""
+    if fill_mode == "reflect":
+        warped = reflect_warp(x, angle, scale)
+    else:
+        # F.affine's matrix in float64 as its math.cos computes it, then float32
+        theta = warp_matrices(angle, scale)
+        grid = affine_grid(theta.to(x.dtype).to(x.device, non_blocking=True), x.shape[-1])
+        # A channel of ones warped alongside says how much of each output pixel the image
+        # covers; F.affine multiplies by it for fill=0, so edges fade to black as on the CPU.
+        sampled = nnf.grid_sample(torch.cat([x, torch.ones_like(x)], 1), grid, mode="bilinear",
+                                  padding_mode="zeros", align_corners=False)
+        warped = sampled[:, :1] * sampled[:, 1:]
     moved = _per_sample((angle != 0) | (scale != 1), x)  # the CPU path skips the identity warp
     return torch.where(moved, warped, x)
-
-
-def _affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, 2, 3) pixel-space matrices -> grid_sample's (B, S, S, 2) grid, computed as
-    torchvision's F.affine computes its grid (pixel-centre coordinates times the matrix, then
-    scaled to [-1, 1]), batched. torch's affine_grid gives the same points for a square image
-    but rounds differently (up to 5e-5 of the [0, 1] range on noise); this way the CPU result
-    is bitwise TrainTransform's."""
-    centres = torch.linspace((1.0 - size) * 0.5, (size - 1.0) * 0.5, steps=size,
-                             dtype=theta.dtype, device=theta.device)
-    base = torch.stack([centres.expand(size, size), centres[:, None].expand(size, size),
-                        torch.ones(size, size, dtype=theta.dtype, device=theta.device)], -1)
-    to_unit = theta.transpose(1, 2) / (0.5 * size)  # torchvision divides by (w / 2, h / 2)
-    points = base.view(1, size * size, 3).expand(len(theta), -1, -1).bmm(to_unit)
-    return points.view(-1, size, size, 2)

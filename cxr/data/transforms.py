@@ -5,6 +5,7 @@
     >>> train = TrainTransform(224, augment=AugmentConfig(rotation=0.05))
     >>> x = train(pixels, np.random.default_rng([seed, epoch, index]))   # 3x224x224 float32
     >>> x = EvalTransform(224)(pixels)                                    # deterministic
+    >>> TrainTransform(224, augment=AugmentConfig(fill_mode="black"))      # zeros, not mirrors
 
 Augmentation follows the report's Keras layers, each amount configurable (0 switches it off):
   hflip       probability of a horizontal flip (Keras RandomFlip("horizontal"): 0.5)
@@ -13,9 +14,12 @@ Augmentation follows the report's Keras layers, each amount configurable (0 swit
   zoom        Keras RandomZoom factor: scale drawn uniformly in [1 - zoom, 1 + zoom]
   brightness  Keras RandomBrightness factor: adds a delta drawn uniformly in
               [-brightness, +brightness] (fraction of the [0, 1] range), then clips
-Rotation and zoom are one bilinear affine warp; corners it uncovers are black (Keras reflects
-them; black is what the edge of a radiograph looks like). The image is resized to S first
-(antialiased), so the warp and everything after it run at the small size: fast on CPU.
+Rotation and zoom are one bilinear affine warp about the centre. What it uncovers is filled
+by `fill_mode`: "reflect" (the default) mirrors the image about its edge, d c b a | a b c d, as
+Keras' RandomRotation and RandomZoom do unless told otherwise (fill_mode="reflect", the
+report's pipeline); "black" fills zeros (torchvision's F.affine, this project's fill before).
+Keras warps twice (rotation, then zoom, each reflecting); one warp reflects once. The image is
+resized to S first (antialiased), so the warp and everything after it run at the small size.
 
 Random draws come only from the `rng` passed in (numpy Generator): never the global seed.
 Every call draws the same four numbers, so changing one amount leaves the others' draws as
@@ -91,9 +95,12 @@ class TrainTransform(EvalTransform):
         x = self._resized(pixels)
         if p["flip"]:
             x = F.horizontal_flip(x)
-        if p["angle"] != 0.0 or p["scale"] != 1.0:
+        if (p["angle"] != 0.0 or p["scale"] != 1.0) and self.augment.fill_mode == "black":
             x = F.affine(x, angle=p["angle"], translate=[0, 0], scale=p["scale"], shear=[0.0, 0.0],
                          interpolation=InterpolationMode.BILINEAR, fill=0.0)
+        elif p["angle"] != 0.0 or p["scale"] != 1.0:
+            x = reflect_warp(x[None], torch.tensor([p["angle"]], dtype=torch.float64),
+                             torch.tensor([p["scale"]], dtype=torch.float64))[0]
         if p["brightness"] != 0.0:
             x = x + p["brightness"]
         return self._finish(x)
@@ -103,6 +110,38 @@ def build_transform(preprocess: dict, train: bool, augment: AugmentConfig | None
     """From a model's `preprocess` dict ({"input_size", "mean", "std"})."""
     size, mean, std = preprocess["input_size"], preprocess["mean"], preprocess["std"]
     return TrainTransform(size, mean, std, augment) if train else EvalTransform(size, mean, std)
+
+
+def warp_matrices(angle: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """(B,) degrees and scales (float64) -> (B, 2, 3) float64: F.affine's inverse matrix
+    (output -> input pixel, about the centre), [cos, sin, 0; -sin, cos, 0] / scale."""
+    rad = torch.deg2rad(angle)
+    cos, sin, zero = torch.cos(rad) / scale, torch.sin(rad) / scale, torch.zeros_like(angle)
+    return torch.stack([cos, sin, zero, -sin, cos, zero], 1).view(-1, 2, 3)
+
+
+def affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 2, 3) pixel-space matrices -> grid_sample's (B, S, S, 2) grid, computed as
+    torchvision's F.affine computes its grid (pixel-centre coordinates times the matrix, then
+    scaled to [-1, 1]), batched. torch's affine_grid gives the same points for a square image
+    but rounds differently (up to 5e-5 of the [0, 1] range on noise); this way the batched
+    path's result is bitwise F.affine's on the CPU."""
+    centres = torch.linspace((1.0 - size) * 0.5, (size - 1.0) * 0.5, steps=size,
+                             dtype=theta.dtype, device=theta.device)
+    base = torch.stack([centres.expand(size, size), centres[:, None].expand(size, size),
+                        torch.ones(size, size, dtype=theta.dtype, device=theta.device)], -1)
+    to_unit = theta.transpose(1, 2) / (0.5 * size)  # torchvision divides by (w / 2, h / 2)
+    points = base.view(1, size * size, 3).expand(len(theta), -1, -1).bmm(to_unit)
+    return points.view(-1, size, size, 2)
+
+
+def reflect_warp(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S) float32 rotated by `angle` degrees and scaled by `scale` (float64 (B,),
+    on any device) about the centre, bilinear, what falls outside reflected about the image's
+    edge (Keras fill_mode="reflect"). The one implementation of both paths (BatchTransform)."""
+    theta = warp_matrices(angle, scale).to(x.dtype).to(x.device, non_blocking=True)
+    return torch.nn.functional.grid_sample(x, affine_grid(theta, x.shape[-1]), mode="bilinear",
+                                           padding_mode="reflection", align_corners=False)
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -62,7 +62,8 @@ def add_arguments(parser) -> None:
                         help="patient-level bootstrap resamples for CIs (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of MC dropout and bootstrap")
     parser.add_argument("--std-threshold", type=float, default=UNCERTAIN_STD,
-                        help="MC std above which an image is flagged uncertain (default %(default)s)")
+                        help="MC std above which an image is flagged uncertain "
+                             "(default %(default)s)")
     parser.add_argument("--uncertainty-rule", choices=UNCERTAINTY_RULES, default=None,
                         help="image score: mean (the report's: mean std over the findings) or any "
                              "(max std); default: the run's uncertainty_rule (external: the "

@@ -27,7 +27,8 @@ class CXRModel(nn.Module):
     pretrained_backbone: bool = False  # True when ImageNet weights were loaded (hub or file)
 
     def _set_meta(self, model_kwargs: dict, input_size: int, pretrained_backbone: bool) -> None:
-        self.model_kwargs = dict(model_kwargs)  # JSON-safe: create_model(model_name, **model_kwargs)
+        # JSON-safe: create_model(model_name, **model_kwargs)
+        self.model_kwargs = dict(model_kwargs)
         n = model_kwargs["num_classes"]  # generic labels only for other heads (experiments)
         self.labels = FINDINGS if n == NUM_CLASSES else tuple(f"class_{i}" for i in range(n))
         self.preprocess = {"input_size": int(input_size), "mean": list(IMAGENET_MEAN),

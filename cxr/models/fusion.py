@@ -12,12 +12,12 @@
        512 -> 512 with bias; gamma is a learned scalar that starts at 0, as in SAGAN, so the
        layer starts as the identity and learns how much attention to mix in
        = forward_features: the attention-refined fused map (Grad-CAM target)
-    -> GAP -> Dropout 0.5 -> Dense 512 -> 14 (logits; the sigmoid is applied outside)
+    -> GAP (512 values) -> Dropout 0.5 -> Dense 14 (logits; the sigmoid is applied outside)
 
     from cxr.models import create_model
     m = create_model("fusion")                                   # random init, 14x14 grid at 224 px
     m = create_model("fusion", grid="dense")                     # DenseNet's grid: 7x7 at 224 px
-    m = create_model("fusion", drop_path_rate=0.2)               # Keras EfficientNet's stochastic depth
+    m = create_model("fusion", drop_path_rate=0.2)               # Keras EfficientNet's drop path
     m = create_model("fusion", pretrained=True)                  # both backbones from the timm hub
     m = create_model("fusion", weights={"densenet121": "dn.safetensors",
                                         "efficientnet_b3": "b3.safetensors"})

@@ -89,7 +89,8 @@ class BidirectionalFusion(nn.Module):
         return fused.transpose(1, 2).reshape(b, 2 * c, h, w)
 
 
-def _tapped_backbone(arch: str, stride: int, pretrained: bool, weights) -> tuple[nn.Module, int, int]:
+def _tapped_backbone(arch: str, stride: int, pretrained: bool,
+                     weights) -> tuple[nn.Module, int, int]:
     """timm backbone pruned after the stage at `stride`; returns it, its tap index and channels."""
     if stride not in (8, 16, 32):
         raise ValueError(f"{arch} tap stride must be 8, 16 or 32, got {stride}")
@@ -128,7 +129,8 @@ class CrossAttentionFusionNet(CXRModel):
         return [self.dense, self.eff]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.dense.forward_intermediates(x, indices=[self._dense_idx], intermediates_only=True)[0]
+        d = self.dense.forward_intermediates(x, indices=[self._dense_idx],
+                                             intermediates_only=True)[0]
         e = self.eff.forward_intermediates(x, indices=[self._eff_idx], intermediates_only=True)[0]
         d, e = self.align_dense(d), self.align_eff(e)
         if e.shape[-2:] != d.shape[-2:]:

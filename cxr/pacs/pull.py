@@ -120,6 +120,11 @@ class Puller:
         the lease runs out."""
         totals = Totals()
         while not stop():
+            if self.held and not self.worklist.renew_lease(
+                    self.held[0], self.sha, self.opts.worker, self.opts.lease_seconds):
+                # our lease ran out during the outage and another worker took the study over
+                self.log(f"study {self.held[0]}: left to the worker that took it over")
+                self.held = []
             keys = self.held or self.worklist.lease_work(self.sha, self.opts.worker, 1,
                                                          self.opts.lease_seconds)
             if not keys:
@@ -135,7 +140,9 @@ class Puller:
                 self.log(f"study {study}: failed: {exc}")
                 self.held = []
                 continue
-            self.worklist.finish_work(study, self.sha, self.opts.worker, "done", result.line())
+            if not self.worklist.finish_work(study, self.sha, self.opts.worker, "done",
+                                             result.line()):
+                self.log(f"study {study}: read, but its lease had passed to another worker")
             self.held = []
             self.log(f"study {study}: {result.line()}")
             totals.add(result)

@@ -5,7 +5,8 @@
     >>> read_result(sr)["findings"]["Effusion"]["calibrated"]      # what the SR says, back
 
 Template: TID 1500 "Measurement Report" (highdicom.sr.MeasurementReport), the template DICOM
-gives for image-derived measurements and the one IHE's AI Results profile builds on. Its TID 1501 "Measurements and Qualitative Evaluations" groups
+gives for image-derived measurements and the one IHE's AI Results profile builds on. Its
+TID 1501 "Measurements and Qualitative Evaluations" groups
 fit a per-image, per-finding classifier output: no region (TID 1410/1411 need one; a Grad-CAM
 heatmap is no segmentation), numbers with units, and coded evaluations. So:
   - the first group is the film as a whole, and its first item is whether the film is out of

@@ -100,7 +100,7 @@ class Watcher:
 def _install(stop: threading.Event):
     if threading.current_thread() is not threading.main_thread():
         return None
-    handler = lambda signum, frame: stop.set()
+    handler = lambda signum, frame: stop.set()  # noqa: E731
     return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
 

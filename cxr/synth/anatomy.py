@@ -118,7 +118,8 @@ def sample_anatomy(rng: np.random.Generator, sex: str) -> Anatomy:
     ctr = rng.uniform(0.40, 0.48)
     return Anatomy(
         midline=0.5 + rng.normal(0, 0.01), half_width=w, apex=rng.uniform(0.09, 0.14),
-        base_right=base - rng.uniform(0.0, 0.03), base_left=base, floor=base, dome=rng.uniform(0.05, 0.08),
+        base_right=base - rng.uniform(0.0, 0.03), base_left=base, floor=base,
+        dome=rng.uniform(0.05, 0.08),
         mediastinum=rng.uniform(0.045, 0.065),
         heart_width=ctr * w,
         heart_height=rng.uniform(0.13, 0.16), body_margin=rng.uniform(0.04, 0.09),
@@ -167,8 +168,8 @@ def film_anatomy(anatomy: Anatomy, pose: Pose, view: str) -> Anatomy:
     (bedside, shallower breath) a magnified heart."""
     shift = pose.inspiration - (0.015 if view == "AP" else 0.0)
     heart = 1.08 if view == "AP" else 1.0
-    return replace(anatomy, base_right=anatomy.base_right + shift, base_left=anatomy.base_left + shift,
-                   heart_width=anatomy.heart_width * heart)
+    return replace(anatomy, base_right=anatomy.base_right + shift,
+                   base_left=anatomy.base_left + shift, heart_width=anatomy.heart_width * heart)
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,8 @@ def mediastinum_mask(a: Anatomy, grid: Grid) -> np.ndarray:
     knob_y = a.apex + 0.17
     width = a.mediastinum + 0.03 * np.exp(-((y - knob_y) / 0.035) ** 2) * (x > a.midline)
     _, heart_y = a.heart_center()
-    return smoothstep(width, width - EDGE, np.abs(x - a.midline)) * smoothstep(heart_y + 0.05, heart_y, y)
+    return (smoothstep(width, width - EDGE, np.abs(x - a.midline))
+            * smoothstep(heart_y + 0.05, heart_y, y))
 
 
 @dataclass
@@ -267,7 +269,8 @@ def fixed_key(a: Anatomy) -> tuple:
 def fixed_layers(a: Anatomy, grid: Grid) -> FixedLayers:
     tex = np.random.default_rng(a.texture_seed)
     body = _body(a, grid)
-    tissue = body * (a.tissue + 0.04 * (value_noise(tex, grid.size, 0.12) - 0.5)) + _breasts(a, grid)
+    tissue = (body * (a.tissue + 0.04 * (value_noise(tex, grid.size, 0.12) - 0.5))
+              + _breasts(a, grid))
     ribs, spine = _bones(a, grid)
     zone = np.clip((grid.y - a.apex) / (a.floor - a.apex), 0.0, 1.0)
     return FixedLayers(body, tissue, ribs, spine, zone, _vessels(a, grid, tex), fixed_key(a))

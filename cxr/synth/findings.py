@@ -98,9 +98,11 @@ def draw_round(p, a, grid, base):
     d = np.hypot(dx, dy)
     if p.get("lobes", 0):  # lobulated outline
         theta = np.arctan2(dy, dx)
-        d = d / (1.0 + p["lobes"] * np.sin(5 * theta + p["phase"]) + 0.5 * p["lobes"] * np.sin(3 * theta))
+        d = d / (1.0 + p["lobes"] * np.sin(5 * theta + p["phase"])
+                 + 0.5 * p["lobes"] * np.sin(3 * theta))
     blob = smoothstep(p["size"], 0.7 * p["size"], d)
-    return {"opacity": p["amount"] * blob * base.lungs[p["side"]], "density": 0.18 * p["amount"] * blob}
+    return {"opacity": p["amount"] * blob * base.lungs[p["side"]],
+            "density": 0.18 * p["amount"] * blob}
 
 
 def sample_mass(rng, a):
@@ -114,14 +116,16 @@ def sample_mass(rng, a):
 # ---- Pneumothorax: apical/lateral lucency, pleural line, no markings -----------------------
 
 def sample_pneumothorax(rng, a):
-    return [{"side": _side(rng), "collapse": rng.uniform(0.12, 0.3), "amount": rng.uniform(0.75, 1.0)}]
+    return [{"side": _side(rng), "collapse": rng.uniform(0.12, 0.3),
+             "amount": rng.uniform(0.75, 1.0)}]
 
 
 def draw_pneumothorax(p, a, grid, base):
     side, c = p["side"], min(0.35, p["collapse"] * p["amount"] / 0.8)
     hx, hy = a.hilum(side)
     t, th = side * (grid.x - a.midline), side * (hx - a.midline)
-    # The lung shrinks towards the hilum, upwards and outwards only (air rises in an upright patient).
+    # The lung shrinks towards the hilum, upwards and outwards only (air rises in an upright
+    # patient).
     t2 = np.where(t > th, th + (t - th) / (1 - c), t)
     y2 = np.where(grid.y < hy, hy + (grid.y - hy) / (1 - c), grid.y)
     inside = lung_inside(a, side, a.midline + side * t2, y2)
@@ -136,7 +140,8 @@ def draw_pneumothorax(p, a, grid, base):
 
 def sample_effusion(rng, a):
     sides = [_side(rng)] if rng.random() < 0.8 else list(SIDES)
-    return [{"side": s, "size": rng.uniform(0.08, 0.26), "amount": rng.uniform(0.85, 1.0)} for s in sides]
+    return [{"side": s, "size": rng.uniform(0.08, 0.26), "amount": rng.uniform(0.85, 1.0)}
+            for s in sides]
 
 
 def draw_effusion(p, a, grid, base):
@@ -155,7 +160,8 @@ def sample_cardiomegaly(rng, a):
 
 
 def reshape_cardiomegaly(p, a):
-    return replace(a, heart_width=a.heart_width * p["size"], heart_height=a.heart_height * p["height"])
+    return replace(a, heart_width=a.heart_width * p["size"],
+                   heart_height=a.heart_height * p["height"])
 
 
 def draw_nothing(p, a, grid, base):
@@ -203,7 +209,8 @@ def draw_fibrosis(p, a, grid, base):
     peripheral = np.abs(grid.x - a.midline) / a.half_width
     zone = smoothstep(1 - p["extent"], 1.0 - 0.5 * p["extent"], base.fixed.zone) \
         * smoothstep(0.35, 0.7, peripheral)
-    return {"opacity": p["amount"] * net * zone * base.lung, "density": 0.1 * p["amount"] * net * zone * base.lung}
+    return {"opacity": p["amount"] * net * zone * base.lung,
+            "density": 0.1 * p["amount"] * net * zone * base.lung}
 
 
 # ---- Edema: bilateral perihilar haze (bat wing) ---------------------------------------------
@@ -227,8 +234,9 @@ def sample_consolidation(rng, a):
     side = _side(rng)
     upper = rng.random() < 0.4
     spot = _lung_spot(rng, a, side, v=(0.15, 0.35) if upper else (0.5, 0.85), u=(0.25, 0.75))
-    return [{**spot, "upper": bool(upper), "fissure": rng.uniform(0.38, 0.48), "tilt": rng.normal(0, 0.08),
-             "size": rng.uniform(0.11, 0.18), "amount": rng.uniform(0.75, 1.0), "seed": _seed(rng),
+    return [{**spot, "upper": bool(upper), "fissure": rng.uniform(0.38, 0.48),
+             "tilt": rng.normal(0, 0.08), "size": rng.uniform(0.11, 0.18),
+             "amount": rng.uniform(0.75, 1.0), "seed": _seed(rng),
              "bronchograms": bool(rng.random() < 0.85)}]
 
 
@@ -280,10 +288,12 @@ def draw_infiltration(p, a, grid, base):
 
 def sample_atelectasis(rng, a):
     side = _side(rng)
-    bands = [{**_lung_spot(rng, a, side, u=(0.5, 0.9), v=(0.45, 0.72)), "length": rng.uniform(0.1, 0.2),
-              "thickness": rng.uniform(0.012, 0.024), "angle": rng.normal(0, 0.2)}
+    bands = [{**_lung_spot(rng, a, side, u=(0.5, 0.9), v=(0.45, 0.72)),
+              "length": rng.uniform(0.1, 0.2), "thickness": rng.uniform(0.012, 0.024),
+              "angle": rng.normal(0, 0.2)}
              for _ in range(1 if rng.random() < 0.75 else 2)]
-    return [{"side": side, "bands": bands, "raise": rng.uniform(0.03, 0.06), "amount": rng.uniform(0.85, 1.0)}]
+    return [{"side": side, "bands": bands, "raise": rng.uniform(0.03, 0.06),
+             "amount": rng.uniform(0.85, 1.0)}]
 
 
 def reshape_atelectasis(p, a):
@@ -325,7 +335,8 @@ def draw_pleural_thickening(p, a, grid, base):
         y0 = a.apex + p["from"] * (a.base(side) - a.apex)
         y1 = y0 + p["length"]
         band = band * smoothstep(y0, y0 + 0.03, grid.y) * smoothstep(y1, y1 - 0.03, grid.y)
-        band = band * (side * (grid.x - a.midline) > a.mediastinum + 0.5 * (a.half_width - a.mediastinum))
+        band = band * (side * (grid.x - a.midline)
+                       > a.mediastinum + 0.5 * (a.half_width - a.mediastinum))
     return {"opacity": p["amount"] * band, "density": 0.12 * p["amount"] * band}
 
 

@@ -10,7 +10,8 @@ writes, exactly as NIH ships them (`cxr.data.layout`, `cxr.data.metadata` read b
     train_val_list.txt            official-style, patient-disjoint ~80/20 split
     test_list.txt
     BBox_List_2017.csv            one box per drawn lesion, all 14 findings, in the written
-                                  image's pixel space; NIH's quirks kept ('Infiltrate', 3 unnamed columns)
+                                  image's pixel space; NIH's quirks kept ('Infiltrate', 3
+                                  unnamed columns)
     README.md                     what this is, how it was made, the seed; not for clinical use
 
 The films are planned by cxr/synth/plan.py and drawn by cxr/synth/render.py, in chunks over
@@ -107,7 +108,8 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{out_dir} is not empty and is not a `cxr synth` dataset; "
                               "choose another --out")
     if not overwrite:
-        raise OutputExistsError(f"{out_dir} already holds a synthetic dataset; pass --force to replace it")
+        raise OutputExistsError(f"{out_dir} already holds a synthetic dataset; pass --force to "
+                                "replace it")
 
 
 def _render_all(films, seed, size, images_dir, workers):
@@ -178,13 +180,18 @@ def _summary(out_dir, films, test, boxes, patients, size, seed) -> dict:
 
 def _readme(s: dict) -> str:
     counts = "\n".join(f"| {f} | {n} | {n / s['images']:.1%} |" for f, n in s["findings"].items())
+    command = (f"cxr synth --out DIR --patients {s['patients']} --size {s['size']} "
+               f"--seed {s['seed']}")
+    tv, test = s["train_val"], s["test"]
+    split = (f"{tv['images']} / {test['images']} images ({tv['patients']} / {test['patients']} "
+             "patients)")
     return f"""# {SYNTHETIC_MARKER}
 
 **Synthetic data. Not real patients, not real radiographs, not for any clinical use** (nor for
 judging how a model would do on real chest X-rays). It exists so CXR Review runs end to end on
 a fresh machine with no download.
 
-Made by `{s['generator']}`: `cxr synth --out DIR --patients {s['patients']} --size {s['size']} --seed {s['seed']}`
+Made by `{s['generator']}`: `{command}`
 regenerates it byte for byte.
 
 - {s['images']} images of {s['patients']} synthetic patients, {s['size']}x{s['size']} 8-bit grey PNG
@@ -200,7 +207,7 @@ regenerates it byte for byte.
 - `Data_Entry_2017.csv`: NIH's 2020 columns. `OriginalImage` is the written size and the pixel
   spacing assumes a {FIELD_OF_VIEW_MM:.0f} mm field of view.
 - `train_val_list.txt` / `test_list.txt`: an official-style patient-disjoint split,
-  {s['train_val']['images']} / {s['test']['images']} images ({s['train_val']['patients']} / {s['test']['patients']} patients).
+  {split}.
 - `BBox_List_2017.csv`: {s['boxes']} boxes, one per drawn lesion, for all 14 findings (NIH's
   list has 8), in this image size's pixel coordinates: the exact bounds of the pixels the lesion
   changes. NIH's quirks are kept: `Infiltrate` spelling, three unnamed trailing header columns.
@@ -223,8 +230,10 @@ def add_arguments(parser) -> None:
                         help=f"image side in pixels (default: {DEFAULT_SIZE})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: 0)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes (default: CPU count, at most 8); the output does not depend on it")
-    parser.add_argument("--force", action="store_true", help="replace an earlier `cxr synth` output")
+                        help="processes (default: CPU count, at most 8); the output does not "
+                             "depend on it")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an earlier `cxr synth` output")
 
 
 def run(args) -> int:
@@ -232,7 +241,8 @@ def run(args) -> int:
     summary = generate_dataset(args.out, patients=args.patients, size=args.size, seed=args.seed,
                                workers=args.workers, overwrite=args.force)
     print(f"wrote {summary['images']} synthetic images of {summary['patients']} patients to "
-          f"{summary['out']} in {summary['seconds']:.1f} s: train_val {summary['train_val']['images']}, "
+          f"{summary['out']} in {summary['seconds']:.1f} s: "
+          f"train_val {summary['train_val']['images']}, "
           f"test {summary['test']['images']} images, {summary['boxes']} boxes, "
           f"No Finding {summary['no_finding']:.0%}")
     print("images per finding: " + json.dumps(summary["findings"]))

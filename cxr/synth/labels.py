@@ -31,7 +31,8 @@ TARGET = {
 }
 # P(companion | primary), rounded from the real table's pair counts.
 COMPANIONS = {
-    "Atelectasis": {"Effusion": 0.3, "Infiltration": 0.25, "Consolidation": 0.08, "Pneumothorax": 0.04},
+    "Atelectasis": {"Effusion": 0.3, "Infiltration": 0.25, "Consolidation": 0.08,
+                    "Pneumothorax": 0.04},
     "Cardiomegaly": {"Effusion": 0.3, "Edema": 0.08, "Infiltration": 0.1},
     "Effusion": {"Atelectasis": 0.25, "Infiltration": 0.2, "Cardiomegaly": 0.1, "Edema": 0.06,
                  "Consolidation": 0.07, "Pleural_Thickening": 0.05, "Mass": 0.04},

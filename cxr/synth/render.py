@@ -43,7 +43,8 @@ def make_case(film: Film, seed: int) -> Case:
     lesions = []
     for finding in film.findings:
         lesion_rng = stream_rng(seed, LESION_STREAM, film.patient, FINDINGS.index(finding))
-        lesions += [lesion.varied(rng) for lesion in sample_lesions(finding, lesion_rng, patient_anatomy)]
+        lesions += [lesion.varied(rng)
+                    for lesion in sample_lesions(finding, lesion_rng, patient_anatomy)]
     return Case(film_anatomy(patient_anatomy, pose, film.view), pose, exposure, tuple(lesions),
                 int(rng.integers(2**31)))
 
@@ -79,10 +80,12 @@ def _expose(case: Case, grid: Grid, density: np.ndarray) -> np.ndarray:
 def render_film(case: Case, size: int, without: tuple[str, ...] | set[str] = ()) -> np.ndarray:
     """uint8 size x size film; `without` leaves those findings out (same noise, same anatomy)."""
     grid = Grid.make(size, case.pose)
-    return _expose(case, grid, _density(case, grid, [l for l in case.lesions if l.finding not in without]))
+    kept = [lesion for lesion in case.lesions if lesion.finding not in without]
+    return _expose(case, grid, _density(case, grid, kept))
 
 
-def render_with_boxes(case: Case, size: int) -> tuple[np.ndarray, list[tuple[str, int, int, int, int]]]:
+def render_with_boxes(case: Case,
+                      size: int) -> tuple[np.ndarray, list[tuple[str, int, int, int, int]]]:
     """The film and one (finding, x, y, w, h) box per lesion: the bounds of every pixel the
     lesion can change (its drawn support, plus what moves when it reshapes the anatomy)."""
     grid = Grid.make(size, case.pose)

@@ -9,9 +9,10 @@ expected, e.g. `config epochs='2.5': expected a valid integer, unable to parse s
 integer`. The resolved config (`cfg.to_dict()`, JSON-safe) is written to RUN_DIR/config.yaml and
 into every checkpoint's meta, so a run can be repeated from either.
 
-Defaults are the report's Table 1: Adam, batch 32, 25 epochs, lr 1e-3 (head phase) then 1e-5
-(fine-tuning), focal loss alpha 0.25 gamma 2, early stopping on validation macro AUC. What the
-report leaves open is chosen here and documented next to the field.
+Defaults follow the report: its Table 1 (Adam, batch 32, 25 epochs, lr 1e-3, minimum lr 1e-5,
+focal loss alpha 0.25 gamma 2) and its text (fine-tuning at 1e-5, early stopping on validation
+AUC). What the report leaves open is chosen here, documented next to the field and marked
+"Inferred" or "Assumed" in MODEL_CARD.md (25 epochs per phase, the patiences, the fill mode).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cxr.data.augment import AugmentConfig
+from cxr.data.augment import FILL_MODES, AugmentConfig
 from cxr.device import DEVICES
 from cxr.uncertainty import DEFAULT_RULE, UNCERTAINTY_RULES
 
@@ -53,6 +54,8 @@ class TrainConfig(BaseModel):
     rotation: NonNegative = AugmentConfig.rotation    # Keras factor: fraction of a full turn
     zoom: Annotated[float, Field(ge=0, lt=1)] = AugmentConfig.zoom  # scale in [1 - z, 1 + z]
     brightness: NonNegative = AugmentConfig.brightness  # additive, uniform in [-b, b]
+    # what rotation and zoom uncover: reflect (Keras' default, the report's pipeline) or black
+    fill_mode: Literal[FILL_MODES] = AugmentConfig.fill_mode
     # -- model --------------------------------------------------------------------------
     model: str = "fusion"                    # a cxr.models.MODELS name
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -226,12 +229,21 @@ def read_yaml(path: str | Path) -> dict:
 
 # What a run's config.yaml written before a setting existed was trained with: resuming it must
 # not switch to today's default mid-run.
-RUN_DEFAULTS_BEFORE_FIELD = {"focal_alpha_mode": "balanced"}
+RUN_DEFAULTS_BEFORE_FIELD = {"focal_alpha_mode": "balanced", "fill_mode": "black"}
+# The baselines' second head dropout used `drop_rate` until `hidden_drop_rate` (0.5) split it
+# off, in the same change that added `fill_mode`: a config without fill_mode predates both.
+HIDDEN_DROP_BEFORE_FIELD = ("densenet121", "efficientnet_b0")
 
 
 def read_run_config(path: str | Path) -> dict:
-    """A run directory's config.yaml, completed with RUN_DEFAULTS_BEFORE_FIELD for old runs."""
-    return {**RUN_DEFAULTS_BEFORE_FIELD, **read_yaml(path)}
+    """A run directory's config.yaml, completed with RUN_DEFAULTS_BEFORE_FIELD for old runs
+    (and, for a baseline written before `fill_mode`, its model_kwargs' hidden_drop_rate)."""
+    values = read_yaml(path)
+    if "fill_mode" not in values and values.get("model") in HIDDEN_DROP_BEFORE_FIELD:
+        kwargs = dict(values.get("model_kwargs") or {})
+        kwargs.setdefault("hidden_drop_rate", kwargs.get("drop_rate", 0.4))
+        values["model_kwargs"] = kwargs
+    return {**RUN_DEFAULTS_BEFORE_FIELD, **values}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (),

@@ -262,7 +262,7 @@ class Trainer:
         self.split = read_split(self.run_dir, str(cfg.split_path or "made"))
         tables = split_tables(table, self.split, self.log)
         augment = AugmentConfig(hflip=cfg.hflip, rotation=cfg.rotation, zoom=cfg.zoom,
-                                brightness=cfg.brightness)
+                                brightness=cfg.brightness, fill_mode=cfg.fill_mode)
         cache = find_cache(files.root, self.image_size)
         if cache is not None:
             self.log(f"image cache: {cache!r}")

@@ -36,7 +36,7 @@ class ClaimsMixin:
         reviewer = str(reviewer).strip()
         if not reviewer:
             raise ValueError("a claim needs the reviewer's name")
-        now, until = self._now(), self._now(plus_seconds=float(minutes) * 60)
+        now, until = self._now(lease=True), self._now(plus_seconds=float(minutes) * 60, lease=True)
         with self._write() as con:
             self._lock_case(con, case_id)
             taken = con.execute(insert_ignore(claims, self.url.get_backend_name()).values(

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -45,22 +47,29 @@ def to_url(target: str | os.PathLike) -> URL:
         return URL.create("sqlite", database=str(Path(text)))
     try:
         return make_url(text)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ValueError(f"{mask(text)} is neither a file path nor a database URL") from None
 
 
+# libpq also takes a password as a query parameter (`...?password=...`), and a key's passphrase
+SECRET_QUERY_KEYS = ("password", "sslpassword")
+
+
 def mask(target: str | os.PathLike | URL) -> str:
-    """The target for messages: a URL's password replaced by ***; an SQLite file as its path."""
+    """The target for messages: a URL's password (also one in its query) replaced by ***; an
+    SQLite file as its path."""
     if isinstance(target, URL):
         if is_sqlite(target) and target.database and not target.query:
             return target.database
-        return target.render_as_string(hide_password=True)
+        hidden = {k: "***" for k in target.query if k.lower() in SECRET_QUERY_KEYS}
+        return (target.update_query_dict(hidden).render_as_string(hide_password=True)
+                .replace("%2A%2A%2A", "***"))
     text = os.fspath(target)
     if "://" not in text:
         return text
     try:
-        return make_url(text).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+        return mask(make_url(text))
+    except (sa.exc.ArgumentError, ValueError):
         return text.split("://", 1)[0] + "://***"
 
 
@@ -120,6 +129,32 @@ def shared_engine(url: URL) -> sa.Engine:
         if key not in _ENGINES:
             _ENGINES[key] = make_engine(url)
         return _ENGINES[key]
+
+
+def local_now() -> datetime:
+    """This machine's time, in UTC."""
+    return datetime.now(UTC)
+
+
+OFFSET_TTL_S = 300  # how long a measured offset to the server's clock is used
+_OFFSETS: dict[int, tuple[float, timedelta]] = {}  # id(engine) -> (measured at, server - local)
+
+
+def server_clock(engine: sa.Engine, url: URL) -> Callable[[], datetime]:
+    """A clock that tells a server's time: claims and leases written by several machines then
+    expire by one clock, not each machine's (a watcher whose clock is ahead would take a live
+    lease). This machine's time plus its offset to the server's, measured every few minutes."""
+    def now() -> datetime:
+        got = _OFFSETS.get(id(engine))
+        if got is None or time.monotonic() - got[0] > OFFSET_TTL_S:
+            with connection(engine, url) as con:
+                before = local_now()
+                server = con.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+                after = local_now()
+            got = _OFFSETS[id(engine)] = (time.monotonic(),
+                                          server - (before + (after - before) / 2))
+        return local_now() + got[1]
+    return now
 
 
 def unavailable(url: URL, exc: BaseException) -> WorklistUnavailable:

@@ -35,8 +35,8 @@ from cxr.csvsafe import csv_safe
 from cxr.labels import FINDINGS, finding_index
 from cxr.worklist import migrate
 from cxr.worklist.claims import ClaimsMixin
-from cxr.worklist.db import (CaseChanged, connection, is_sqlite, make_engine, mask,
-                             shared_engine, sqlite_path, to_url)
+from cxr.worklist.db import (CaseChanged, connection, is_sqlite, local_now, make_engine, mask,
+                             server_clock, shared_engine, sqlite_path, to_url)
 from cxr.worklist.schema import (CAL, CALL, DECISIONS, DICOM_REFS, PROB, STATUSES, STD, cases,
                                  claims, decisions)
 from cxr.worklist.work import WorkMixin
@@ -69,7 +69,7 @@ class Worklist(ClaimsMixin, WorkMixin):
     read is `mode=ro`); a schema other than the code's is a SchemaMismatch at the first call
     that needs it (counts() reads any). create=True: an empty database is created at head, any
     schema but head is a SchemaMismatch at once. `clock`: the time source (claims, leases,
-    stamps)."""
+    stamps; claims and leases by default expire by the server's clock on a server)."""
 
     def __init__(self, target: str | os.PathLike = DEFAULT_DB, create: bool = True,
                  clock: Callable[[], datetime] | None = None):
@@ -77,7 +77,6 @@ class Worklist(ClaimsMixin, WorkMixin):
         self.url_masked = mask(self.url)
         self.sqlite = is_sqlite(self.url)
         self.path = sqlite_path(self.url) if self.sqlite else None
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.create = create
         self._checked = False  # the schema was found at head (checked once per Worklist)
         if self.sqlite and not create and not self.path.is_file():
@@ -89,6 +88,11 @@ class Worklist(ClaimsMixin, WorkMixin):
             self._writer = None if create else make_engine(self.url)
         else:  # a server has no read-only files: one shared pool reads and writes
             self.engine, self._writer = shared_engine(self.url), None
+        # stamps (decisions, imports) by this machine's clock, so one process's are in order;
+        # claims and leases expire by one clock for every machine: the server's on a server
+        self.clock = clock or local_now
+        self.lease_clock = clock or (local_now if self.sqlite
+                                     else server_clock(self.engine, self.url))
         if create:
             self._open_for_write()
         else:
@@ -154,8 +158,10 @@ class Worklist(ClaimsMixin, WorkMixin):
                 self._checked = True
             yield con
 
-    def _now(self, plus_seconds: float = 0.0) -> str:
-        now = self.clock() + timedelta(seconds=plus_seconds)
+    def _now(self, plus_seconds: float = 0.0, lease: bool = False) -> str:
+        """The time as stored (ISO UTC); lease=True: by the clock claims and leases use (call it
+        outside a transaction: on a server it may read the server's clock)."""
+        now = (self.lease_clock if lease else self.clock)() + timedelta(seconds=plus_seconds)
         return now.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
     def _frame(self, stmt, con=None) -> pd.DataFrame:
@@ -230,7 +236,7 @@ class Worklist(ClaimsMixin, WorkMixin):
                 .select_from(cases.outerjoin(last, last.c.case_id == cases.c.id)
                              .outerjoin(d, d.c.id == last.c.last_id)
                              .outerjoin(cl, sa.and_(cl.c.case_id == cases.c.id,
-                                                    cl.c.expires_at > self._now())))
+                                                    cl.c.expires_at > self._now(lease=True))))
                 .subquery("v"))
 
     def cases(self, finding: str | None = None, min_prob: float = 0.5,

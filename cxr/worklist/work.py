@@ -4,6 +4,7 @@ worker at a time, and a crashed worker's item is picked up again when its lease 
     >>> wl.enqueue_work(["1.2.840.1", "1.2.840.2"], checkpoint_hash=h)   # 2 new
     >>> for key in wl.lease_work(h, worker="watcher-a", limit=4, seconds=300):
     ...     wl.finish_work(key, h, "watcher-a", state="done")
+    >>> wl.renew_lease(key, h, "watcher-a", seconds=300)   # False: another worker has it now
 
 lease_work takes the rows with SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL, so several
 workers on several machines never lease one item twice; on SQLite the transaction holds the
@@ -39,7 +40,7 @@ class WorkMixin:
         `worker` for `seconds`; returns their keys (oldest first), attempts incremented."""
         if not str(worker).strip():
             raise ValueError("a lease needs the worker's name")
-        now, until = self._now(), self._now(plus_seconds=seconds)
+        now, until = self._now(lease=True), self._now(plus_seconds=seconds, lease=True)
         w = work_items.c
         free = sa.or_(w.state == "pending", sa.and_(w.state == "leased", w.lease_until < now))
         with self._write() as con:
@@ -53,6 +54,26 @@ class WorkMixin:
                             .values(state="leased", leased_by=str(worker), lease_until=until,
                                     attempts=w.attempts + 1, updated_at=now))
         return list(keys)
+
+    def renew_lease(self, key: str, checkpoint_hash: str, worker: str,
+                    seconds: int = 300) -> bool:
+        """Extend `worker`'s lease on an item for `seconds` from now (a long study, or one read
+        again after an interruption). True when it still holds it (an expired lease nobody
+        took yet counts); False when another worker took it over or it is finished: the
+        caller must then leave the item to that worker. ValueError for an unknown item."""
+        w = work_items.c
+        where = (w.key == str(key), w.checkpoint_hash == str(checkpoint_hash))
+        until, now = self._now(plus_seconds=seconds, lease=True), self._now()
+        with self._write() as con:
+            row = con.execute(sa.select(w.leased_by, w.state).where(*where)
+                              .with_for_update()).first()
+            if row is None:
+                raise ValueError(f"no work item {key!r} for checkpoint {checkpoint_hash}")
+            if row.leased_by != str(worker) or row.state != "leased":
+                return False
+            con.execute(work_items.update().where(*where).values(
+                lease_until=until, updated_at=now))
+        return True
 
     def finish_work(self, key: str, checkpoint_hash: str, worker: str, state: str = "done",
                     detail: str = "") -> bool:

@@ -52,6 +52,8 @@ def test_upload_shows_14_probabilities_histograms_and_a_cam(app, world):
     assert table["probability"].between(0, 1).all() and (table["std"] >= 0).all()
     assert table["probability"].is_monotonic_decreasing  # sorted, most likely first
     assert len(at.get("plotly_chart")) == 2  # the bars and the MC histograms
+    assert at.selectbox(key="figure_finding").value == table["finding"].iloc[0]
+    assert len(at.get("download_button")) == 1  # the report's Figure 7 as a PNG
     captions = [c for img in at.image for c in img.captions]
     top = table["finding"].iloc[0]
     assert any(c.startswith(f"{top}: p = ") for c in captions)  # the Grad-CAM overlay
@@ -218,6 +220,32 @@ def test_opacity_and_findings_to_explain(app, world):
     no_exception(at)
     captions = [c for img in at.image for c in img.captions]
     assert sum(c.startswith(("Effusion: p", "Mass: p")) for c in captions) == 2
+
+
+def test_the_chosen_findings_histogram_downloads_as_a_png(app, world, monkeypatch):
+    """The report's Figure 7: the button's data is drawn when clicked (a deferred callable);
+    Streamlit's own media manager is watched for the callable the page registers."""
+    from PIL import Image
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    registered = {}
+    add_deferred = MediaFileManager.add_deferred
+
+    def watched(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        file_id = add_deferred(self, data_callable, mimetype, coordinates, file_name, **kwargs)
+        registered[file_id] = data_callable, file_name
+        return file_id
+    monkeypatch.setattr(MediaFileManager, "add_deferred", watched)
+    at = app(world, PAGE)
+    at.slider[0].set_value(6)  # passes
+    at = upload(at, "film.png", png_bytes(2), "image/png")
+    at.selectbox(key="figure_finding").set_value("Hernia")
+    at.run()
+    no_exception(at)
+    [button] = at.get("download_button")
+    draw, file_name = registered[button.proto.deferred_file_id]
+    image = Image.open(io.BytesIO(draw()))
+    assert image.format == "PNG" and image.size == (768, 480)
+    assert file_name == "mc_histogram_Hernia.png"
 
 
 def test_a_new_film_is_explained_by_its_own_top_finding(app, world):

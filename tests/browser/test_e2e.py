@@ -18,7 +18,8 @@ checkpoints, evaluations and data read in place, its worklist copied (the test's
 out of the user's), and a synthetic demo test film uploaded. The README's screenshots come from
 that run:
 
-    CXR_E2E_DEMO=$PWD .venv/bin/python -m pytest tests/browser -s && cp tests/artifacts/*.png docs/screenshots/
+    CXR_E2E_DEMO=$PWD .venv/bin/python -m pytest tests/browser -s && \
+        cp tests/artifacts/*.png docs/screenshots/
 """
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ def demo_world(repo: Path, root: Path) -> dashboard_env.DashboardEnv:
         pytest.skip(f"CXR_E2E_DEMO={repo}: the demo has not finished there ({status})")
     import sqlite3
     worklist = root / "worklist.sqlite"
-    with sqlite3.connect(repo / "data" / "worklist.sqlite") as src, sqlite3.connect(worklist) as dst:
+    with sqlite3.connect(repo / "data" / "worklist.sqlite") as src, \
+            sqlite3.connect(worklist) as dst:
         src.backup(dst)  # WAL mode: copying the file alone could miss recent rows
     fusion = repo / "checkpoints" / "demo-fusion"
     if not (fusion / "best.readout.pt").is_file():

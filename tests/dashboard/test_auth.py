@@ -168,8 +168,9 @@ def test_host_name_of_a_host_header():
     assert host_name("LocalHost.:8501") == "localhost"  # case and the trailing dot
     assert host_name("cxr.hospital.example") == "cxr.hospital.example"
     for bad in (None, "", "a@localhost", "localhost:99999", "localhost:x", "localhost/x",
-                "[::1"):
-        assert host_name(bad) is None, bad
+                "[::1", "localhost#.evil.example", "localhost#", "local\thost",
+                "local\nhost", "local host", "localhost\x00.evil.example"):
+        assert host_name(bad) is None, repr(bad)
 
 
 def test_is_loopback_name():

@@ -32,7 +32,8 @@ def test_relative_roots_resolve_against_the_start_folder(tmp_path, monkeypatch):
     r = Roots.from_env({"CXR_RUNS_DIR": "runs", "CXR_DATA_DIR": "./d/../data"})
     assert (r.runs, r.data, r.worklist) == (tmp_path / "runs", tmp_path / "data",
                                             tmp_path / "data" / "worklist.sqlite")
-    assert Roots.from_env({"CXR_DATA_DIR": ""}, cwd=tmp_path).data == tmp_path / "data"  # empty: unset
+    # empty: unset
+    assert Roots.from_env({"CXR_DATA_DIR": ""}, cwd=tmp_path).data == tmp_path / "data"
 
 
 def _dataset(folder, name="Data_Entry_2017.csv"):

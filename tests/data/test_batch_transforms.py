@@ -171,3 +171,26 @@ def test_params_tensor_follows_PARAMS():
 def test_bad_input_is_a_clear_error(images, params, error, match):
     with pytest.raises(error, match=match):
         BatchTransform(S)(images, params)
+
+
+@pytest.mark.parametrize("fill", ["reflect", "black"])
+def test_each_fill_mode_is_bitwise_the_per_image_transform_on_cpu(fill):
+    images = smooth_images(6)
+    train = TrainTransform(S, augment=AugmentConfig(rotation=0.1, zoom=0.2, fill_mode=fill))
+    batch = BatchTransform.like(train)
+    assert batch.fill_mode == fill
+    out = batch(torch.from_numpy(images), drawn(train, 6))
+    for i, image in enumerate(images):
+        assert torch.equal(out[i], train(unit(image), sample_rng(i))), f"sample {i}"
+
+
+@pytest.mark.parametrize("fill, left, right", [("reflect", 50, 90), ("black", 0, 0)])
+def test_zoom_out_fills_by_reflection_about_the_edge_as_keras(fill, left, right):
+    """Keras fill_mode="reflect": d c b a | a b c d. Zooming an 8-column ramp (column j holds
+    20 j) out to half size maps output column 0 to input position -3.5, mirrored to 2.5
+    (between columns 2 and 3: 50), and column 7 to 10.5, mirrored to 4.5 (90)."""
+    ramp = np.tile(np.arange(8, dtype=np.uint8) * 20, (8, 1))[None]
+    out = BatchTransform(8, **IDENTITY, fill_mode=fill)(torch.from_numpy(ramp),
+                                                        fixed((0.0, 0.0, 0.5, 0.0)))[0, 0]
+    torch.testing.assert_close(out[:, 0], torch.full((8,), left / 255), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[:, 7], torch.full((8,), right / 255), atol=1e-6, rtol=0)

@@ -62,7 +62,8 @@ def test_unknown_image_is_a_key_error_naming_it(tmp_path):
 
 def test_up_to_date_cache_is_kept_unless_forced_or_stale(tmp_path):
     items = write_images(tmp_path / "images", 3)
-    build = lambda **kw: build_cache(items, tmp_path / "c", SIZE, 1, progress=False, **kw)[1]
+    build = lambda **kw: build_cache(items, tmp_path / "c", SIZE, 1, progress=False,  # noqa: E731
+                                     **kw)[1]
     assert build(data_version="v1")
     assert not build(data_version="v1")  # unchanged: kept
     assert build(data_version="v1", force=True)

@@ -154,3 +154,30 @@ def test_resize_to_uint8_is_the_eval_resize_rounded():
     assert out.shape == (16, 16) and out.dtype == np.uint8
     resized = EvalTransform(16, **IDENTITY)(IMG)[0].numpy()
     assert np.abs(out / 255.0 - resized).max() <= 0.5 / 255 + 1e-6
+
+
+def test_the_defaults_are_the_reports_keras_layers():
+    """Flip p 0.5, RandomRotation(0.1) (a tenth of a turn), RandomZoom(0.1),
+    RandomBrightness(0.1), and Keras' fill_mode="reflect"; TrainConfig takes the same."""
+    from cxr.train.config import TrainConfig
+    keys = ("hflip", "rotation", "zoom", "brightness", "fill_mode")
+    report = (0.5, 0.1, 0.1, 0.1, "reflect")
+    assert tuple(getattr(AugmentConfig(), k) for k in keys) == report
+    assert tuple(getattr(TrainConfig(), k) for k in keys) == report
+    assert TrainTransform(S).augment == AugmentConfig()
+
+
+@pytest.mark.parametrize("fill, corner", [("reflect", 1.0), ("black", 0.0)])
+def test_rotation_fills_what_it_uncovers_by_fill_mode(fill, corner):
+    white = np.ones((S, S), np.float32)
+    t = TrainTransform(S, **IDENTITY, augment=only(rotation=0.1, fill_mode=fill))
+    seed = next(s for s in range(50) if abs(t.draw(rng(s))["angle"]) > 20)
+    out = t(white, rng(seed))[0].numpy()
+    assert out[S // 2, S // 2] == pytest.approx(1.0, abs=1e-5)
+    for corner_value in (out[0, 0], out[0, -1], out[-1, 0], out[-1, -1]):
+        assert corner_value == pytest.approx(corner, abs=1e-5)
+
+
+def test_an_unknown_fill_mode_is_refused():
+    with pytest.raises(ValueError, match="fill_mode"):
+        AugmentConfig(fill_mode="wrap")

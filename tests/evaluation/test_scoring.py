@@ -25,7 +25,8 @@ def test_labels_follow_the_order_of_the_images(synthetic_labels):
                           **{f: y[:, k] for k, f in enumerate(FINDINGS)}})
     asked = [images[5], images[0], images[42]]
     labels, who = labels_for(asked, table, source="p.csv")
-    assert np.array_equal(labels, y[[5, 0, 42]]) and who.tolist() == [patients[i] for i in (5, 0, 42)]
+    assert np.array_equal(labels, y[[5, 0, 42]])
+    assert who.tolist() == [patients[i] for i in (5, 0, 42)]
     with pytest.raises(ValueError, match=r"2 image\(s\) in p.csv have no labels .*first: x.png, "
                                          r"y.png"):
         labels_for([images[0], "y.png", "x.png"], table, source="p.csv")

@@ -20,7 +20,8 @@ def count(params) -> int:
 def test_head_parameter_count_and_map(name, head, features):
     model = create_model(name).eval()
     assert count(model.head_parameters()) == head
-    assert [m.p for m in model.head if isinstance(m, torch.nn.Dropout)] == [0.4, 0.4]
+    # the report's two rates, each on the layer it names (MODEL_CARD.md, "Baseline heads")
+    assert [m.p for m in model.head if isinstance(m, torch.nn.Dropout)] == [0.4, 0.5]
     with torch.no_grad():
         assert model.forward_features(torch.zeros(1, 3, 64, 64)).shape == (1, features, 2, 2)
 
@@ -83,3 +84,40 @@ def test_drop_path_rate_is_keras_stochastic_depth_for_efficientnet_only():
     assert torch.equal(m(x), m(x))
     with pytest.raises(ValueError, match="no residual blocks"):
         create_model("densenet121", input_size=32, drop_path_rate=0.2)
+
+
+@pytest.mark.parametrize("name, total", [("densenet121", 7_569_486),
+                                         ("efficientnet_b0", 4_712_625)])
+def test_keras_total_is_the_reports(name, total):
+    """Keras's "Total params" (Figures 3b, 3c) count the BatchNorm moving mean and variance as
+    non-trainable parameters, and EfficientNet's input Normalization layer (mean 3, variance 3,
+    count 1); the head is the report's trainable part."""
+    model = create_model(name)
+    moving = sum(b.numel() for key, b in model.named_buffers()
+                 if key.endswith(("running_mean", "running_var")))
+    normalization = 7 if name.startswith("efficientnet") else 0
+    assert count(model.parameters()) + moving + normalization == total
+
+
+def test_the_two_head_dropouts_have_their_own_rates():
+    model = create_model("densenet121", drop_rate=0.3, hidden_drop_rate=0.4, input_size=32)
+    assert [m.p for m in model.head if isinstance(m, torch.nn.Dropout)] == [0.3, 0.4]
+    assert model.model_kwargs["drop_rate"] == 0.3
+    assert model.model_kwargs["hidden_drop_rate"] == 0.4
+    # the first dropout sits right after the pooling: the "MC Dropout layer" of the report
+    assert isinstance(model.head[0], torch.nn.Dropout) and model.head[0].p == 0.3
+
+
+def test_a_checkpoint_saved_before_hidden_drop_rate_keeps_both_dropouts_at_drop_rate(tmp_path):
+    """Old checkpoints stored only `drop_rate`, which both dropouts used: they load unchanged."""
+    from cxr.checkpoint import load_model, save_checkpoint
+    model = create_model("efficientnet_b0", input_size=32, hidden_drop_rate=0.4)
+    path = save_checkpoint(tmp_path / "old.pt", model, {})
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["meta"]["model"]["kwargs"]["hidden_drop_rate"]  # as an older version wrote it
+    torch.save(ckpt, path)
+    loaded, _ = load_model(path)
+    assert [m.p for m in loaded.head if isinstance(m, torch.nn.Dropout)] == [0.4, 0.4]
+    new, _ = load_model(save_checkpoint(tmp_path / "new.pt", create_model(
+        "efficientnet_b0", input_size=32), {}))
+    assert [m.p for m in new.head if isinstance(m, torch.nn.Dropout)] == [0.4, 0.5]

@@ -34,7 +34,8 @@ def test_forward_features_is_512_channel_map(fusion, size, grid):
         assert fusion.forward_features(torch.randn(1, 3, size, size)).shape == (1, 512, grid, grid)
 
 
-def test_frozen_backbones_leave_alignment_attention_head_trainable_and_grads_reach_attention(fusion):
+def test_frozen_backbones_leave_alignment_attention_head_trainable_and_grads_reach_attention(
+        fusion):
     fusion.train()
     for p in fusion.backbone_parameters():
         p.requires_grad_(False)

@@ -65,10 +65,11 @@ def chest_study(seed: int = 0) -> dict:
     return {"study_uid": study, "files": files, "kinds": kinds, "frontal": frontal}
 
 
-def single_film_study(seed: int = 10) -> dict:
-    """One DX PA chest film, uncompressed: a study stored while `watch` runs."""
+def single_film_study(seed: int = 10, size: int = 64) -> dict:
+    """One DX PA chest film (size x size, 12 bits), uncompressed: a study stored while `watch`
+    runs (bench/bench_pacs_loop.py stores them at realistic sizes)."""
     study = generate_uid()
-    sop, data = _instance(study, film(seed), ViewPosition="PA", BodyPartExamined="CHEST")
+    sop, data = _instance(study, film(seed, size), ViewPosition="PA", BodyPartExamined="CHEST")
     return {"study_uid": study, "files": {"dx_pa": data}, "kinds": {sop: "dx_pa"},
             "frontal": [sop]}
 

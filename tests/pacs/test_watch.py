@@ -140,3 +140,23 @@ def test_a_refusal_is_named_and_the_watcher_carries_on(orthanc, checkpoint, tmp_
     assert len(refused) == 2 and "search for studies failed: HTTP 401" in refused[0]
     assert not any("Pa55word" in line for line in lines)
     assert json.loads((tmp_path / "progress.json").read_text())["state"] == "stopped"
+
+
+def test_a_held_study_taken_over_by_another_worker_is_left_to_it(orthanc, checkpoint, tmp_path,
+                                                                 pacs_env):
+    """A study this worker held through an outage whose lease ran out and another worker took is
+    not read again here: the takeover is logged and nothing is imported by this worker."""
+    lines: list[str] = []
+    watcher = _watcher(orthanc, checkpoint, tmp_path, lines)
+    study = I.single_film_study(seed=21)
+    orthanc.store(study["files"]["dx_pa"])
+    puller, wl = watcher.puller, Worklist(tmp_path / "wl.sqlite")
+    puller.enqueue([study["study_uid"]])  # this study only (the server holds earlier ones)
+    [key] = wl.lease_work(puller.sha, puller.opts.worker, seconds=-1)  # ours, already expired
+    puller.held = [key]
+    assert wl.lease_work(puller.sha, "other-watcher", seconds=300) == [key]  # taken over
+    puller.run_leased()
+    assert puller.held == [] and wl.cases().empty
+    assert any("left to the worker that took it over" in line for line in lines), lines
+    item = wl.work_items(puller.sha).iloc[0]
+    assert (item.state, item.leased_by) == ("leased", "other-watcher")

@@ -1,5 +1,6 @@
 """cxr/synth/generate.py (`cxr synth`): the synthetic dataset has NIH's layout, is reproducible
-and refuses to overwrite what it did not write. Tiny datasets (12 patients, 64 px) keep this fast."""
+and refuses to overwrite what it did not write. Tiny datasets (12 patients, 64 px) keep this
+fast."""
 from __future__ import annotations
 
 import gzip
@@ -14,7 +15,8 @@ from cxr.cli import main as cli_main
 from cxr.labels import FINDINGS, finding_index, parse_labels
 from cxr.synth.generate import BBOX_HEADER, ENTRY_HEADER, OutputExistsError, generate_dataset
 
-FILES = ("Data_Entry_2017.csv", "train_val_list.txt", "test_list.txt", "BBox_List_2017.csv", "README.md")
+FILES = ("Data_Entry_2017.csv", "train_val_list.txt", "test_list.txt", "BBox_List_2017.csv",
+         "README.md")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,8 @@ def test_same_seed_same_bytes_any_workers_other_seed_differs(tiny, tmp_path):
         assert (again / name).read_bytes() == (tiny / name).read_bytes(), name
     other = tmp_path / "other"
     generate_dataset(other, patients=12, size=64, seed=2, workers=1)
-    assert (other / "Data_Entry_2017.csv").read_bytes() != (tiny / "Data_Entry_2017.csv").read_bytes()
+    assert ((other / "Data_Entry_2017.csv").read_bytes()
+            != (tiny / "Data_Entry_2017.csv").read_bytes())
     first = (tiny / "images" / "00000001_000.png").read_bytes()
     assert (other / "images" / "00000001_000.png").read_bytes() != first
 

@@ -13,7 +13,8 @@ from cxr.synth.render import make_case, render_film, render_with_boxes
 def test_pixels_a_finding_changes_lie_inside_its_boxes(finding):
     for k, (size, others) in enumerate([(64, ()), (96, ("Effusion", "Cardiomegaly", "Nodule"))]):
         findings = tuple(f for f in FINDINGS if f == finding or f in others)
-        case = make_case(Film(100 + k, k, 60, "F" if k else "M", "AP" if k else "PA", findings), seed=5)
+        case = make_case(Film(100 + k, k, 60, "F" if k else "M", "AP" if k else "PA", findings),
+                         seed=5)
         pixels, boxes = render_with_boxes(case, size)
         assert np.array_equal(pixels, render_film(case, size))
         changed = pixels != render_film(case, size, without=(finding,))

@@ -168,3 +168,18 @@ def test_model_and_loss_choices_come_from_the_registries():
     with pytest.raises(ValueError) as caught:
         load_config(None, ["model=resnet50"])
     assert all(name in str(caught.value) for name in MODELS)
+
+
+def test_a_run_written_before_fill_mode_resumes_as_it_was_trained(tmp_path):
+    """Black fill and, for a baseline, both head dropouts at drop_rate: the defaults then."""
+    from cxr.train.config import dump_yaml, read_run_config
+    path = tmp_path / "config.yaml"
+    old = TrainConfig(model="densenet121", model_kwargs={"drop_rate": 0.3}).to_dict()
+    del old["fill_mode"]
+    path.write_text(yaml.safe_dump(old))
+    values = read_run_config(path)
+    assert values["fill_mode"] == "black"
+    assert values["model_kwargs"] == {"drop_rate": 0.3, "hidden_drop_rate": 0.3}
+    dump_yaml(TrainConfig(model="densenet121"), path)  # written today: today's defaults
+    values = read_run_config(path)
+    assert values["fill_mode"] == "reflect" and values["model_kwargs"] == {}

@@ -26,7 +26,8 @@ def test_made_split_is_saved_in_the_run_and_reproducible(base_values, dataset, t
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         assert td.write_split(cfg, files, table, tmp_path / name) == "made"
-    assert (tmp_path / "a" / "split.csv").read_bytes() == (tmp_path / "b" / "split.csv").read_bytes()
+    assert ((tmp_path / "a" / "split.csv").read_bytes()
+            == (tmp_path / "b" / "split.csv").read_bytes())
     info = td.read_split(tmp_path / "a", "made")
     assert set(info.frame["split"]) == {"train", "val", "test"}
     assert len(info.frame) == len(table)  # made from the metadata, every row

@@ -48,8 +48,9 @@ def _val_metrics(checkpoint, data_dir, run_dir):
     ds = CXRDataset(val, EvalTransform(32, meta["preprocess"]["mean"], meta["preprocess"]["std"]))
     with torch.no_grad():
         logits = torch.stack([model(ds[i][0][None])[0] for i in range(len(ds))])
-    loss = float(make_loss("focal", alpha=0.25, gamma=2.0, alpha_mode=meta["config"]["focal_alpha_mode"])(
-        logits, torch.tensor(ds.targets)))
+    loss_fn = make_loss("focal", alpha=0.25, gamma=2.0,
+                        alpha_mode=meta["config"]["focal_alpha_mode"])
+    loss = float(loss_fn(logits, torch.tensor(ds.targets)))
     return macro_auc(per_finding_auc(ds.targets, logits.sigmoid().numpy()))[0], loss
 
 
