@@ -2,7 +2,8 @@
 app.py` processes on two ports, CXR_WORKLIST naming the same database. A decision recorded
 through one replica's Triage page in a real browser (or by the library, as `cxr` on another
 machine would) is in the other's Triage table on its next page load, read over Streamlit's own
-WebSocket as the browser would receive it (tests/browser/test_host.py's client). Skips, saying
+WebSocket as the browser would receive it (tests/browser/test_host.py's client, reading on
+past a run that ends early for a rerun). Skips, saying
 why, without PostgreSQL or Chromium (browser.py).
 
     .venv/bin/python -m pytest tests/browser/test_replicas.py
@@ -10,7 +11,7 @@ why, without PostgreSQL or Chromium (browser.py).
 from __future__ import annotations
 
 import pytest
-from test_host import elements, session
+from test_host import elements
 
 import dashboard_env
 from browser import (By, Keys, case_header, chromium, open_page, streamlit_app, wait_idle,
@@ -33,11 +34,44 @@ def replicas(tmp_path, pg_url):
         yield pg_url, [int(u.rsplit(":", 1)[1]) for u in (a, b)]
 
 
+def page_load(port: int, page: str) -> list:
+    """What a new page load of `page` receives over the replica's WebSocket, up to the end of
+    the script run that draws it (a first run may end early for a rerun: app_ui's
+    leave_pages_folder_mode; that run's messages are dropped)."""
+    import asyncio
+    import time
+
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    async def run() -> list:
+        async with websockets.connect(
+                f"ws://127.0.0.1:{port}/_stcore/stream", subprotocols=["streamlit"],
+                additional_headers={"Origin": f"http://127.0.0.1:{port}"},
+                open_timeout=30) as ws:
+            rerun = BackMsg()
+            rerun.rerun_script.query_string = ""
+            rerun.rerun_script.page_name = page
+            await ws.send(rerun.SerializeToString())
+            got, deadline = [], time.time() + 120
+            while time.time() < deadline:
+                msg = ForwardMsg()
+                msg.ParseFromString(await asyncio.wait_for(ws.recv(), 120))
+                got.append(msg)
+                if msg.WhichOneof("type") == "script_finished":
+                    if msg.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                        return got
+                    got = []
+            raise AssertionError(f"no finished script run in 120 s; got {len(got)} messages")
+    return asyncio.run(run())
+
+
 def triage_table(port: int):
     """The Triage page's case table as replica `port` sends it to a new page load."""
     from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
     frames = [convert_arrow_bytes_to_pandas_df(e.dataframe.arrow_data.data)
-              for e in elements(session(port, f"127.0.0.1:{port}", "Triage"))
+              for e in elements(page_load(port, "Triage"))
               if e.WhichOneof("type") == "dataframe"]
     [table] = [f for f in frames if "uncertainty" in f.columns and "reason" in f.columns]
     return table.set_index("id")
