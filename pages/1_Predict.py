@@ -12,7 +12,6 @@ import streamlit as st
 
 import app_ui
 from cxr.dashboard import analysis, charts, mc_histogram, plain
-from cxr.dashboard.audit import md_plain
 from cxr.dashboard.points import point_caption
 from cxr.dashboard.runs import best_run, list_runs
 from cxr.dashboard.status import overview
@@ -65,7 +64,7 @@ try:
 except ReadoutError as exc:  # fitted for another checkpoint (retrained): never used silently
     st.error(f"Cannot use this checkpoint's readout: {plain.md(exc)}")
     st.stop()
-st.caption(md_plain(in_force(readout)))  # validation fit, or refitted on reviewed cases
+st.caption(plain.md(in_force(readout)))  # validation fit, or refitted on reviewed cases
 if upload is None:
     st.info("Waiting for a film. Nothing you upload is stored; DICOM patient fields are never "
             "read out or shown.")

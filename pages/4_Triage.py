@@ -1,24 +1,35 @@
 """Triage: the review worklist (cxr.worklist: SQLite, or a team's PostgreSQL), one model's queue
-at a time (the best fusion run's by default), most uncertain cases first; filter by finding,
-call, OOD flag, status and uncertainty; select a case to see its film, Grad-CAM, probabilities
-and calls, then record a decision (kept with history). The selected case is an id in session
-state, never a row number; each case's form has keys of its own and records what it was drawn
-for (a decision on a stale view is refused); opening a case claims it (others see it read-only).
-Names and notes others typed are plain text (cxr/dashboard/plain.py); films are read only under
-the image roots. A database the page cannot use is a message at the top, not a traceback.
+at a time (the best fusion run's by default), in a queue order (cxr/dashboard/orders.py: urgent
+first by default, most uncertain first, or the likely-negative list), each case with the reason
+it is where it is, and the validation sensitivity and specificity (95% CI) of the operating
+point its calls were made at (cxr/dashboard/points.py); filter by finding, call, OOD flag,
+status and uncertainty. The Sort by box applies with the "most uncertain first" order (its
+default sort is that order); the other two orders have their own and the box is disabled while
+one is chosen. Select a case to see its film, Grad-CAM, probabilities and calls (a case pulled
+from a PACS: its study date, whether its results and decision were sent back and when, and a
+link to the study in the site's viewer from the CXR_VIEWER_URL template), then record a
+decision (kept with history). The selected case is an id in session state, never a row number;
+each case's form has keys of its own and records what it was drawn for (a decision on a stale
+view is refused); opening a case claims it (others see it read-only). Names and notes others
+typed are plain text (cxr/dashboard/plain.py); films are read only under the image roots. A
+database the page cannot use is a message at the top, not a traceback.
 Logic: cxr/dashboard/triage.py."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 import app_ui
-from cxr.dashboard import analysis, charts, plain, triage
+from cxr.dashboard import analysis, charts, orders, plain, triage
+from cxr.dashboard.points import interval_columns, point_caption
 from cxr.dashboard.runs import list_runs
 from cxr.dashboard.status import overview
 from cxr.data.images import ImageLoadError
 from cxr.labels import FINDINGS
+from cxr.readout import ReadoutError
+from cxr.triage_order import DEFAULT_URGENT
 from cxr.worklist import (DECISIONS, STATUSES, SchemaMismatch, Worklist, WorklistUnavailable,
                           mask)
 
@@ -36,6 +47,20 @@ IMAGE_ROOTS = tuple(str(p) for p in triage.image_roots(r.data))
 def film(path: str, roots: tuple[str, ...]):
     """Only through load_image, only under the image roots (triage.load_film)."""
     return triage.load_film(path, [Path(p) for p in roots]).pixels
+
+
+def queue_readout(queue, runs):
+    """(the readout of the queue's checkpoint or None, the line saying which is in force). A
+    readout fitted for another checkpoint is refused with a message, never used silently."""
+    ckpt = triage.checkpoint_for(queue.checkpoint_hash, runs)
+    if ckpt is None:
+        return None, ("The checkpoint of this queue is not among the runs, so its readout "
+                      "cannot be read here; the calls are the ones imported with the cases.")
+    try:
+        return (readout := app_ui.readout_for(ckpt)[0]), orders.readout_in_force(readout)
+    except ReadoutError as exc:
+        st.error(f"Cannot use this checkpoint's readout: {plain.md(exc)}")
+        return None, "No readout in force (refused, above)."
 
 
 def page() -> None:
@@ -64,6 +89,19 @@ def page() -> None:
                           help="each model's predictions are a queue of their own; default: the "
                                "fusion run with the best validation AUC")
     queue = queues[choice]
+    readout, readout_note = queue_readout(queue, runs)
+
+    # -- the queue order (the first choice is the default) -----------------------------------------
+    c1, c2 = st.columns([2, 3])
+    order_choices = [orders.DEFAULT_ORDER, *(o for o in orders.ORDER_LABELS
+                                              if o != orders.DEFAULT_ORDER)]
+    order = c1.selectbox("Queue order", order_choices, key="f_order",
+                         format_func=orders.ORDER_LABELS.get,
+                         help="urgent first: urgent positive calls, then out-of-distribution "
+                              "and uncertain cases, then other positive calls, then the rest")
+    urgent = c2.multiselect("Urgent findings", FINDINGS, default=list(DEFAULT_URGENT),
+                            key="f_urgent", disabled=order != "urgent",
+                            help="a positive call for one of these puts a case first")
 
     # -- filters -----------------------------------------------------------------------------------
     with st.container(border=True):
@@ -80,11 +118,27 @@ def page() -> None:
         uncertainty = c6.slider("Uncertainty (image score)", 0.0, top, (0.0, top), 0.01,
                                 key="f_unc",
                                 help="each case's score under its uncertainty rule")
-        sort = c7.selectbox("Sort by", list(triage.SORTS), key="f_sort")
-        ascending = c7.toggle("ascending", key="f_asc")
+        own = order != "uncertain"  # urgent, likely-negative: an order of their own
+        sort = c7.selectbox("Sort by", list(triage.SORTS), key="f_sort", disabled=own,
+                            help="with the 'most uncertain first' order only; the other orders "
+                                 "sort the queue their own way")
+        ascending = c7.toggle("ascending", key="f_asc", disabled=own)
 
-    cases = triage.find_cases(wl, finding, min_prob, status, uncertainty, sort, ascending,
+    cases = triage.find_cases(wl, finding, min_prob, status, uncertainty,
+                              triage.DEFAULT_SORT if own else sort, ascending and not own,
                               queue=queue.checkpoint_hash, call=call, ood=ood)
+    cases, order_problem = orders.page_queue(cases, order, readout, tuple(urgent))
+    st.caption(plain.md(orders.sort_caption(order, sort, ascending, triage.DEFAULT_SORT,
+                                            readout, tuple(urgent))))
+    st.caption(plain.md(readout_note))
+    for point in triage.queue_points(queue.operating_point, readout):  # the calls' points
+        st.caption(plain.md(point_caption(readout, point)))
+        with st.expander(f"Validation sensitivity and specificity per finding at the "
+                         f"{plain.md(point)} operating point (95% CI)"):
+            st.dataframe(pd.DataFrame({"finding": list(FINDINGS),
+                                       **interval_columns(readout, point)}), hide_index=True)
+    if order_problem:
+        st.warning(plain.md(order_problem))
     calls_text = (f"Calls at the {plain.md(queue.operating_point)} operating point (chosen on "
                   "validation)."
                   if queue.operating_point else
@@ -101,7 +155,8 @@ def page() -> None:
         ss.pop("triage_case", None)
     pick = triage.pick_case(ids, ss.get("triage_case"), saved=ss.pop("triage_saved", None))
     if cases.empty:
-        st.info("No case matches these filters.")
+        if not order_problem:
+            st.info("No case matches these filters.")
         if pick.case_id is None:
             st.stop()
     else:
@@ -113,6 +168,8 @@ def page() -> None:
                                                       else []}},
             column_config={
                 "id": st.column_config.NumberColumn("case", width="small"),
+                "reason": st.column_config.TextColumn(
+                    "reason", help="why the case is where it is in this queue order"),
                 "OOD": st.column_config.TextColumn(
                     "OOD", help="out of distribution: the film is unlike the films the model was "
                     "trained on, and its numbers are not to be trusted"),
@@ -145,6 +202,14 @@ def page() -> None:
                f"{case['uncertainty']:.3f} (rule {plain.md(case['uncertainty_rule'])})"
                if case["uncertainty"] == case["uncertainty"]
                else f"model {plain.md(case['model'])} · status **{case['status']}**")
+    pacs = triage.pacs_info(case, triage.viewer_template())
+    if pacs is not None:  # pulled from a PACS: UIDs and dates only (the worklist has no patient)
+        st.caption(plain.md(". ".join(pacs.lines) + "."))
+        if pacs.link:
+            st.link_button("Open the study in the viewer", pacs.link,
+                           icon=":material/open_in_new:")
+        if pacs.link_problem:
+            st.warning(plain.md(pacs.link_problem))
     mean, std = triage.case_probabilities(case)
     if case["ood"] == 1:  # before the case's numbers, as on the Predict page
         st.error(f"**Out of distribution.** This film is unlike the films this model was trained "

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import streamlit as st
 
 import app_ui
-from cxr.dashboard import audit, orders, triage
+from cxr.dashboard import audit, orders, plain, triage
 from cxr.dashboard.runs import list_runs
 from cxr.dashboard.status import worklist_counts
 from cxr.readout import ReadoutError
@@ -35,9 +35,9 @@ choice = st.selectbox("Queue (one model's readings)", list(queues),
 ckpt = triage.checkpoint_for(choice, runs)
 if ckpt is not None:
     try:
-        st.caption(audit.md_plain(orders.readout_in_force(app_ui.readout_for(ckpt)[0])))
+        st.caption(plain.md(orders.readout_in_force(app_ui.readout_for(ckpt)[0])))
     except ReadoutError as exc:
-        st.error(f"Cannot use this checkpoint's readout: {audit.md_plain(exc)}")
+        st.error(f"Cannot use this checkpoint's readout: {plain.md(exc)}")
 
 
 @st.cache_data(max_entries=8, show_spinner="Auditing the decided cases…")
@@ -55,7 +55,7 @@ if report is None:
 note = audit.simulated_note(report)
 if note:
     st.error(note, icon=":material/smart_toy:")
-st.caption(audit.md_plain(audit.caption(report)))
+st.caption(plain.md(audit.caption(report)))
 st.markdown(audit.headline(report))
 st.subheader("Per finding, against the reviewers (95% bootstrap CI)")
 st.caption(f"Operating point in force: {', '.join(report['operating_point']) or 'none'}; "

@@ -8,7 +8,6 @@ The page reads the same worklist as Triage; it is for signed-in reviewers (local
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -18,12 +17,6 @@ from cxr.audit import LIMITS, RATES, audit_queue, caption, figures  # noqa: F401
 PAGE_BOOTSTRAP = 500  # resamples on the page: CIs to two decimals in about a second
 RATE_LABELS = {"sensitivity": "sensitivity", "specificity": "specificity", "ppv": "PPV",
                "npv": "NPV"}
-
-
-def md_plain(text: str) -> str:
-    """Text shown as itself in Markdown (st.caption): model names, worklist paths and URLs
-    come from whoever imported them, and `_` or `*` in them must not turn into formatting."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~<>$])", r"\\\1", str(text))
 
 
 def queue_audit(wl, checkpoint_hash: str, checkpoint: Path | None = None,

@@ -6,6 +6,9 @@ ordered queue with each case's reason.
     st.caption(order_caption(order, readout))
     st.caption(readout_in_force(readout))
 
+On the page the Sort by box applies with the `uncertain` order only (its default sort is that
+order; page_queue keeps the query's rows then); `urgent` and `likely-negative` have an order of
+their own, and the box is disabled while one of them is chosen.
 The likely-negative list is never called "normal": its caption states the validation
 sensitivity of the high-sensitivity operating point it is drawn at.
 """
@@ -60,6 +63,28 @@ def ordered_queue(cases: pd.DataFrame, order: str, readout=None,
         return order_cases(cases, order, urgent=urgent, sensitivity_thresholds=thresholds), None
     except ValueError as exc:
         return cases.iloc[0:0].assign(reason=[]), str(exc)
+
+
+def page_queue(cases: pd.DataFrame, order: str, readout=None,
+               urgent=DEFAULT_URGENT) -> tuple[pd.DataFrame, str | None]:
+    """The Triage page's queue: ordered_queue, except that with `uncertain` the rows keep the
+    order of `cases` (the query's, by the page's Sort by box, whose default is this order),
+    each with its reason."""
+    table, problem = ordered_queue(cases, order, readout, urgent)
+    if order != "uncertain" or problem is not None:
+        return table, problem
+    reasons = dict(zip(table["id"], table["reason"]))
+    return cases.reset_index(drop=True).assign(reason=[reasons[i] for i in cases["id"]]), None
+
+
+def sort_caption(order: str, sort: str, ascending: bool, default_sort: str, readout=None,
+                 urgent=DEFAULT_URGENT) -> str:
+    """order_caption, or what the Sort by box did instead (the `uncertain` order only)."""
+    if order == "uncertain" and (sort != default_sort or ascending):
+        return (f"Sorted by {sort}, {'lowest' if ascending else 'highest'} first (the Sort by "
+                "box; its default is the most uncertain first). The reason column gives each "
+                "case's uncertainty.")
+    return order_caption(order, readout, urgent)
 
 
 def readout_in_force(readout) -> str:

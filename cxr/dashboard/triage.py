@@ -121,12 +121,13 @@ def find_cases(wl: Worklist, finding: str = ANY, min_prob: float = 0.5, status: 
 
 
 def case_table(cases: pd.DataFrame) -> pd.DataFrame:
-    """One row per case: id, image, the OOD mark, model, status, uncertainty (the image score)
+    """One row per case: id, the reason it is where it is (a queue order's `reason` column,
+    where the cases have one), image, the OOD mark, model, status, uncertainty (the image score)
     and its rule, the findings called positive (empty without a readout), the OOD score, the
     top finding and its P, the uncertain flag, the latest reviewer, who has it open now (a live
     claim), then P per finding."""
     probs = cases[PROB].to_numpy()
-    table = cases[["id", "image"]].copy()
+    table = cases[["id", "reason", "image"] if "reason" in cases else ["id", "image"]].copy()
     table["OOD"] = [OOD_MARK if flag == 1 else "" for flag in cases["ood"]]
     table[["model", "status", "uncertainty"]] = cases[["model", "status", "uncertainty"]]
     table["rule"] = cases["uncertainty_rule"].fillna("")
@@ -140,6 +141,15 @@ def case_table(cases: pd.DataFrame) -> pd.DataFrame:
                            else "")  # a live claim: someone has the case open
     table[list(FINDINGS)] = probs
     return table
+
+
+def queue_points(operating_point: str | None, readout) -> list[str]:
+    """The operating points a queue's calls were made at (Queue.operating_point: none, one, or
+    several comma-separated) that the checkpoint's readout has: the page states each one's
+    validation sensitivity and specificity."""
+    if readout is None or not operating_point:
+        return []
+    return [p for p in operating_point.split(",") if p in readout.points]
 
 
 def rules_caption(cases: pd.DataFrame) -> str:
@@ -276,12 +286,104 @@ def left_list_note(case: pd.Series | None, case_id: int) -> str:
             "filters changed). It stays open until you choose a case in the table.")
 
 
+SIMULATED_MARK = "simulated (the demo's reviewer)"  # how the history marks such a decision
+
+
 def history_table(history: pd.DataFrame) -> pd.DataFrame:
     """A case's decisions for st.table (which renders cells as Markdown): when, who, what,
-    the corrected findings and the note, every cell escaped so it reads as typed."""
+    the corrected findings, the note and whether the demo's simulated reviewer made it, every
+    cell escaped so it reads as typed."""
     from cxr.dashboard.plain import md
-    shown = history[["created_at", "reviewer", "decision", "corrected", "note"]]
+    shown = history[["created_at", "reviewer", "decision", "corrected", "note"]].copy()
+    flags = history["simulated"] if "simulated" in history else pd.Series(False, history.index)
+    shown["simulated"] = [SIMULATED_MARK if _flag(v) else "" for v in flags]
     return shown.fillna("").astype(str).map(md)
+
+
+def _flag(value) -> bool:
+    """A boolean column's cell (bool, 0/1, None or NaN) as a bool."""
+    return bool(value) and value == value
+
+
+# -- PACS cases: the study, what was sent back, the site's viewer ------------------------
+VIEWER_URL_ENV = "CXR_VIEWER_URL"  # e.g. http://viewer/viewer?StudyInstanceUIDs={study}
+
+
+@dataclass(frozen=True)
+class PacsInfo:
+    """What the page says about a case pulled from a PACS (plain text; UIDs and dates only,
+    never a patient field: the worklist holds none)."""
+    lines: tuple[str, ...]
+    link: str | None          # the study in the site's viewer (None: no template, or no UID)
+    link_problem: str | None  # the template is wrong: what to fix
+
+
+def viewer_template(env: dict | None = None) -> str | None:
+    """The site's viewer URL template (CXR_VIEWER_URL), or None."""
+    value = str((os.environ if env is None else env).get(VIEWER_URL_ENV, "")).strip()
+    return value or None
+
+
+def pacs_info(case, template: str | None) -> PacsInfo | None:
+    """For a case with a Study Instance UID: its study and date, whether the model's results
+    (an SR) and the reviewer's decision were sent to the PACS and when, and the viewer link
+    from `template` (cxr.pacs.viewer_link). None for a case that did not come from a PACS."""
+    from cxr.pacs import viewer_link
+    study = _text(case.get("study_uid"))
+    if study is None:
+        return None
+    date = _text(case.get("study_date"))
+    lines = [f"PACS study {study}, study date "
+             + (_dicom_date(date) if date else "not recorded")]
+    sent = _text(case.get("results_sent_at"))
+    sr = _text(case.get("result_sr_uid"))
+    lines.append(f"Results sent to the PACS {when_text(sent)}" + (f" (SR {sr})" if sr else "")
+                 if sent else "Results not sent to the PACS")
+    lines.append(_decision_sent(case))
+    link, problem = None, None
+    try:
+        link = viewer_link(template, case)
+    except ValueError as exc:
+        problem = f"The viewer link cannot be made ({VIEWER_URL_ENV}): {exc}"
+    if template is None:
+        lines.append(f"Set {VIEWER_URL_ENV} to link to the study in the site's viewer")
+    return PacsInfo(tuple(lines), link, problem)
+
+
+def _decision_sent(case) -> str:
+    sent, decided = _text(case.get("decision_sent_at")), _text(case.get("decided_at"))
+    if decided is None:
+        return "No decision yet to send"
+    if sent is None:
+        return "The reviewer's decision is not sent to the PACS (cxr pacs push-decisions)"
+    text = f"The reviewer's decision sent to the PACS as an SR {when_text(sent)}"
+    if _instant(decided) > _instant(sent):
+        text += f"; a newer decision ({when_text(decided)}) is not sent yet"
+    return text
+
+
+def _text(value) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return str(value).strip() or None
+
+
+def _dicom_date(value: str) -> str:
+    """A DICOM DA (YYYYMMDD) as 2026-11-20; anything else as it is."""
+    return f"{value[:4]}-{value[4:6]}-{value[6:]}" if len(value) == 8 and value.isdigit() \
+        else value
+
+
+def _instant(iso: str):
+    from datetime import datetime, timezone
+    when = datetime.fromisoformat(str(iso))
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def when_text(iso: str) -> str:
+    """'on 2026-12-08 at 10:31 UTC' from an ISO time."""
+    from datetime import timezone
+    return _instant(iso).astimezone(timezone.utc).strftime("on %Y-%m-%d at %H:%M UTC")
 
 
 # -- claims: who is reviewing a case right now (advice; decisions are guarded by Drawn) -------
@@ -357,7 +459,7 @@ def worklist_problem(exc: BaseException) -> str | None:
 # The page's inputs to keep across a run that could not draw them (the database went away):
 # Streamlit drops the state of widgets a run does not draw. The form's fields (d_...) and the
 # filters without an explicit default (giving those a value again would be refused).
-KEPT_FILTERS = ("f_finding", "f_call", "f_ood", "f_status", "f_sort")
+KEPT_FILTERS = ("f_finding", "f_call", "f_ood", "f_status", "f_sort", "f_order")
 
 
 def kept_inputs(state) -> dict:

@@ -22,6 +22,12 @@ def cases_table(at):
     return frames[0]
 
 
+def uncertain_order(at) -> None:
+    """Choose the 'most uncertain first' order, under which the Sort by box applies."""
+    at.selectbox(key="f_order").set_value("uncertain")
+    at.run()
+
+
 def select_row(at, row: int) -> None:
     """Click row `row` of the case table as it is drawn now, and rerun."""
     # the table's key (one per list of cases; "cases" before issue 18)
@@ -66,6 +72,7 @@ def test_no_worklist_yet(app, empty_world):
 
 def test_table_is_sorted_by_uncertainty_and_first_case_is_shown(app, world):
     at = app(world, PAGE)
+    uncertain_order(at)
     no_exception(at)
     table = cases_table(at)
     assert len(table) == 6
@@ -85,6 +92,7 @@ def test_table_is_sorted_by_uncertainty_and_first_case_is_shown(app, world):
 
 def test_sorting_and_filters(app, world):
     at = app(world, PAGE)
+    uncertain_order(at)
     at.selectbox(key="f_sort").set_value("image")
     at.toggle(key="f_asc").set_value(True)
     at.run()
@@ -187,6 +195,7 @@ def _second_queue(world):
 def test_one_model_per_queue_calls_and_ood(app, fresh_world):
     cnn = _second_queue(fresh_world)
     at = app(fresh_world, PAGE)
+    uncertain_order(at)  # the order under which the Sort by box applies
     no_exception(at)
     # the fusion run's queue by default (fusion first, though the cnn's val AUC is higher):
     # its six films, each once, though the worklist holds each film twice

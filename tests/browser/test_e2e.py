@@ -4,9 +4,10 @@ headless Chromium through Selenium + chromedriver (no browser download anywhere)
 Upload a real ChestX-ray14 film on Predict to a demo-like model (trained on synthetic phantoms,
 with the readout `cxr calibrate` fits): the out-of-distribution warning must come, above the
 numbers. Then a synthetic film of the model's own data: no such warning, the 14 probabilities,
-calls and a Grad-CAM overlay. On Triage sort by uncertainty, record a decision, reload and find
-it persisted. Screenshots of every page go to tests/artifacts/ (git-ignored). Skips, saying
-why, without chromium/chromedriver/selenium or the real NIH images.
+calls and a Grad-CAM overlay. On Triage choose the most-uncertain order, sort by uncertainty,
+record a decision, reload and find it persisted. Screenshots of every page go to
+tests/artifacts/ (git-ignored). Skips, saying why, without chromium/chromedriver/selenium or the
+real NIH images.
 
     .venv/bin/python -m pytest tests/browser -s        # CXR_E2E_KEEP=1 keeps the server log
 
@@ -160,6 +161,7 @@ def test_predict_then_triage_in_a_real_browser(server, driver, nih_film, film, w
     by_image = wl.cases(sort="image", ascending=True).iloc[0]
     most_uncertain = wl.cases(sort="uncertainty").iloc[0]
     assert by_image["id"] != most_uncertain["id"]
+    choose(d, "Queue order", "Most uncertain first")  # the order the Sort by box applies in
     choose(d, "Sort by", "image")
     choose(d, "Sort by", "uncertainty (image score, by rule)")
     case_id = int(most_uncertain["id"])

@@ -396,7 +396,9 @@ def test_the_history_table_is_escaped_for_st_table(wl):
                        corrected=["Mass"])
     wl.record_decision(case_id, "agree", "dr b")
     table = triage.history_table(wl.history(case_id))
-    assert list(table.columns) == ["created_at", "reviewer", "decision", "corrected", "note"]
+    assert list(table.columns) == ["created_at", "reviewer", "decision", "corrected", "note",
+                                   "simulated"]
+    assert table["simulated"].tolist() == ["", ""]  # real reviewers
     assert table["note"].tolist() == ["\\!\\[x\\]\\(http://h/x.png\\)", ""]
     assert table["reviewer"].tolist() == ["dr \\*\\*a\\*\\*", "dr b"]
     assert table["corrected"].tolist() == ['\\["Mass"\\]', ""]
@@ -414,3 +416,52 @@ def test_a_claim_that_cannot_be_written_is_a_claim_failed(wl, monkeypatch):
         triage.claim_case(wl, case_id, "dr a")
     with pytest.raises(triage.ClaimFailed):
         triage.release_claim(wl, case_id, "dr a")
+
+
+# -- issue 19 item 3: what the page says about a PACS case -----------------------------------
+PACS_CASE = {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "sop_uid": "1.2.3.4.5",
+             "study_date": "20261120", "results_sent_at": "2026-12-01T10:31:00+00:00",
+             "result_sr_uid": "9.8.7", "decision_sent_at": float("nan"),
+             "decided_at": float("nan")}
+
+
+def test_pacs_info_of_a_pacs_case():
+    info = triage.pacs_info(pd.Series(PACS_CASE), "http://v/viewer?StudyInstanceUIDs={study}")
+    assert info.lines == ("PACS study 1.2.3, study date 2026-11-20",
+                          "Results sent to the PACS on 2026-12-01 at 10:31 UTC (SR 9.8.7)",
+                          "No decision yet to send")
+    assert info.link == "http://v/viewer?StudyInstanceUIDs=1.2.3" and info.link_problem is None
+    decided = {**PACS_CASE, "decided_at": "2026-12-02T09:00:00+00:00"}
+    assert triage.pacs_info(decided, None).lines[2] == (
+        "The reviewer's decision is not sent to the PACS (cxr pacs push-decisions)")
+    sent = {**decided, "decision_sent_at": "2026-12-02T09:05:00+00:00"}
+    assert triage.pacs_info(sent, None).lines[2].endswith("as an SR on 2026-12-02 at 09:05 UTC")
+    newer = {**sent, "decided_at": "2026-12-03T08:00:00+00:00"}
+    assert triage.pacs_info(newer, None).lines[2].endswith(
+        "; a newer decision (on 2026-12-03 at 08:00 UTC) is not sent yet")
+
+
+def test_pacs_info_without_a_study_a_template_or_a_good_one():
+    assert triage.pacs_info({**PACS_CASE, "study_uid": float("nan")}, "x{study}") is None
+    assert triage.pacs_info({**PACS_CASE, "study_uid": None}, "x{study}") is None
+    none = triage.pacs_info({**PACS_CASE, "study_date": None, "results_sent_at": None}, None)
+    assert none.lines[:2] == ("PACS study 1.2.3, study date not recorded",
+                              "Results not sent to the PACS")
+    assert none.link is None and none.lines[-1].startswith("Set CXR_VIEWER_URL")
+    bad = triage.pacs_info(PACS_CASE, "http://v/?p={patient}")
+    assert bad.link is None and "unknown placeholder(s) {patient}" in bad.link_problem
+    assert triage.viewer_template({"CXR_VIEWER_URL": "  "}) is None
+    assert triage.viewer_template({"CXR_VIEWER_URL": " http://v/{study} "}) == "http://v/{study}"
+
+
+def test_queue_points_and_the_history_marks_simulated_decisions():
+    from types import SimpleNamespace
+    readout = SimpleNamespace(points={"sensitivity": {}, "youden": {}})
+    assert triage.queue_points("sensitivity", readout) == ["sensitivity"]
+    assert triage.queue_points("specificity,youden", readout) == ["youden"]
+    assert triage.queue_points(None, readout) == [] and triage.queue_points("youden", None) == []
+    history = pd.DataFrame({"created_at": ["t1", "t2"], "reviewer": ["sim", "dr a"],
+                            "decision": ["agree", "agree"], "corrected": [None, None],
+                            "note": ["", ""], "simulated": [True, False]})
+    assert triage.history_table(history)["simulated"].tolist() == [
+        "simulated \\(the demo's reviewer\\)", ""]
