@@ -41,9 +41,13 @@ def local_server(world):
         yield int(url.rsplit(":", 1)[1])
 
 
-def session(port: int, host: str, page: str = "") -> list[ForwardMsg]:
-    """One script run over the app's WebSocket, connected to 127.0.0.1:port but addressed to
-    `host` (its Host header, and a same-origin Origin, as a browser page there would send)."""
+def session(port: int, host: str, page: str = "", drop_early_run: bool = False
+            ) -> list[ForwardMsg]:
+    """A page load over the app's WebSocket, connected to 127.0.0.1:port but addressed to `host`
+    (its Host header, and a same-origin Origin, as a browser page there would send): every
+    message up to the end of the script run that draws the page. A first run may end early for
+    a rerun (app_ui's leave_pages_folder_mode); its messages are kept, since what it sent went
+    to the browser too, unless `drop_early_run` (tests/browser/test_replicas.py reads tables)."""
     async def run() -> list[ForwardMsg]:
         async with websockets.connect(
                 f"ws://{host}/_stcore/stream", host="127.0.0.1", port=port,
@@ -59,8 +63,11 @@ def session(port: int, host: str, page: str = "") -> list[ForwardMsg]:
                 msg.ParseFromString(await asyncio.wait_for(ws.recv(), 120))
                 got.append(msg)
                 if msg.WhichOneof("type") == "script_finished":
-                    return got
-            raise AssertionError(f"no script_finished in 120 s; got {len(got)} messages")
+                    if msg.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                        return got
+                    if drop_early_run:
+                        got = []
+            raise AssertionError(f"no finished script run in 120 s; got {len(got)} messages")
     return asyncio.run(run())
 
 

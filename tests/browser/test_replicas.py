@@ -11,7 +11,7 @@ why, without PostgreSQL or Chromium (browser.py).
 from __future__ import annotations
 
 import pytest
-from test_host import elements
+from test_host import elements, session
 
 import dashboard_env
 from browser import (By, Keys, case_header, chromium, open_page, streamlit_app, wait_idle,
@@ -35,36 +35,9 @@ def replicas(tmp_path, pg_url):
 
 
 def page_load(port: int, page: str) -> list:
-    """What a new page load of `page` receives over the replica's WebSocket, up to the end of
-    the script run that draws it (a first run may end early for a rerun: app_ui's
-    leave_pages_folder_mode; that run's messages are dropped)."""
-    import asyncio
-    import time
-
-    import websockets
-    from streamlit.proto.BackMsg_pb2 import BackMsg
-    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
-    async def run() -> list:
-        async with websockets.connect(
-                f"ws://127.0.0.1:{port}/_stcore/stream", subprotocols=["streamlit"],
-                additional_headers={"Origin": f"http://127.0.0.1:{port}"},
-                open_timeout=30) as ws:
-            rerun = BackMsg()
-            rerun.rerun_script.query_string = ""
-            rerun.rerun_script.page_name = page
-            await ws.send(rerun.SerializeToString())
-            got, deadline = [], time.time() + 120
-            while time.time() < deadline:
-                msg = ForwardMsg()
-                msg.ParseFromString(await asyncio.wait_for(ws.recv(), 120))
-                got.append(msg)
-                if msg.WhichOneof("type") == "script_finished":
-                    if msg.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
-                        return got
-                    got = []
-            raise AssertionError(f"no finished script run in 120 s; got {len(got)} messages")
-    return asyncio.run(run())
+    """What a new page load of `page` draws, as test_host's session reads it (a first run that
+    ends early for a rerun dropped)."""
+    return session(port, f"127.0.0.1:{port}", page, drop_early_run=True)
 
 
 def triage_table(port: int):
