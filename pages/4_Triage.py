@@ -30,8 +30,8 @@ from cxr.data.images import ImageLoadError
 from cxr.labels import FINDINGS
 from cxr.readout import ReadoutError
 from cxr.triage_order import DEFAULT_URGENT
-from cxr.worklist import (DECISIONS, STATUSES, SchemaMismatch, Worklist, WorklistUnavailable,
-                          mask)
+from cxr.worklist import (DECISIONS, STATUSES, CaseChanged, SchemaMismatch, Worklist,
+                          WorklistUnavailable, mask)
 
 DECISION_LABELS = {"agree": "Agree", "disagree": "Disagree", "second_read": "Needs second read"}
 
@@ -280,8 +280,15 @@ def page() -> None:
     elif claim is None:
         st.caption("Type your name to claim this case while you review it.")
     # The form of this case (keys hold its id and the number of decisions saved in this session,
-    # so every case's form starts empty); `drawn`: what the form the reviewer submitted showed.
-    gen, drawn = ss.get("triage_gen", 0), ss.get("triage_drawn")
+    # so every case's form starts empty); `drawn`: what the case was when this form was first
+    # drawn, kept over reruns (a filter, a Grad-CAM choice) so that a decision another reviewer
+    # made meanwhile is still caught; a form drawn only in this run was submitted for no case.
+    gen = ss.get("triage_gen", 0)
+    fresh = ss.get("triage_drawn_for") != (case_id, gen)
+    if fresh:
+        ss["triage_drawn"] = triage.Drawn(case_id, int(case["n_decisions"]))
+        ss["triage_drawn_for"] = (case_id, gen)
+    drawn = None if fresh else ss["triage_drawn"]
     key_of = lambda field: triage.form_key(field, case_id, gen)  # noqa: E731
     with st.form(f"decision_{case_id}_{gen}", clear_on_submit=False):
         st.markdown("**Your review**")
@@ -296,13 +303,15 @@ def page() -> None:
             st.caption(f"Recorded as {plain.code(who.identity)}, the signed-in identity.")
         submitted = st.form_submit_button("Record decision", type="primary",
                                           disabled=bool(busy))
-    ss["triage_drawn"] = triage.Drawn(case_id, int(case["n_decisions"]))
     if submitted:
         try:
             triage.save_decision(wl, drawn, case_id, decision, reviewer, note, corrected)
         except triage.SaveFailed as exc:  # full disk, read-only database: the form keeps its input
-            st.error(str(exc), icon=":material/error:")
-        except ValueError as exc:  # bad input, or the case changed meanwhile (CaseChanged)
+            st.error(plain.md(exc), icon=":material/error:")
+        except CaseChanged as exc:  # decided meanwhile: seen now, so the next submit may stand
+            ss["triage_drawn"] = triage.Drawn(case_id, int(case["n_decisions"]))
+            st.error(plain.md(exc))
+        except ValueError as exc:  # bad input (no reviewer name, ...)
             st.error(plain.md(exc))
         else:
             ss["recorded"] = (f"Recorded **{DECISION_LABELS[decision]}** for case {case_id} by "

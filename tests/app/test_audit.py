@@ -52,3 +52,23 @@ def test_a_new_decision_shows_on_the_next_run(app, fresh_world):
     assert any("n = 2 cases" in c.value for c in at.caption)
     assert any("1 of 2 decisions were made by the demo's SIMULATED reviewer" in e.value
                for e in at.error)
+
+
+def test_an_unreachable_database_server_is_a_clear_message(app, fresh_world, monkeypatch):
+    url = "postgresql+psycopg://cxr:pw-never-shown@127.0.0.1:9/cxr"  # nothing listens on 9
+    monkeypatch.setattr(fresh_world, "worklist", url)
+    at = app(fresh_world, PAGE, timeout=120)
+    no_exception(at)
+    [error] = at.error
+    text = error.value.replace("\\", "")
+    assert text.startswith("The worklist is not available right now: the worklist database "
+                           "postgresql+psycopg://cxr:***@127.0.0.1:9/cxr cannot be reached")
+    assert all("pw-never-shown" not in e.value for e in [*at.error, *at.info, *at.caption])
+
+
+def test_no_worklist_yet(app, fresh_world):
+    fresh_world.worklist.unlink()
+    at = app(fresh_world, PAGE)
+    no_exception(at)
+    assert any("No worklist at" in i.value and "the audit needs reviewed cases" in i.value
+               for i in at.info)

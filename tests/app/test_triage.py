@@ -570,3 +570,28 @@ def test_postgres_server_stopped_and_back_while_the_page_is_open(app, pg_world, 
     wl = Worklist(pg_world.worklist)
     assert wl.history(first)["note"].tolist() == ["before the outage"]  # nothing lost
     assert wl.history(second)["note"].tolist() == ["typed during the outage"]
+
+
+def test_a_rerun_between_filling_and_submitting_does_not_hide_a_decision_made_meanwhile(
+        app, fresh_world):
+    """The form remembers what the case was when it was first drawn: a rerun after another
+    reviewer decided the case (a filter, a Grad-CAM choice) does not make the old view current,
+    so the submit is still refused; once refused and seen, the next submit stands."""
+    a = pending_page(app, fresh_world, reviewer="dr a")
+    shown = shown_case(a)
+    fill_form(a, "disagree", ["Effusion"], "my reading")
+    expire_claims(fresh_world)
+    assert decide_first_case(app, fresh_world) == shown  # dr b decides it meanwhile
+    a.run()  # any rerun of dr a's page before the submit
+    no_exception(a)
+    button(a, "Record decision").click()
+    a.run()
+    no_exception(a)
+    [error] = a.error
+    assert f"case {shown} was decided by dr b at" in error.value.replace("\\", "")
+    wl = Worklist(fresh_world.worklist)
+    assert wl.export_table(history=True)["reviewer"].tolist() == ["dr b"]
+    button(a, "Record decision").click()  # dr a has seen it now, and decides again
+    a.run()
+    no_exception(a)
+    assert wl.export_table(history=True)["reviewer"].tolist() == ["dr b", "dr a"]
