@@ -213,3 +213,20 @@ def demo_banner(demo: dict) -> None:
     else:
         st.info(text)
 
+
+def pick_queue(wl, runs, key: str):
+    """The queue selector the Triage and Audit pages share (a triage.Queue: one model's
+    readings, so a film appears once; the best fusion run's by default). A worklist without
+    cases stops the page with a message."""
+    from cxr.dashboard import triage
+    queues = {q.checkpoint_hash: q for q in triage.queues(wl, runs)}
+    if not queues:
+        st.info("The worklist has no case yet.")
+        st.stop()
+    default = triage.default_queue(list(queues.values()))
+    choice = st.selectbox("Queue (one model's readings)", list(queues),
+                          index=list(queues).index(default.checkpoint_hash), key=key,
+                          format_func=lambda h: queues[h].label,
+                          help="each model's predictions are a queue of their own; default: the "
+                               "fusion run with the best validation AUC")
+    return queues[choice]

@@ -76,19 +76,8 @@ def page() -> None:
         app_ui.demo_banner(overview(r).demo)
         st.stop()
     runs = list_runs(r.runs)
-    queues = {q.checkpoint_hash: q for q in triage.queues(wl, runs)}
-    if not queues:
-        st.info("The worklist has no case yet.")
-        st.stop()
-
     # -- the queue: one model's readings, so a film appears once -----------------------------------
-    default = triage.default_queue(list(queues.values()))
-    choice = st.selectbox("Queue (one model's readings)", list(queues),
-                          index=list(queues).index(default.checkpoint_hash), key="f_queue",
-                          format_func=lambda h: queues[h].label,
-                          help="each model's predictions are a queue of their own; default: the "
-                               "fusion run with the best validation AUC")
-    queue = queues[choice]
+    queue = app_ui.pick_queue(wl, runs, key="f_queue")
     readout, readout_note = queue_readout(queue, runs)
 
     # -- the queue order (the first choice is the default) -----------------------------------------

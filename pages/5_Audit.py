@@ -35,14 +35,7 @@ def page() -> None:
                 "cases.")
         st.stop()
     runs = list_runs(r.runs)
-    queues = {q.checkpoint_hash: q for q in triage.queues(wl, runs)}
-    if not queues:
-        st.info("The worklist has no case yet.")
-        st.stop()
-    default = triage.default_queue(list(queues.values()))
-    choice = st.selectbox("Queue (one model's readings)", list(queues),
-                          index=list(queues).index(default.checkpoint_hash), key="a_queue",
-                          format_func=lambda h: queues[h].label)
+    choice = app_ui.pick_queue(wl, runs, key="a_queue").checkpoint_hash
     ckpt = triage.checkpoint_for(choice, runs)
     if ckpt is not None:
         try:
