@@ -61,19 +61,9 @@ class WorkMixin:
         again after an interruption). True when it still holds it (an expired lease nobody
         took yet counts); False when another worker took it over or it is finished: the
         caller must then leave the item to that worker. ValueError for an unknown item."""
-        w = work_items.c
-        where = (w.key == str(key), w.checkpoint_hash == str(checkpoint_hash))
-        until, now = self._now(plus_seconds=seconds, lease=True), self._now()
-        with self._write() as con:
-            row = con.execute(sa.select(w.leased_by, w.state).where(*where)
-                              .with_for_update()).first()
-            if row is None:
-                raise ValueError(f"no work item {key!r} for checkpoint {checkpoint_hash}")
-            if row.leased_by != str(worker) or row.state != "leased":
-                return False
-            con.execute(work_items.update().where(*where).values(
-                lease_until=until, updated_at=now))
-        return True
+        return self._update_held(key, checkpoint_hash, worker,
+                                 lease_until=self._now(plus_seconds=seconds, lease=True),
+                                 updated_at=self._now())
 
     def finish_work(self, key: str, checkpoint_hash: str, worker: str, state: str = "done",
                     detail: str = "") -> bool:
@@ -82,6 +72,12 @@ class WorkMixin:
         an unknown item or state."""
         if state not in FINISHED:
             raise ValueError(f"state {state!r} is not one of {FINISHED}")
+        return self._update_held(key, checkpoint_hash, worker, state=state, detail=str(detail),
+                                 lease_until=None, updated_at=self._now())
+
+    def _update_held(self, key: str, checkpoint_hash: str, worker: str, **values) -> bool:
+        """Set `values` on an item only while `worker` holds its lease (the row locked while
+        checked); False, changing nothing, when it does not. ValueError for an unknown item."""
         w = work_items.c
         where = (w.key == str(key), w.checkpoint_hash == str(checkpoint_hash))
         with self._write() as con:
@@ -91,8 +87,7 @@ class WorkMixin:
                 raise ValueError(f"no work item {key!r} for checkpoint {checkpoint_hash}")
             if row.leased_by != str(worker) or row.state != "leased":
                 return False
-            con.execute(work_items.update().where(*where).values(
-                state=state, detail=str(detail), lease_until=None, updated_at=self._now()))
+            con.execute(work_items.update().where(*where).values(**values))
         return True
 
     def work_items(self, checkpoint_hash: str | None = None) -> pd.DataFrame:
